@@ -1,0 +1,37 @@
+"""The indexer's exceptions: one hierarchy, foreign errors wrapped with ``raise … from``.
+
+::
+
+    IndexerError
+     ├── ModelUnavailable      no model could be loaded (hub unreachable, no local weights)
+     ├── ModelMismatch         vectors or an index of another model identity or dimension
+     ├── DecodeError           a file that is not DICOM, or pixels no plugin can decode
+     └── QueueError            a queue call made in the wrong transaction state
+"""
+
+from __future__ import annotations
+
+__all__ = ["IndexerError", "ModelUnavailable", "ModelMismatch", "DecodeError", "QueueError"]
+
+
+class IndexerError(Exception):
+    """Base class of every error the indexer raises on purpose."""
+
+
+class ModelUnavailable(IndexerError):
+    """No embedding model could be loaded; the message says why and how to provide weights."""
+
+
+class ModelMismatch(IndexerError):
+    """The index holds vectors of another model identity (or dimension) than the one offered.
+
+    Changing the model is an explicit rebuild (``IndexSet.switch_model``), never a silent mix.
+    """
+
+
+class DecodeError(IndexerError):
+    """A file is not DICOM, or its pixel data cannot be decoded."""
+
+
+class QueueError(IndexerError):
+    """A work-queue function was called in a transaction state it does not allow."""

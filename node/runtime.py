@@ -1,0 +1,81 @@
+"""The running node's parts, built once at start-up and passed down (no globals).
+
+``Services`` is what the protocol adapters (DIMSE handlers, REST routes) are given:
+the settings, the ingest path, per-thread catalog connections, the model state and
+the DIMSE client for sending to destinations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from node.errors import PrecedentError
+from node.settings import Settings
+from node.storage import Ingest, ThreadConnections
+
+if TYPE_CHECKING:
+    from indexer.embedder import Embedder
+    from indexer.index import IndexSet
+
+__all__ = ["ModelNotReady", "ModelState", "ModelStatusValues", "Services"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelStatusValues(str, Enum):
+    LOADING = "loading"
+    READY = "ready"
+    UNAVAILABLE = "unavailable"
+
+
+class ModelNotReady(PrecedentError):
+    """The embedding model is not loaded (yet, or at all); the message says why."""
+
+
+class ModelState:
+    """The embedder and the indexes, once loaded; or why they are not."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.status = ModelStatusValues.LOADING
+        self.reason: str | None = "the model is loading"
+        self.embedder: Embedder | None = None
+        self.index_set: IndexSet | None = None
+        self.ready = threading.Event()
+
+    def set_ready(self, embedder: Embedder, index_set: IndexSet) -> None:
+        with self._lock:
+            self.embedder, self.index_set = embedder, index_set
+            self.status, self.reason = ModelStatusValues.READY, None
+        self.ready.set()
+
+    def set_unavailable(self, reason: str) -> None:
+        with self._lock:
+            self.status, self.reason = ModelStatusValues.UNAVAILABLE, reason
+
+    def require(self) -> tuple[Embedder, IndexSet]:
+        """The embedder and indexes, or :class:`ModelNotReady` with the reason."""
+        with self._lock:
+            if self.embedder is None or self.index_set is None:
+                raise ModelNotReady(self.reason or "the model is not loaded")
+            return self.embedder, self.index_set
+
+    def as_json(self) -> dict[str, object]:
+        identity = getattr(self.embedder, "identity", None)
+        return {"status": self.status.value, "reason": self.reason, "identity": identity}
+
+
+@dataclass
+class Services:
+    """Everything a protocol adapter needs, built by :func:`node.app.build_services`."""
+
+    settings: Settings
+    ingest: Ingest
+    connections: ThreadConnections
+    model: ModelState = field(default_factory=ModelState)
+    #: set once the DIMSE listener accepts associations
+    dimse_ready: threading.Event = field(default_factory=threading.Event)

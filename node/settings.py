@@ -1,0 +1,277 @@
+"""The one settings object of the node.
+
+Loaded once at start-up, in increasing precedence: built-in defaults, the TOML file
+(``--config``; ``conf/node.example.toml`` documents every key), ``PRECEDENT_*``
+environment variables (nested with ``__``: ``PRECEDENT_NODE__AE_TITLE``), then
+command-line flags. Nothing is read at import time: :func:`load_settings` is called
+by the command line and the result is passed down.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from node.errors import SettingsError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DuplicatePolicyValues",
+    "HttpSettings",
+    "IndexSettings",
+    "KosSettings",
+    "ModelSettings",
+    "NodeSettings",
+    "Settings",
+    "TlsSettings",
+    "WorkerSettings",
+    "load_settings",
+]
+
+DEFAULT_MODEL = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+_AE_TITLE = re.compile(r"^[\x21-\x5b\x5d-\x7e](?:[\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")
+
+
+class DuplicatePolicyValues(str, Enum):
+    """What happens when an instance arrives whose SOP Instance UID is stored already."""
+
+    KEEP_FIRST = "keep_first"  #: answer success, keep the stored bytes (PACS behaviour)
+    REPLACE = "replace"  #: overwrite the bytes and re-index
+    REJECT = "reject"  #: answer 0xA700-range failure "duplicate" (0x0111 is for N-CREATE)
+
+
+def validate_ae_title(value: str) -> str:
+    """Return ``value`` when it is a valid AE title (1-16 printable chars, no backslash)."""
+    if not _AE_TITLE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid AE title: use 1 to 16 printable ASCII characters, "
+            "no backslash, no leading or trailing space"
+        )
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsSettings(_Section):
+    """TLS on the DIMSE port (off by default)."""
+
+    enabled: bool = False
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: when set, callers must present a certificate signed by this CA
+    ca_file: Path | None = None
+
+
+class NodeSettings(_Section):
+    """The DIMSE side and the storage."""
+
+    ae_title: str = "PRECEDENT"
+    host: str = "0.0.0.0"
+    dimse_port: int = Field(11112, ge=1, le=65535)
+    data_dir: Path = Path("precedent-data")
+    max_associations: int = Field(16, ge=1, le=1000)
+    #: accept any calling AE title (for a first try-out); off in production
+    allow_any_source: bool = False
+    duplicate_policy: DuplicatePolicyValues = DuplicatePolicyValues.KEEP_FIRST
+    #: refuse new associations and answer 0xA700 below this much free disk space
+    free_space_reserve_mb: int = Field(512, ge=0)
+    #: a study is stable after this many seconds without a new instance
+    stable_after_s: float = Field(60.0, gt=0)
+    #: seconds an idle association is kept (ACSE/DIMSE/network timeouts)
+    timeout_s: float = Field(60.0, gt=0)
+    tls: TlsSettings = TlsSettings()
+
+    @field_validator("ae_title")
+    @classmethod
+    def _check_ae(cls, v: str) -> str:
+        return validate_ae_title(v)
+
+
+class HttpSettings(_Section):
+    """The REST side (DICOMweb and the similar-case extension)."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    #: bearer token for read routes; unset means the REST API is open for reading
+    read_token: str | None = None
+    #: bearer token for /config routes and deletion; unset means no admin token needed
+    admin_token: str | None = None
+    cors_origins: list[str] = []
+    #: the public base URL used in RetrieveURL attributes; default from the request
+    public_url: str | None = None
+
+
+class ModelSettings(_Section):
+    """The embedding model (any open_clip reference)."""
+
+    #: a built-in open_clip architecture, ``hf-hub:…`` or ``local-dir:PATH``
+    name: str = DEFAULT_MODEL
+    #: a local checkpoint folder (or file) with the weights: works fully offline
+    path: Path | None = None
+    #: open_clip ``pretrained`` tag for a built-in architecture
+    pretrained: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = Field(32, ge=1, le=4096)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        if v != "auto" and v != "cpu" and not re.match(r"^cuda(:\d+)?$", v):
+            raise ValueError(f"{v!r} is not a device: use auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("precision")
+    @classmethod
+    def _check_precision(cls, v: str) -> str:
+        if v not in {"auto", "fp32", "fp16", "bf16"}:
+            raise ValueError(f"{v!r} is not a precision: use auto, fp32, fp16 or bf16")
+        return v
+
+
+class IndexSettings(_Section):
+    """The usearch HNSW indexes."""
+
+    dtype: str = "f16"
+    connectivity: int = Field(16, ge=2, le=256)
+    expansion_add: int = Field(128, ge=1)
+    expansion_search: int = Field(64, ge=1)
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_dtype(cls, v: str) -> str:
+        if v not in {"f32", "f16", "bf16", "i8"}:
+            raise ValueError(f"{v!r} is not a vector type: use f32, f16, bf16 or i8")
+        return v
+
+
+class WorkerSettings(_Section):
+    """The indexer worker the node runs."""
+
+    enabled: bool = True
+    batch_size: int = Field(32, ge=1, le=4096)
+    #: processes that decode and normalise pixels (0: in the worker thread)
+    decode_processes: int = Field(1, ge=0, le=64)
+    max_attempts: int = Field(3, ge=1, le=100)
+    poll_interval_s: float = Field(0.5, gt=0)
+
+
+class KosSettings(_Section):
+    """Similar cases back to the PACS as Key Object Selection documents."""
+
+    #: when a study becomes stable, compute its similar cases and send a KOS
+    auto_send: bool = False
+    #: AE title of a configured destination for automatic and default sending
+    destination: str | None = None
+    limit: int = Field(10, ge=1, le=100)
+
+
+class Settings(BaseSettings):
+    """Everything the node reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRECEDENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    node: NodeSettings = NodeSettings()
+    http: HttpSettings = HttpSettings()
+    model: ModelSettings = ModelSettings()
+    index: IndexSettings = IndexSettings()
+    worker: WorkerSettings = WorkerSettings()
+    kos: KosSettings = KosSettings()
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, v: str) -> str:
+        if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"{v!r} is not a log level: use DEBUG, INFO, WARNING or ERROR")
+        return v.upper()
+
+    @property
+    def db_path(self) -> Path:
+        return self.node.data_dir / "catalog.sqlite"
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(low)
+    for key, value in high.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "is not a setting (check the spelling against conf/node.example.toml)"
+    return f"setting '{where}' {message}"
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings: defaults < ``config_file`` < environment < ``overrides``.
+
+    ``overrides`` is nested like the file (``{"node": {"ae_title": "X"}}``) and holds
+    the command-line flags. Any wrong value raises :class:`SettingsError` naming the
+    setting and what is allowed.
+    """
+    file_data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {config_file} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
+
+    flags = overrides or {}
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _TomlSource(settings_cls, file_data))
+
+    try:
+        loaded = _Loaded(**flags)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from exc
+    return loaded

@@ -1,0 +1,89 @@
+"""The catalog's tables (see docs/internals.md) and how a connection is opened."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from indexer import queue
+
+__all__ = ["SCHEMA", "connect"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    study_instance_uid TEXT PRIMARY KEY,
+    patient_id TEXT, patient_name TEXT, patient_birth_date TEXT, patient_sex TEXT,
+    study_date TEXT, study_time TEXT, accession_number TEXT, study_id TEXT,
+    study_description TEXT, referring_physician_name TEXT,
+    received_at REAL NOT NULL, updated_at REAL NOT NULL, stable_at REAL
+);
+CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_id);
+CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date);
+CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number);
+CREATE INDEX IF NOT EXISTS studies_unstable ON studies(updated_at) WHERE stable_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS series (
+    series_instance_uid TEXT PRIMARY KEY,
+    study_instance_uid TEXT NOT NULL REFERENCES studies(study_instance_uid),
+    modality TEXT, series_number TEXT, series_description TEXT,
+    body_part_examined TEXT, series_date TEXT, series_time TEXT
+);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_instance_uid);
+CREATE INDEX IF NOT EXISTS series_modality ON series(modality);
+
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    series_instance_uid TEXT NOT NULL REFERENCES series(series_instance_uid),
+    study_instance_uid TEXT NOT NULL REFERENCES studies(study_instance_uid),
+    sop_class_uid TEXT NOT NULL, instance_number TEXT, transfer_syntax_uid TEXT,
+    rows INTEGER, columns INTEGER, number_of_frames INTEGER,
+    path TEXT NOT NULL, size INTEGER NOT NULL, received_at REAL NOT NULL, source TEXT
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_instance_uid);
+CREATE INDEX IF NOT EXISTS instances_study ON instances(study_instance_uid);
+
+CREATE TABLE IF NOT EXISTS reports (
+    study_instance_uid TEXT PRIMARY KEY,
+    text TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '[]', source TEXT NOT NULL,
+    sop_instance_uid TEXT, updated_at REAL NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS reports_fts USING fts5(
+    text, content='reports', content_rowid='rowid'
+);
+CREATE TRIGGER IF NOT EXISTS reports_ai AFTER INSERT ON reports BEGIN
+    INSERT INTO reports_fts(rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS reports_ad AFTER DELETE ON reports BEGIN
+    INSERT INTO reports_fts(reports_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS reports_au AFTER UPDATE ON reports BEGIN
+    INSERT INTO reports_fts(reports_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    INSERT INTO reports_fts(rowid, text) VALUES (new.rowid, new.text);
+END;
+
+CREATE TABLE IF NOT EXISTS ae_sources (
+    ae_title TEXT PRIMARY KEY, host TEXT, permissions TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ae_destinations (
+    ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def connect(db_path: Path, *, create_schema: bool = True) -> sqlite3.Connection:
+    """Open the catalog in autocommit mode (transactions are explicit), WAL, full sync.
+
+    Every thread opens its own connection; the schema is created when missing
+    (pass ``create_schema=False`` where it is known to exist, to open faster).
+    """
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    if create_schema:
+        conn.executescript(SCHEMA)
+        queue.ensure_schema(conn)
+    return conn

@@ -1,0 +1,164 @@
+"""AE-title administration: the sources allowed to call the node, the destinations it
+sends to, and the node's own AE title and port, kept in the catalog."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+from node.errors import AlreadyExists, NotFound
+from node.settings import validate_ae_title
+
+__all__ = [
+    "Destination",
+    "PermissionValues",
+    "Source",
+    "add_destination",
+    "add_source",
+    "get_destination",
+    "get_source",
+    "list_destinations",
+    "list_sources",
+    "remove_destination",
+    "remove_source",
+    "get_node_config",
+    "set_node_config",
+]
+
+
+class PermissionValues(str, Enum):
+    """What a source may ask of the node (``move`` covers C-MOVE and C-GET)."""
+
+    ECHO = "echo"
+    FIND = "find"
+    MOVE = "move"
+    STORE = "store"
+
+
+ALL_PERMISSIONS = frozenset(PermissionValues)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    ae_title: str
+    host: str | None
+    permissions: frozenset[PermissionValues]
+
+    def allows(self, permission: PermissionValues) -> bool:
+        return permission in self.permissions
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ae_title": self.ae_title,
+            "host": self.host,
+            "permissions": sorted(p.value for p in self.permissions),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    ae_title: str
+    host: str
+    port: int
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_permissions(value: str | list[str] | None) -> frozenset[PermissionValues]:
+    """``"echo,find"`` or ``["echo"]`` to permissions; ``None`` or ``"all"`` is all."""
+    if value is None or value == "all" or value == ["all"]:
+        return ALL_PERMISSIONS
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        return frozenset(PermissionValues(item.strip().lower()) for item in items if item.strip())
+    except ValueError as exc:
+        allowed = ", ".join(p.value for p in PermissionValues)
+        raise ValueError(f"permissions {value!r} are not valid: use all or any of {allowed}") from exc
+
+
+def _source(row: sqlite3.Row) -> Source:
+    return Source(row["ae_title"], row["host"], parse_permissions(row["permissions"]))
+
+
+def add_source(
+    conn: sqlite3.Connection,
+    ae_title: str,
+    *,
+    host: str | None = None,
+    permissions: frozenset[PermissionValues] = ALL_PERMISSIONS,
+) -> Source:
+    validate_ae_title(ae_title)
+    text = ",".join(sorted(p.value for p in permissions))
+    try:
+        conn.execute(
+            "INSERT INTO ae_sources (ae_title, host, permissions) VALUES (?,?,?)",
+            (ae_title, host, text),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise AlreadyExists(f"source AE title {ae_title!r} is configured already") from exc
+    return Source(ae_title, host, permissions)
+
+
+def remove_source(conn: sqlite3.Connection, ae_title: str) -> None:
+    if conn.execute("DELETE FROM ae_sources WHERE ae_title = ?", (ae_title,)).rowcount == 0:
+        raise NotFound(f"source AE title {ae_title!r} is not configured")
+
+
+def get_source(conn: sqlite3.Connection, ae_title: str) -> Source | None:
+    row = conn.execute("SELECT * FROM ae_sources WHERE ae_title = ?", (ae_title,)).fetchone()
+    return _source(row) if row else None
+
+
+def list_sources(conn: sqlite3.Connection) -> list[Source]:
+    return [_source(r) for r in conn.execute("SELECT * FROM ae_sources ORDER BY ae_title")]
+
+
+def add_destination(conn: sqlite3.Connection, ae_title: str, *, host: str, port: int) -> Destination:
+    validate_ae_title(ae_title)
+    if not host:
+        raise ValueError("host must not be empty")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not a TCP port (1-65535)")
+    try:
+        conn.execute(
+            "INSERT INTO ae_destinations (ae_title, host, port) VALUES (?,?,?)",
+            (ae_title, host, port),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise AlreadyExists(f"destination AE title {ae_title!r} is configured already") from exc
+    return Destination(ae_title, host, port)
+
+
+def remove_destination(conn: sqlite3.Connection, ae_title: str) -> None:
+    if conn.execute("DELETE FROM ae_destinations WHERE ae_title = ?", (ae_title,)).rowcount == 0:
+        raise NotFound(f"destination AE title {ae_title!r} is not configured")
+
+
+def get_destination(conn: sqlite3.Connection, ae_title: str) -> Destination | None:
+    row = conn.execute(
+        "SELECT * FROM ae_destinations WHERE ae_title = ?", (ae_title,)
+    ).fetchone()
+    return Destination(row["ae_title"], row["host"], row["port"]) if row else None
+
+
+def list_destinations(conn: sqlite3.Connection) -> list[Destination]:
+    return [
+        Destination(r["ae_title"], r["host"], r["port"])
+        for r in conn.execute("SELECT * FROM ae_destinations ORDER BY ae_title")
+    ]
+
+
+def get_node_config(conn: sqlite3.Connection) -> dict[str, str]:
+    return {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM node_config")}
+
+
+def set_node_config(conn: sqlite3.Connection, **values: str) -> None:
+    for key, value in values.items():
+        conn.execute(
+            "INSERT INTO node_config (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,0 +1,40 @@
+"""The REST side: ``create_app(services)`` wires DICOMweb, the similar-case extension,
+the admin routes and the health route into one FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from node.runtime import Services
+from node.web import admin, health, kos, qido, reports, similar, stow, wado
+from node.web.auth import require_read
+from node.web.problems import install_problem_handlers
+
+__all__ = ["DICOMWEB_PREFIX", "create_app"]
+
+DICOMWEB_PREFIX = "/dicom-web"
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="Precedent",
+        summary="DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and a similar-case extension",
+        version="0.1.0",
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    if services.settings.http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(services.settings.http.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            expose_headers=["Precedent-Consensus"],
+        )
+    read = [Depends(require_read)]
+    for module in (qido, wado, stow, similar, reports, kos):
+        app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    return app

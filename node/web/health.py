@@ -1,0 +1,39 @@
+"""``GET /health``: 200 once the node accepts associations, with what it is doing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from indexer import queue
+from node.runtime import Services
+
+__all__ = ["router", "node_status"]
+
+router = APIRouter(tags=["health"])
+
+
+def node_status(services: Services) -> dict[str, Any]:
+    """The node's state, as `precedent status` and /health print it."""
+    conn = services.connections.get()
+    settings = services.settings
+    studies = conn.execute("SELECT count(*) FROM studies").fetchone()[0]
+    instances = conn.execute("SELECT count(*) FROM instances").fetchone()[0]
+    return {
+        "status": "ok" if services.dimse_ready.is_set() else "starting",
+        "ae_title": settings.node.ae_title,
+        "dimse_port": settings.node.dimse_port,
+        "studies": studies,
+        "instances": instances,
+        "queue": queue.counts(conn),
+        "model": services.model.as_json(),
+    }
+
+
+@router.get("/health")
+def health(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    body = node_status(services)
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)

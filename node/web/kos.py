@@ -1,0 +1,7 @@
+"""(being written)"""
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter()
