@@ -20,10 +20,10 @@ from indexer.errors import (
 )
 
 __all__ = [
-    "LevelValues",
-    "IndexerError",
-    "ModelUnavailable",
-    "ModelMismatch",
     "DecodeError",
+    "IndexerError",
+    "LevelValues",
+    "ModelMismatch",
+    "ModelUnavailable",
     "QueueError",
 ]

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-__all__ = ["IndexerError", "ModelUnavailable", "ModelMismatch", "DecodeError", "QueueError"]
+__all__ = ["DecodeError", "IndexerError", "ModelMismatch", "ModelUnavailable", "QueueError"]
 
 
 class IndexerError(Exception):

@@ -24,6 +24,7 @@ Float pixel data (Float/Double Float Pixel Data) takes the same VOI steps.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import math
@@ -39,8 +40,8 @@ __all__ = [
     "SkipReason",
     "SkipReasonValues",
     "VoiSourceValues",
-    "normalise_dataset",
     "choose_frame",
+    "normalise_dataset",
 ]
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -110,7 +111,7 @@ def normalise_dataset(ds: Dataset) -> NormalisedImage | SkipReason:
         n_frames = 1
     index = choose_frame(n_frames)
     try:
-        arr = _decode_frame(ds, index, n_frames)
+        arr = _decode_frame(_with_transfer_syntax(ds), index, n_frames)
     except Exception as exc:  # noqa: BLE001 - any plugin failure is a reason, not a crash
         return SkipReason(SkipReasonValues.UNDECODABLE, f"{type(exc).__name__}: {exc}"[:500])
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
@@ -134,8 +135,30 @@ def _sop_class_name(ds: Dataset) -> str:
     return f"{name} ({uid})" if name != str(uid) else f"SOP Class {uid}"
 
 
+def _with_transfer_syntax(ds: Dataset) -> Dataset:
+    """A data set read without a Transfer Syntax UID in its meta gets the one it was read
+    with (a shallow copy; the caller's data set is not changed)."""
+    meta = getattr(ds, "file_meta", None)
+    if "PixelData" not in ds or (meta is not None and "TransferSyntaxUID" in meta):
+        return ds
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None or little is None:
+        return ds
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    out = copy.copy(ds)
+    new_meta = FileMetaDataset(meta) if meta is not None else FileMetaDataset()
+    new_meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little
+        else ExplicitVRBigEndian
+    )
+    out.file_meta = new_meta
+    return out
+
+
 def _decode_frame(ds: Dataset, index: int, n_frames: int) -> npt.NDArray[Any]:
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     if "PixelData" in ds and hasattr(ds, "file_meta") and "TransferSyntaxUID" in ds.file_meta:
         try:
@@ -164,7 +187,7 @@ def _to_uint8_unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
 def _grey(
     ds: Dataset, arr: npt.NDArray[Any], photometric: str, index: int, n_frames: int
 ) -> NormalisedImage:
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
     values: npt.NDArray[Any] = arr
     if "PixelData" in ds:
@@ -179,7 +202,8 @@ def _grey(
     unit: npt.NDArray[np.float64] | None = None
     source = VoiSourceValues.PIXEL_RANGE
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
-        lut_out = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=True), dtype=np.float64)
+        lut_in = np.rint(values).astype(np.int64)  # a LUT is indexed by stored integers
+        lut_out = np.asarray(apply_voi_lut(lut_in, ds, index=0, prefer_lut=True), dtype=np.float64)
         lo, hi = _lut_range(ds.VOILUTSequence[0])
         if hi > lo:
             unit = (lut_out - lo) / (hi - lo)
@@ -254,7 +278,7 @@ def _lut_range(item: Dataset) -> tuple[float, float]:
 def _colour(
     ds: Dataset, arr: npt.NDArray[Any], photometric: str, index: int, n_frames: int
 ) -> NormalisedImage | SkipReason:
-    from pydicom.pixels import apply_color_lut
+    from pydicom.pixels.processing import apply_color_lut
 
     if photometric == "PALETTE COLOR":
         if arr.ndim != 2:

@@ -30,21 +30,21 @@ from indexer._schema import SCHEMA
 from indexer.errors import QueueError
 
 __all__ = [
-    "WorkStateValues",
-    "WorkItem",
     "QueueCounts",
-    "ensure_schema",
-    "enqueue",
-    "delete",
+    "WorkItem",
+    "WorkStateValues",
     "claim",
-    "release",
-    "mark_done",
-    "mark_skipped",
-    "mark_failed",
-    "retry_later",
-    "reset_in_progress",
-    "requeue_all",
     "counts",
+    "delete",
+    "enqueue",
+    "ensure_schema",
+    "mark_done",
+    "mark_failed",
+    "mark_skipped",
+    "release",
+    "requeue_all",
+    "reset_in_progress",
+    "retry_later",
 ]
 
 
@@ -74,6 +74,26 @@ class QueueCounts:
     by_state: dict[str, int]
     failed_reasons: dict[str, int]
     skipped_reasons: dict[str, int]
+
+    @property
+    def pending(self) -> int:
+        return self.by_state.get(WorkStateValues.PENDING.value, 0)
+
+    @property
+    def in_progress(self) -> int:
+        return self.by_state.get(WorkStateValues.IN_PROGRESS.value, 0)
+
+    @property
+    def done(self) -> int:
+        return self.by_state.get(WorkStateValues.DONE.value, 0)
+
+    @property
+    def skipped(self) -> int:
+        return self.by_state.get(WorkStateValues.SKIPPED.value, 0)
+
+    @property
+    def failed(self) -> int:
+        return self.by_state.get(WorkStateValues.FAILED.value, 0)
 
     @property
     def total(self) -> int:

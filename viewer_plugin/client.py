@@ -481,12 +481,15 @@ class PrecedentClient:
         return self._guard(call)
 
     def destinations(self) -> list[str]:
-        """AE titles the node can send a KOS to (``GET /destinations``, viewer needs).
+        """AE titles the node can send a KOS to (``GET /config/destination``).
 
-        Empty when the node does not list them; the panel then lets the user type one.
+        That route needs an admin token; with a read token (or on a node that does
+        not list them) this is empty and the panel lets the user type an AE title.
         """
+        root = self.base_url.removesuffix("/dicom-web")
+
         def call() -> list[str]:
-            data = self._request("GET", "/destinations",
+            data = self._request("GET", f"{root}/config/destination",
                                  headers={"Accept": "application/json"}).json()
             titles: list[str] = []
             for item in data if isinstance(data, list) else []:

@@ -27,7 +27,7 @@ def node_status(services: Services) -> dict[str, Any]:
         "dimse_port": settings.node.dimse_port,
         "studies": studies,
         "instances": instances,
-        "queue": queue.counts(conn),
+        "queue": queue.counts(conn).to_dict(),
         "model": services.model.as_json(),
     }
 

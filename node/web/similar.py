@@ -1,7 +1,384 @@
-"""(being written)"""
+"""The similar-case extension (routes under ``/dicom-web``; read scope).
 
-from fastapi import APIRouter
+- ``GET /studies/{study}/similar``, ``…/series/{series}/similar``,
+  ``…/series/{series}/instances/{sop}/similar``: cases similar to a stored object;
+- ``POST /similar?level=…``: by an uploaded DICOM file, PNG or JPEG;
+- ``GET /similar?text=…&level=…&hybrid=…``: by text (optionally fused with BM25).
 
-__all__ = ["router"]
+The answer is a QIDO-RS-shaped ``application/dicom+json`` array for the level; each
+element carries the PRECEDENT private block (docs/api.md) and the response the
+``Precedent-Consensus`` header. The logic lives in :mod:`node.similar`; these routes
+parse parameters, call it, and turn its answer into DICOM JSON.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydicom.dataset import Dataset
+
+from indexer import LevelValues
+from node.runtime import Services
+from node.similar import (
+    EXCERPT_CHARS,
+    UPLOAD_MEDIA_TYPES,
+    Case,
+    RetrievalError,
+    SimilarAnswer,
+    SimilarQuery,
+    decode_upload,
+    excerpt,
+    find_stored_object,
+    similar_to_image,
+    similar_to_stored,
+    similar_to_text,
+)
+from node.storage.uids import is_valid_uid
+from node.web.problems import Problem
+
+__all__ = [
+    "CONSENSUS_HEADER",
+    "DICOM_JSON",
+    "PRIVATE_CREATOR",
+    "answer_json",
+    "base_url",
+    "retrieval_problems",
+    "router",
+    "similar_query",
+]
+
+router = APIRouter(tags=["similar cases"])
+
+DICOM_JSON = "application/dicom+json"
+CONSENSUS_HEADER = "Precedent-Consensus"
+PRIVATE_CREATOR = "PRECEDENT"
+PRIVATE_GROUP = 0x0011
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+@contextmanager
+def retrieval_problems() -> Iterator[None]:
+    """Turn :class:`RetrievalError` into its problem answer (400, 404 or 409)."""
+    try:
+        yield
+    except RetrievalError as exc:
+        raise Problem(exc.http_status, str(exc)) from exc
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def base_url(request: Request) -> str:
+    """The DICOMweb base for RetrieveURL and report links (as QIDO-RS builds them)."""
+    from node.web.qido import dicomweb_base
+
+    return dicomweb_base(request)
+
+
+def _uid(value: str, name: str) -> str:
+    if not is_valid_uid(value):
+        raise Problem(400, f"{name} {value[:80]!r} is not a valid UID (digits and dots, "
+                      "at most 64 characters)")
+    return value
+
+
+def _uids(values: Sequence[str], name: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values:
+        out += [_uid(v.strip(), name) for v in value.split(",") if v.strip()]
+    return tuple(out)
+
+
+def similar_query(*, level: str | LevelValues, limit: int, modality: str | None,
+           body_part: str | None, study_date: str | None, exclude_patient: bool | None,
+           positive: Sequence[str], negative: Sequence[str]) -> SimilarQuery:
+    with retrieval_problems():
+        return SimilarQuery(
+            level=level,  # type: ignore[arg-type]  # a str is converted and checked there limit=limit, modality=modality, body_part=body_part,
+            study_date=study_date, exclude_patient=exclude_patient,
+            positive=_uids(positive, "positive"), negative=_uids(negative, "negative"),
+        )
+
+
+# the query parameters every similar-case route shares
+Limit = Annotated[int, Query(description="results, 1 to 100")]
+Modality = Annotated[str | None, Query(alias="Modality")]
+BodyPart = Annotated[str | None, Query(alias="BodyPartExamined")]
+StudyDate = Annotated[str | None, Query(alias="StudyDate",
+                                        description="YYYYMMDD or YYYYMMDD-YYYYMMDD")]
+ExcludePatient = Annotated[bool | None, Query(alias="excludePatient")]
+Feedback = Annotated[list[str], Query()]
+
+
+# ------------------------------------------------------------------ DICOM JSON
+
+
+def _rows(conn: sqlite3.Connection, sql: str, uids: list[str]) -> dict[str, sqlite3.Row]:
+    out: dict[str, sqlite3.Row] = {}
+    for start in range(0, len(uids), 500):
+        chunk = uids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(sql.format(marks=marks), chunk):
+            out[row[0]] = row
+    return out
+
+
+_STUDY_SQL = """SELECT st.study_instance_uid, st.*,
+    (SELECT group_concat(DISTINCT modality) FROM series s
+       WHERE s.study_instance_uid = st.study_instance_uid) AS modalities,
+    (SELECT count(*) FROM series s
+       WHERE s.study_instance_uid = st.study_instance_uid) AS n_series,
+    (SELECT count(*) FROM instances i
+       WHERE i.study_instance_uid = st.study_instance_uid) AS n_instances
+    FROM studies st WHERE st.study_instance_uid IN ({marks})"""
+_SERIES_SQL = """SELECT s.series_instance_uid, s.*,
+    (SELECT count(*) FROM instances i
+       WHERE i.series_instance_uid = s.series_instance_uid) AS n_instances
+    FROM series s WHERE s.series_instance_uid IN ({marks})"""
+_INSTANCE_SQL = """SELECT i.sop_instance_uid, i.* FROM instances i
+    WHERE i.sop_instance_uid IN ({marks})"""
+
+
+def _set(ds: Dataset, keyword: str, value: Any) -> None:
+    if value is not None and value != "":
+        setattr(ds, keyword, value)
+
+
+def _study_attributes(ds: Dataset, row: sqlite3.Row, *, full: bool) -> None:
+    _set(ds, "StudyDate", row["study_date"])
+    _set(ds, "StudyTime", row["study_time"])
+    _set(ds, "AccessionNumber", row["accession_number"])
+    _set(ds, "ReferringPhysicianName", row["referring_physician_name"])
+    _set(ds, "PatientName", row["patient_name"])
+    _set(ds, "PatientID", row["patient_id"])
+    _set(ds, "PatientBirthDate", row["patient_birth_date"])
+    _set(ds, "PatientSex", row["patient_sex"])
+    _set(ds, "StudyID", row["study_id"])
+    _set(ds, "StudyDescription", row["study_description"])
+    ds.StudyInstanceUID = row["study_instance_uid"]
+    if full:
+        modalities = sorted(m for m in (row["modalities"] or "").split(",") if m)
+        if modalities:
+            ds.ModalitiesInStudy = modalities
+        ds.NumberOfStudyRelatedSeries = int(row["n_series"])
+        ds.NumberOfStudyRelatedInstances = int(row["n_instances"])
+
+
+def _series_attributes(ds: Dataset, row: sqlite3.Row, *, full: bool) -> None:
+    _set(ds, "Modality", row["modality"])
+    _set(ds, "SeriesDescription", row["series_description"])
+    _set(ds, "SeriesNumber", row["series_number"])
+    _set(ds, "BodyPartExamined", row["body_part_examined"])
+    _set(ds, "SeriesDate", row["series_date"])
+    ds.SeriesInstanceUID = row["series_instance_uid"]
+    if full:
+        ds.NumberOfSeriesRelatedInstances = int(row["n_instances"])
+
+
+def _instance_attributes(ds: Dataset, row: sqlite3.Row) -> None:
+    ds.SOPClassUID = row["sop_class_uid"]
+    ds.SOPInstanceUID = row["sop_instance_uid"]
+    _set(ds, "InstanceNumber", row["instance_number"])
+    _set(ds, "Rows", row["rows"])
+    _set(ds, "Columns", row["columns"])
+    _set(ds, "NumberOfFrames", row["number_of_frames"])
+
+
+def _private_block(ds: Dataset, case: Case, base: str) -> None:
+    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
+    block.add_new(0x01, "FD", round(case.score, 6))
+    block.add_new(0x02, "IS", case.rank)
+    if case.best_instance_uid:
+        block.add_new(0x03, "UI", case.best_instance_uid)
+    if case.report is not None:
+        block.add_new(0x04, "UT", excerpt(case.report.text, EXCERPT_CHARS))
+        block.add_new(0x05, "UR", f"{base}/studies/{case.study_instance_uid}/report")
+        if case.report.labels:
+            block.add_new(0x06, "LO", [label[:64] for label in case.report.labels])
+    if case.best_series_uid:
+        block.add_new(0x07, "UI", case.best_series_uid)
+
+
+def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
+                ) -> list[dict[str, Any]]:
+    """The QIDO-RS-shaped DICOM JSON array of an answer (catalog attributes of each case
+    at its level, ``RetrieveURL``, and the PRECEDENT private block)."""
+    cases = answer.cases
+    studies = _rows(conn, _STUDY_SQL, list({c.study_instance_uid for c in cases}))
+    series = _rows(conn, _SERIES_SQL, list({uid for c in cases
+                                            for uid in (c.series_instance_uid,
+                                                        c.best_series_uid) if uid}))
+    instances = _rows(conn, _INSTANCE_SQL, list({c.sop_instance_uid for c in cases
+                                                 if c.sop_instance_uid}))
+    items = []
+    for case in cases:
+        ds = Dataset()
+        study = studies.get(case.study_instance_uid)
+        if study is None:
+            continue  # deleted between the search and now
+        _study_attributes(ds, study, full=answer.level is LevelValues.STUDY)
+        best_series = series.get(case.best_series_uid or "")
+        if answer.level is LevelValues.STUDY and best_series is not None:
+            _set(ds, "BodyPartExamined", best_series["body_part_examined"])
+        url = f"{base}/studies/{case.study_instance_uid}"
+        if case.series_instance_uid and case.series_instance_uid in series:
+            _series_attributes(ds, series[case.series_instance_uid],
+                               full=answer.level is LevelValues.SERIES)
+            url += f"/series/{case.series_instance_uid}"
+        if case.sop_instance_uid and case.sop_instance_uid in instances:
+            _instance_attributes(ds, instances[case.sop_instance_uid])
+            url += f"/instances/{case.sop_instance_uid}"
+        ds.RetrieveURL = url
+        _private_block(ds, case, base)
+        items.append(ds.to_json_dict())
+    return items
+
+
+def _respond(services: Services, answer: SimilarAnswer, base: str) -> Response:
+    body = answer_json(services.connections.get(), answer, base)
+    headers = {}
+    if answer.consensus is not None:
+        headers[CONSENSUS_HEADER] = json.dumps(answer.consensus.as_json())
+    return Response(json.dumps(body), media_type=DICOM_JSON, headers=headers)
+
+
+# ------------------------------------------------------------------ routes
+
+
+def _stored(request: Request, *, study: str, series: str | None, sop: str | None,
+            level: LevelValues, query_args: dict[str, Any]) -> Response:
+    services = _services(request)
+    study = _uid(study, "StudyInstanceUID")
+    series = _uid(series, "SeriesInstanceUID") if series is not None else None
+    sop = _uid(sop, "SOPInstanceUID") if sop is not None else None
+    query = similar_query(level=level, **query_args)
+    conn = services.connections.get()
+    with retrieval_problems():
+        obj = find_stored_object(conn, study=study, series=series, sop=sop)
+        _, index_set = services.model.require()
+        answer = similar_to_stored(conn, index_set, obj, query)
+    return _respond(services, answer, base_url(request))
+
+
+@router.get("/studies/{study}/similar")
+def similar_to_study(
+    request: Request, study: str, limit: Limit = 10, modality: Modality = None,
+    body_part: BodyPart = None, study_date: StudyDate = None,
+    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
+    negative: Feedback = [],  # noqa: B006
+) -> Response:
+    """Studies similar to a stored study (its own vector; no model time)."""
+    return _stored(request, study=study, series=None, sop=None, level=LevelValues.STUDY,
+                   query_args={"limit": limit, "modality": modality, "body_part": body_part,
+                               "study_date": study_date, "exclude_patient": exclude_patient,
+                               "positive": positive, "negative": negative})
+
+
+@router.get("/studies/{study}/series/{series}/similar")
+def similar_to_series(
+    request: Request, study: str, series: str, limit: Limit = 10, modality: Modality = None,
+    body_part: BodyPart = None, study_date: StudyDate = None,
+    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
+    negative: Feedback = [],  # noqa: B006
+) -> Response:
+    """Series similar to a stored series."""
+    return _stored(request, study=study, series=series, sop=None, level=LevelValues.SERIES,
+                   query_args={"limit": limit, "modality": modality, "body_part": body_part,
+                               "study_date": study_date, "exclude_patient": exclude_patient,
+                               "positive": positive, "negative": negative})
+
+
+@router.get("/studies/{study}/series/{series}/instances/{sop}/similar")
+def similar_to_instance(
+    request: Request, study: str, series: str, sop: str, limit: Limit = 10,
+    modality: Modality = None, body_part: BodyPart = None, study_date: StudyDate = None,
+    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
+    negative: Feedback = [],  # noqa: B006
+) -> Response:
+    """Instances similar to a stored instance."""
+    return _stored(request, study=study, series=series, sop=sop, level=LevelValues.INSTANCE,
+                   query_args={"limit": limit, "modality": modality, "body_part": body_part,
+                               "study_date": study_date, "exclude_patient": exclude_patient,
+                               "positive": positive, "negative": negative})
+
+
+def _parse_bool(value: str | None, name: str, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise Problem(400, f"{name} {value!r} is not a boolean: use true or false")
+
+
+@router.get("/similar")
+def similar_to_text_route(
+    request: Request, text: str | None = None, level: str = "study",
+    hybrid: str | None = None, limit: Limit = 10, modality: Modality = None,
+    body_part: BodyPart = None, study_date: StudyDate = None,
+    positive: Feedback = [],  # noqa: B006
+    negative: Feedback = [],  # noqa: B006
+) -> Response:
+    """Cases matching a text (the model's text tower; ``hybrid=true`` adds BM25 over the
+    reports, fused by reciprocal rank fusion)."""
+    services = _services(request)
+    if text is None or not text.strip():
+        raise Problem(400, "text is missing: GET /similar needs text=… (or POST an image "
+                      "to /similar)")
+    use_hybrid = _parse_bool(hybrid, "hybrid", False)
+    query = similar_query(level=level, limit=limit, modality=modality, body_part=body_part,
+                   study_date=study_date, exclude_patient=False, positive=positive,
+                   negative=negative)
+    with retrieval_problems():
+        embedder, index_set = services.model.require()
+        answer = similar_to_text(services.connections.get(), embedder, index_set, text,
+                                 query, hybrid=use_hybrid)
+    return _respond(services, answer, base_url(request))
+
+
+@router.post("/similar")
+async def similar_to_upload(
+    request: Request, level: str = "study", limit: Limit = 10, modality: Modality = None,
+    body_part: BodyPart = None, study_date: StudyDate = None,
+    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
+    negative: Feedback = [],  # noqa: B006
+) -> Response:
+    """Cases similar to an uploaded image: a DICOM file (``application/dicom``), PNG or
+    JPEG; a DICOM upload's own patient is left out unless ``excludePatient=false``."""
+    services = _services(request)
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = {"image/jpg": "image/jpeg"}.get(media_type, media_type)
+    if media_type not in UPLOAD_MEDIA_TYPES:
+        raise Problem(415, f"media type {media_type or '(none)'!r} is not accepted: send the "
+                      "image as one of " + ", ".join(UPLOAD_MEDIA_TYPES))
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise Problem(413, f"the upload is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
+    query = similar_query(level=level, limit=limit, modality=modality, body_part=body_part,
+                   study_date=study_date, exclude_patient=exclude_patient,
+                   positive=positive, negative=negative)
+    data = await request.body()
+
+    def run() -> SimilarAnswer:
+        with retrieval_problems():
+            upload = decode_upload(data, media_type)
+            embedder, index_set = services.model.require()
+            return similar_to_image(services.connections.get(), embedder, index_set,
+                                    upload, query)
+
+    answer = await run_in_threadpool(run)
+    return await run_in_threadpool(_respond, services, answer, base_url(request))

@@ -1,0 +1,213 @@
+"""The DIMSE service class provider: association policy, C-ECHO and C-STORE.
+
+The handlers are thin (ARCHITECTURE rule 2): C-STORE checks the caller, hands the
+received bytes to :class:`node.storage.Ingest` (durable write, catalog, work queue in
+one transaction) and answers. Failures become DIMSE statuses here, in one place.
+
+Association policy, checked when the A-ASSOCIATE-RQ arrives:
+
+- the called AE title must be the node's (A-ASSOCIATE-RJ permanent, service user,
+  reason 7 "called AE title not recognised");
+- the calling AE title must be a configured source, from its bound host when one is
+  set (reason 3 "calling AE title not recognised"), unless ``allow_any_source``;
+- free disk space must be above the reserve (transient, service provider, reason 1
+  "temporary congestion"); the maximum of simultaneous associations is pynetdicom's
+  (transient, "local limit exceeded").
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.sop_class import Verification
+from pynetdicom.presentation import (
+    AllStoragePresentationContexts,
+    QueryRetrievePresentationContexts,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from node.errors import IngestError
+from node.runtime import Services
+from node.storage import aes
+from node.storage.aes import PermissionValues
+from node.storage.files import free_bytes
+
+__all__ = ["start_dimse_server", "handle_echo", "handle_store"]
+
+log = logging.getLogger(__name__)
+
+#: A-ASSOCIATE-RJ (result, source, reason) per PS3.8 9.3.4
+REJECT_CALLING_AE = (0x01, 0x01, 0x03)
+REJECT_CALLED_AE = (0x01, 0x01, 0x07)
+REJECT_CONGESTION = (0x02, 0x03, 0x01)
+
+STATUS_NOT_AUTHORIZED = 0x0124
+
+
+def _calling_ae(event: evt.Event) -> str:
+    return str(event.assoc.requestor.ae_title).strip()
+
+
+def _failure(status: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+def _resolve(host: str) -> str:
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
+
+
+def check_association(event: evt.Event, services: Services) -> None:
+    """EVT_REQUESTED: reject callers the policy does not allow, with the proper reason."""
+    assoc = event.assoc
+    request = assoc.requestor.primitive
+    calling = str(request.calling_ae_title).strip()
+    called = str(request.called_ae_title).strip()
+    address = assoc.requestor.address
+    settings = services.settings.node
+    reject: tuple[int, int, int] | None = None
+    why = ""
+    if called != settings.ae_title:
+        reject, why = REJECT_CALLED_AE, f"called AE title {called!r} is not this node's"
+    elif not settings.allow_any_source:
+        source = aes.get_source(services.connections.get(), calling)
+        if source is None:
+            reject, why = REJECT_CALLING_AE, f"calling AE title {calling!r} is not a configured source"
+        elif source.host and _resolve(source.host) != address:
+            reject, why = REJECT_CALLING_AE, (
+                f"calling AE title {calling!r} is bound to host {source.host}, not {address}"
+            )
+    if reject is None:
+        reserve = settings.free_space_reserve_mb * 1024 * 1024
+        if free_bytes(settings.data_dir) < reserve:
+            reject, why = REJECT_CONGESTION, "free disk space is below the configured reserve"
+    if reject is not None:
+        log.warning("association rejected calling=%s called=%s address=%s reason=%s",
+                    calling, called, address, why)
+        assoc.acse.send_reject(*reject)
+        assoc.kill()  # as pynetdicom does: lets the DUL deliver the A-ASSOCIATE-RJ first
+    else:
+        log.info("association accepted calling=%s address=%s", calling, address)
+
+
+def _permitted(event: evt.Event, services: Services, permission: PermissionValues) -> bool:
+    if services.settings.node.allow_any_source:
+        return True
+    source = aes.get_source(services.connections.get(), _calling_ae(event))
+    return source is not None and source.allows(permission)
+
+
+def handle_echo(event: evt.Event, services: Services) -> int:
+    if not _permitted(event, services, PermissionValues.ECHO):
+        return STATUS_NOT_AUTHORIZED
+    return 0x0000
+
+
+def handle_store(event: evt.Event, services: Services) -> int | Dataset:
+    """C-STORE: durable write, catalog, queue; success only once all three are done."""
+    if not _permitted(event, services, PermissionValues.STORE):
+        return _failure(STATUS_NOT_AUTHORIZED, "this AE title may not store here")
+    request = event.request
+    try:
+        services.ingest.store(
+            event.encoded_dataset(include_meta=True),
+            source=_calling_ae(event),
+            sop_class_uid=str(request.AffectedSOPClassUID),
+            sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        )
+    except IngestError as exc:
+        log.warning("store refused calling=%s status=0x%04X reason=%s",
+                    _calling_ae(event), exc.status, exc)
+        return _failure(exc.status, str(exc))
+    return 0x0000
+
+
+def _guarded(
+    handler: Callable[[evt.Event, Services], Any], permission: PermissionValues
+) -> Callable[[evt.Event, Services], Any]:
+    def guarded(event: evt.Event, services: Services) -> Any:
+        if not _permitted(event, services, permission):
+            yield _failure(STATUS_NOT_AUTHORIZED, "this AE title may not query or retrieve here"), None
+            return
+        yield from handler(event, services)
+
+    guarded.__name__ = handler.__name__
+    return guarded
+
+
+def _guarded_move(event: evt.Event, services: Services) -> Any:
+    if not _permitted(event, services, PermissionValues.MOVE):
+        yield None, None  # no destination: pynetdicom answers 0xA801
+        return
+    from node.dimse import query_retrieve
+
+    yield from query_retrieve.handle_move(event, services)
+
+
+def build_ae(services: Services) -> AE:
+    """The node's application entity, with every storage and Q/R context it offers."""
+    settings = services.settings.node
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_associations = settings.max_associations
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
+    ae.maximum_pdu_size = 0  # no limit on what we receive
+    ae.require_called_aet = True
+    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    for context in AllStoragePresentationContexts:
+        # scp_role/scu_role let C-GET send stored instances back over the association
+        ae.add_supported_context(
+            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+        )
+    for context in QueryRetrievePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+def _ssl_context(services: Services) -> ssl.SSLContext | None:
+    tls = services.settings.node.tls
+    if not tls.enabled:
+        return None
+    if tls.cert_file is None or tls.key_file is None:
+        raise ValueError("node.tls.enabled needs node.tls.cert_file and node.tls.key_file")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.ca_file is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(tls.ca_file)
+    return context
+
+
+def start_dimse_server(services: Services) -> ThreadedAssociationServer:
+    """Start listening (in pynetdicom's threads) and return the server to shut down."""
+    from node.dimse import query_retrieve
+
+    settings = services.settings.node
+    handlers = [
+        (evt.EVT_REQUESTED, check_association, [services]),
+        (evt.EVT_C_ECHO, handle_echo, [services]),
+        (evt.EVT_C_STORE, handle_store, [services]),
+        (evt.EVT_C_FIND, _guarded(query_retrieve.handle_find, PermissionValues.FIND), [services]),
+        (evt.EVT_C_GET, _guarded(query_retrieve.handle_get, PermissionValues.MOVE), [services]),
+        (evt.EVT_C_MOVE, _guarded_move, [services]),
+    ]
+    server = build_ae(services).start_server(
+        (settings.host, settings.dimse_port),
+        block=False,
+        evt_handlers=handlers,
+        ssl_context=_ssl_context(services),
+    )
+    services.dimse_ready.set()
+    log.info("listening ae_title=%s port=%d tls=%s", settings.ae_title, settings.dimse_port,
+             settings.tls.enabled)
+    return server

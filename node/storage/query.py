@@ -1,0 +1,486 @@
+"""One matching engine for C-FIND and QIDO-RS over the catalog (PS3.4 C.2.2.2).
+
+A :class:`Query` names a level (PATIENT, STUDY, SERIES, IMAGE), the matching keys and
+the return keys; :func:`find` turns it into one parameterised SQL statement over
+``studies``/``series``/``instances`` and answers pydicom data sets. :func:`find_files`
+runs the same matching at instance level and answers the stored files (C-MOVE, C-GET,
+WADO-RS); :func:`instance_files` looks them up by UID.
+
+Matching, per key (an empty value, or ``*``, matches everything):
+
+========================  ==============================================================
+UI (UIDs)                 single UID or a list ``uid1\\uid2`` (any of them)
+DA, TM                    single value or a range ``A-B``, ``-B``, ``A-`` (inclusive)
+PN                        single value or wildcards ``*`` ``?``, case-insensitive
+other strings             single value or wildcards, case-sensitive; ``A\\B`` for
+                          Modality and ModalitiesInStudy matches any of them
+IS, US                    single integer
+========================  ==============================================================
+
+Keys of the query level and of the levels above it take part in matching (so QIDO's
+``/series?PatientID=…`` and a C-FIND SERIES query with a study key both work). The
+computed attributes (``ModalitiesInStudy``, ``NumberOfStudyRelatedInstances`` …) are
+returned and, for ``ModalitiesInStudy`` and ``SOPClassesInStudy``, matched.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import PurePosixPath
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
+
+from node.errors import PrecedentError
+
+__all__ = [
+    "InstanceFile",
+    "InvalidQuery",
+    "Query",
+    "QueryLevelValues",
+    "attribute_keyword",
+    "find",
+    "find_files",
+    "instance_files",
+    "supported_keys",
+]
+
+
+class InvalidQuery(PrecedentError):
+    """A query key or value cannot be used; ``attribute`` names the key (or parameter).
+
+    ``comment`` is the same in at most 64 characters (a DIMSE Error Comment is LO).
+    """
+
+    def __init__(self, message: str, *, attribute: str | None = None,
+                 short: str | None = None) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+        self.comment = (short or message)[:64]
+
+
+class QueryLevelValues(str, Enum):
+    """Query/Retrieve levels (0008,0052)."""
+
+    PATIENT = "PATIENT"
+    STUDY = "STUDY"
+    SERIES = "SERIES"
+    IMAGE = "IMAGE"
+
+    @property
+    def depth(self) -> int:
+        return _DEPTH[self]
+
+
+_DEPTH = {
+    QueryLevelValues.PATIENT: 0,
+    QueryLevelValues.STUDY: 1,
+    QueryLevelValues.SERIES: 2,
+    QueryLevelValues.IMAGE: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    keyword: str
+    level: QueryLevelValues
+    sql: str  #: an SQL expression over the aliases st (studies), se (series), i (instances)
+    vr: str
+    computed: bool = False
+    multi: bool = False  #: values are stored joined (``\\`` or ``,``) and returned split
+    matchable: bool = True
+
+
+def _column(keyword: str, level: QueryLevelValues, sql: str) -> _Attribute:
+    return _Attribute(keyword, level, sql, dictionary_VR(keyword))
+
+
+_P, _ST, _SE, _IM = (QueryLevelValues.PATIENT, QueryLevelValues.STUDY,
+                     QueryLevelValues.SERIES, QueryLevelValues.IMAGE)
+
+_PATIENT_STUDIES = "(SELECT y.study_instance_uid FROM studies y WHERE y.patient_id IS st.patient_id)"
+
+_ATTRIBUTES: dict[str, _Attribute] = {a.keyword: a for a in [
+    _column("PatientName", _P, "st.patient_name"),
+    _column("PatientID", _P, "st.patient_id"),
+    _column("PatientBirthDate", _P, "st.patient_birth_date"),
+    _column("PatientSex", _P, "st.patient_sex"),
+    _column("StudyInstanceUID", _ST, "st.study_instance_uid"),
+    _column("StudyDate", _ST, "st.study_date"),
+    _column("StudyTime", _ST, "st.study_time"),
+    _column("AccessionNumber", _ST, "st.accession_number"),
+    _column("StudyID", _ST, "st.study_id"),
+    _column("StudyDescription", _ST, "st.study_description"),
+    _column("ReferringPhysicianName", _ST, "st.referring_physician_name"),
+    _column("SeriesInstanceUID", _SE, "se.series_instance_uid"),
+    _column("Modality", _SE, "se.modality"),
+    _column("SeriesNumber", _SE, "se.series_number"),
+    _column("SeriesDescription", _SE, "se.series_description"),
+    _column("BodyPartExamined", _SE, "se.body_part_examined"),
+    _column("SeriesDate", _SE, "se.series_date"),
+    _column("SeriesTime", _SE, "se.series_time"),
+    _column("SOPInstanceUID", _IM, "i.sop_instance_uid"),
+    _column("SOPClassUID", _IM, "i.sop_class_uid"),
+    _column("InstanceNumber", _IM, "i.instance_number"),
+    _column("Rows", _IM, "i.rows"),
+    _column("Columns", _IM, "i.columns"),
+    _column("NumberOfFrames", _IM, "i.number_of_frames"),
+    _Attribute("AvailableTransferSyntaxUID", _IM, "i.transfer_syntax_uid", "UI"),
+    # computed attributes (PS3.4 C.3): subqueries, evaluated only when returned
+    _Attribute("NumberOfPatientRelatedStudies", _P,
+               "(SELECT count(*) FROM studies y WHERE y.patient_id IS st.patient_id)",
+               "IS", computed=True, matchable=False),
+    _Attribute("NumberOfPatientRelatedSeries", _P,
+               f"(SELECT count(*) FROM series x WHERE x.study_instance_uid IN {_PATIENT_STUDIES})",
+               "IS", computed=True, matchable=False),
+    _Attribute("NumberOfPatientRelatedInstances", _P,
+               "(SELECT count(*) FROM instances x "
+               f"WHERE x.study_instance_uid IN {_PATIENT_STUDIES})",
+               "IS", computed=True, matchable=False),
+    _Attribute("ModalitiesInStudy", _ST,
+               "(SELECT group_concat(DISTINCT x.modality) FROM series x "
+               "WHERE x.study_instance_uid = st.study_instance_uid)",
+               "CS", computed=True, multi=True),
+    _Attribute("SOPClassesInStudy", _ST,
+               "(SELECT group_concat(DISTINCT x.sop_class_uid) FROM instances x "
+               "WHERE x.study_instance_uid = st.study_instance_uid)",
+               "UI", computed=True, multi=True),
+    _Attribute("NumberOfStudyRelatedSeries", _ST,
+               "(SELECT count(*) FROM series x WHERE x.study_instance_uid = st.study_instance_uid)",
+               "IS", computed=True, matchable=False),
+    _Attribute("NumberOfStudyRelatedInstances", _ST,
+               "(SELECT count(*) FROM instances x "
+               "WHERE x.study_instance_uid = st.study_instance_uid)",
+               "IS", computed=True, matchable=False),
+    _Attribute("NumberOfSeriesRelatedInstances", _SE,
+               "(SELECT count(*) FROM instances x "
+               "WHERE x.series_instance_uid = se.series_instance_uid)",
+               "IS", computed=True, matchable=False),
+]}
+
+#: the unique key of each level
+UNIQUE_KEYS = {
+    _P: "PatientID",
+    _ST: "StudyInstanceUID",
+    _SE: "SeriesInstanceUID",
+    _IM: "SOPInstanceUID",
+}
+
+#: keys answered with a constant (they need the caller's context: the node's AE title)
+_CONSTANT_KEYS = frozenset({"QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability",
+                            "SpecificCharacterSet"})
+
+_FROM = {
+    _P: "studies st",
+    _ST: "studies st",
+    _SE: "series se JOIN studies st ON st.study_instance_uid = se.study_instance_uid",
+    _IM: "instances i JOIN series se ON se.series_instance_uid = i.series_instance_uid "
+         "JOIN studies st ON st.study_instance_uid = i.study_instance_uid",
+}
+_ORDER = {_P: "min(st.rowid)", _ST: "st.rowid", _SE: "se.rowid", _IM: "i.rowid"}
+
+_DATE = re.compile(r"^\d{8}$")
+_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+_INT = re.compile(r"^[+-]?\d+$")
+_LIST_KEYS = frozenset({"Modality", "ModalitiesInStudy"})
+
+
+def attribute_keyword(name: str) -> str | None:
+    """The DICOM keyword for ``name``: a keyword (``PatientID``) or a tag (``00100020``);
+    ``None`` when it is neither."""
+    if re.fullmatch(r"[0-9A-Fa-f]{8}", name):
+        keyword = keyword_for_tag(Tag(int(name, 16)))
+        return keyword or None
+    return name if tag_for_keyword(name) is not None else None
+
+
+def supported_keys(level: QueryLevelValues | str) -> list[str]:
+    """The attributes that can be matched or returned at ``level`` (its own and above)."""
+    depth = QueryLevelValues(level).depth
+    return [k for k, a in _ATTRIBUTES.items() if a.level.depth <= depth]
+
+
+def is_supported(keyword: str, level: QueryLevelValues | str) -> bool:
+    attribute = _ATTRIBUTES.get(keyword)
+    return attribute is not None and attribute.level.depth <= QueryLevelValues(level).depth
+
+
+class Query:
+    """A search at one level: ``filters`` maps keywords to DICOM matching values.
+
+    Keys unknown at ``level`` (below it, or not catalogued) raise :class:`InvalidQuery`
+    unless ``ignore_unsupported`` is set (C-FIND: they are answered empty); keys in
+    ``return_keys`` that are not catalogued are left out of the answers.
+    """
+
+    def __init__(
+        self,
+        *,
+        level: QueryLevelValues | str,
+        filters: Mapping[str, str] | None = None,
+        return_keys: Iterable[str] = (),
+        limit: int | None = None,
+        offset: int = 0,
+        ignore_unsupported: bool = False,
+    ) -> None:
+        try:
+            self.level = (level if isinstance(level, QueryLevelValues)
+                          else QueryLevelValues(str(level).strip().upper()))
+        except ValueError as exc:
+            allowed = ", ".join(v.value for v in QueryLevelValues)
+            raise InvalidQuery(f"query level {level!r} is not valid: use one of {allowed}",
+                               attribute="QueryRetrieveLevel",
+                               short=f"QueryRetrieveLevel: use {allowed}") from exc
+        if limit is not None and limit < 0:
+            raise InvalidQuery(f"limit must be zero or more, not {limit}", attribute="limit")
+        if offset < 0:
+            raise InvalidQuery(f"offset must be zero or more, not {offset}", attribute="offset")
+        self.limit, self.offset = limit, offset
+        self.filters: dict[str, str] = {}
+        self.ignored: list[str] = []
+        for keyword, value in (filters or {}).items():
+            if not is_supported(keyword, self.level) or not _ATTRIBUTES[keyword].matchable:
+                if ignore_unsupported or keyword in _CONSTANT_KEYS:
+                    self.ignored.append(keyword)
+                    continue
+                raise InvalidQuery(
+                    f"{keyword} cannot be matched in a {self.level.value} level query; "
+                    f"matching keys are: {', '.join(self.matching_keys())}",
+                    attribute=keyword,
+                    short=f"{keyword} cannot be matched at {self.level.value} level",
+                )
+            self.filters[keyword] = value
+        self.return_keys = [k for k in dict.fromkeys([*return_keys, *self.filters])
+                            if is_supported(k, self.level)]
+        if UNIQUE_KEYS[self.level] not in self.return_keys:
+            self.return_keys.insert(0, UNIQUE_KEYS[self.level])
+        self._where, self._params = _where(self.filters)
+
+    def matching_keys(self) -> list[str]:
+        return [k for k in supported_keys(self.level) if _ATTRIBUTES[k].matchable]
+
+    def sql(self) -> tuple[str, list[object]]:
+        """The SELECT statement and its parameters."""
+        columns = ", ".join(_select(self.level, k) for k in self.return_keys)
+        sql = f"SELECT {columns} FROM {_FROM[self.level]}"
+        if self._where:
+            sql += " WHERE " + " AND ".join(self._where)
+        if self.level is _P:
+            sql += " GROUP BY st.patient_id"
+        sql += f" ORDER BY {_ORDER[self.level]} LIMIT ? OFFSET ?"
+        return sql, [*self._params, -1 if self.limit is None else self.limit, self.offset]
+
+
+def _select(level: QueryLevelValues, keyword: str) -> str:
+    attribute = _ATTRIBUTES[keyword]
+    if level is _P and not attribute.computed:
+        return f"max({attribute.sql})"  # one value per patient (the rows agree, or close)
+    return attribute.sql
+
+
+def _where(filters: Mapping[str, str]) -> tuple[list[str], list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    for keyword, raw in filters.items():
+        condition = _condition(_ATTRIBUTES[keyword], raw)
+        if condition is not None:
+            clauses.append(condition[0])
+            params.extend(condition[1])
+    return clauses, params
+
+
+def _glob(value: str) -> str:
+    """A DICOM wildcard pattern as an SQLite GLOB pattern (``[`` is GLOB's only extra)."""
+    return value.replace("[", "[[]")
+
+
+def _condition(attribute: _Attribute, raw: str) -> tuple[str, list[object]] | None:
+    value = raw.strip().strip("\x00").strip()
+    if value in ("", "*"):
+        return None  # universal matching
+    keyword, vr = attribute.keyword, attribute.vr
+    if attribute.computed:  # ModalitiesInStudy / SOPClassesInStudy: any of the values
+        column = "x.modality" if keyword == "ModalitiesInStudy" else "x.sop_class_uid"
+        table = "series" if keyword == "ModalitiesInStudy" else "instances"
+        values = [v.strip() for v in value.split("\\") if v.strip()]
+        marks = ",".join("?" * len(values))
+        return (f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_instance_uid = "
+                f"st.study_instance_uid AND {column} IN ({marks}))", list(values))
+    column = attribute.sql
+    if vr == "UI":
+        uids = [v.strip() for v in value.split("\\") if v.strip()]
+        for uid in uids:
+            if not re.fullmatch(r"[0-9.]{1,64}", uid):
+                raise InvalidQuery(
+                    f"{keyword} value {uid[:70]!r} is not a UID (digits and dots); UIDs match "
+                    "exactly, several separated by a backslash", attribute=keyword,
+                    short=f"{keyword}: not a UID (digits and dots)")
+        if len(uids) == 1:
+            return f"{column} = ?", uids
+        return f"{column} IN ({','.join('?' * len(uids))})", list(uids)
+    if vr in ("DA", "TM"):
+        return _range(keyword, vr, column, value)
+    if vr in ("IS", "US", "UL", "SS", "SL"):
+        if not _INT.match(value):
+            raise InvalidQuery(f"{keyword} value {value[:40]!r} is not an integer",
+                               attribute=keyword, short=f"{keyword}: not an integer")
+        return f"CAST({column} AS INTEGER) = ?", [int(value)]
+    if keyword in _LIST_KEYS and "\\" in value:
+        values = [v.strip() for v in value.split("\\") if v.strip()]
+        return f"{column} IN ({','.join('?' * len(values))})", values
+    wildcard = "*" in value or "?" in value
+    if vr == "PN":
+        if wildcard:
+            return f"lower({column}) GLOB lower(?)", [_glob(value)]
+        return f"lower({column}) = lower(?)", [value]
+    if wildcard:
+        return f"{column} GLOB ?", [_glob(value)]
+    return f"{column} = ?", [value]
+
+
+def _range(keyword: str, vr: str, column: str, value: str) -> tuple[str, list[object]]:
+    pattern = _DATE if vr == "DA" else _TIME
+    form = "YYYYMMDD" if vr == "DA" else "HHMMSS"
+    low, dash, high = value.partition("-")
+    low, high = low.strip(), high.strip()
+    for part in (low, high) if dash else (low,):
+        if part and not pattern.match(part):
+            raise InvalidQuery(
+                f"{keyword} value {value[:40]!r} is not a {vr}: use {form}, or a range "
+                f"{form}-{form}, -{form} or {form}-", attribute=keyword,
+                short=f"{keyword}: use {form} or a range {form}-{form}")
+    if not dash:
+        if vr == "TM":  # a partial time matches every time it is a prefix of
+            return f"substr({column}, 1, ?) = ?", [len(low), low]
+        return f"{column} = ?", [low]
+    if not low and not high:
+        raise InvalidQuery(f"{keyword} range {value!r} has no bound", attribute=keyword)
+    clauses, params = [], []
+    if low:
+        clauses.append(f"{column} >= ?")
+        params.append(low)
+    if high:
+        # '\x7f' sorts after every digit: "1200" as an upper bound takes in 12:00:30
+        clauses.append(f"{column} <= ?")
+        params.append(high + "\x7f" if vr == "TM" else high)
+    return " AND ".join(clauses), params
+
+
+def _element_value(attribute: _Attribute, value: object) -> object:
+    if value is None or value == "":
+        return None
+    if attribute.multi:
+        return sorted(str(value).split(","))
+    if attribute.vr in ("US", "UL", "SS", "SL"):
+        return int(value)  # type: ignore[call-overload]
+    if attribute.vr == "IS":
+        return str(value)
+    text = str(value)
+    return text.split("\\") if "\\" in text else text
+
+
+def _as_dataset(query: Query, row: sqlite3.Row | tuple[object, ...]) -> Dataset:
+    ds = Dataset()
+    for keyword, value in zip(query.return_keys, tuple(row), strict=True):
+        attribute = _ATTRIBUTES[keyword]
+        setattr(ds, keyword, _element_value(attribute, value))
+    return ds
+
+
+def find(conn: sqlite3.Connection, query: Query) -> list[Dataset]:
+    """The matches of ``query``, each a data set holding its return keys."""
+    sql, params = query.sql()
+    return [_as_dataset(query, row) for row in conn.execute(sql, params)]
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFile:
+    """One stored instance and where its bytes are (``path`` relative to data_dir)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    transfer_syntax_uid: str | None
+    path: PurePosixPath
+    number_of_frames: int | None
+    rows: int | None
+    columns: int | None
+
+
+_FILE_COLUMNS = ("i.sop_instance_uid, i.sop_class_uid, i.series_instance_uid, "
+                 "i.study_instance_uid, i.transfer_syntax_uid, i.path, i.number_of_frames, "
+                 "i.rows, i.columns")
+
+
+def _file(row: sqlite3.Row | tuple[object, ...]) -> InstanceFile:
+    values = tuple(row)
+    return InstanceFile(
+        str(values[0]), str(values[1]), str(values[2]), str(values[3]),
+        None if values[4] is None else str(values[4]), PurePosixPath(str(values[5])),
+        values[6] if isinstance(values[6], int) else None,
+        values[7] if isinstance(values[7], int) else None,
+        values[8] if isinstance(values[8], int) else None,
+    )
+
+
+def find_files(conn: sqlite3.Connection, query: Query) -> list[InstanceFile]:
+    """Every stored instance under the entities ``query`` matches (C-MOVE, C-GET)."""
+    clauses, params = _where(query.filters)
+    sql = f"SELECT {_FILE_COLUMNS} FROM {_FROM[_IM]}"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += " ORDER BY i.study_instance_uid, i.series_instance_uid, " \
+           "CAST(i.instance_number AS INTEGER), i.rowid"
+    return [_file(row) for row in conn.execute(sql, params)]
+
+
+def instance_files(
+    conn: sqlite3.Connection,
+    *,
+    study_instance_uid: str,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+) -> list[InstanceFile]:
+    """The stored instances of a study, a series of it, or one instance (WADO-RS),
+    ordered by series and instance number; empty when none is stored."""
+    sql = f"SELECT {_FILE_COLUMNS} FROM instances i WHERE i.study_instance_uid = ?"
+    params: list[object] = [study_instance_uid]
+    if series_instance_uid is not None:
+        sql += " AND i.series_instance_uid = ?"
+        params.append(series_instance_uid)
+    if sop_instance_uid is not None:
+        sql += " AND i.sop_instance_uid = ?"
+        params.append(sop_instance_uid)
+    sql += " ORDER BY i.series_instance_uid, CAST(i.instance_number AS INTEGER), i.rowid"
+    return [_file(row) for row in conn.execute(sql, params)]
+
+
+def filters_from_identifier(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
+    """C-FIND/C-MOVE identifier to (matching values, return keys); sequences and the
+    constant keys are not matched."""
+    filters: dict[str, str] = {}
+    keys: list[str] = []
+    for element in identifier:
+        keyword = element.keyword
+        if not keyword or element.VR == "SQ" or keyword in _CONSTANT_KEYS:
+            continue
+        keys.append(keyword)
+        value = element.value
+        if value is None:
+            text = ""
+        elif isinstance(value, MultiValue | list):
+            text = "\\".join(str(v) for v in value)
+        else:
+            text = str(value)
+        filters[keyword] = text
+    return filters, keys

@@ -1,0 +1,145 @@
+"""Fixtures shared by the whole suite: a real node on free ports, with a small
+random-weight open_clip model loaded through the same ``local-dir:`` path a hospital
+uses for the real BiomedCLIP weights. Peers (Orthanc, dcmtk) live in ``tests/_peers``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from indexer import queue  # noqa: E402
+from node.app import Node  # noqa: E402
+from node.settings import Settings, load_settings  # noqa: E402
+from tests._peers import free_port  # noqa: E402
+
+pytest_plugins = ["tests._peers"]
+
+ASSETS = Path(__file__).parent / "assets"
+TINY_MODEL_CONFIG = ASSETS / "models" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``local-dir:`` open_clip folder: the shipped tiny config with random weights."""
+    from indexer.embedder import write_random_model_dir
+
+    return write_random_model_dir(TINY_MODEL_CONFIG, tmp_path_factory.mktemp("tiny-model"))
+
+
+@dataclass
+class RunningNode:
+    """A node started in this process on free loopback ports."""
+
+    node: Node
+    settings: Settings
+    http_url: str
+    dimse_port: int
+    admin_token: str | None = None
+    read_token: str | None = None
+    _extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def services(self):  # type: ignore[no-untyped-def]
+        return self.node.services
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.http_url}/dicom-web"
+
+    @property
+    def ae_title(self) -> str:
+        return self.settings.node.ae_title
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.node.data_dir
+
+    def counts(self) -> dict[str, Any]:
+        return queue.counts(self.services.connections.get()).to_dict()
+
+    def wait_model(self, timeout: float = 120.0) -> None:
+        if not self.services.model.ready.wait(timeout):
+            raise TimeoutError(f"model not ready: {self.services.model.reason}")
+
+    def wait_indexed(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until nothing is pending or in progress on the work queue."""
+        self.wait_model(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = queue.counts(self.services.connections.get())
+            if c.pending == 0 and c.in_progress == 0:
+                return c.to_dict()
+            time.sleep(0.1)
+        raise TimeoutError(f"queue not drained: {self.counts()}")
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.http_url, headers=headers, timeout=60)
+
+    def stop(self) -> None:
+        self.node.stop()
+
+
+def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> RunningNode:
+    """Start a node: ``overrides`` are settings sections, e.g. ``node={"ae_title": "X"}``."""
+    dimse_port, http_port = free_port(), free_port()
+    values: dict[str, Any] = {
+        "node": {"ae_title": "PRECEDENT", "host": "127.0.0.1", "dimse_port": dimse_port,
+                 "data_dir": data_dir, "allow_any_source": True,
+                 "free_space_reserve_mb": 0, "stable_after_s": 1.0, "timeout_s": 30},
+        "http": {"host": "127.0.0.1", "port": http_port},
+        "worker": {"decode_processes": 0, "poll_interval_s": 0.05, "batch_size": 16},
+        "model": {"name": f"local-dir:{model_dir}" if model_dir else "local-dir:/nonexistent",
+                  "precision": "fp32", "batch_size": 16},
+    }
+    for section, items in overrides.items():
+        values.setdefault(section, {}).update(items)
+    settings = load_settings(None, values)
+    node = Node(settings)
+    node.start()
+    if not node.wait_http(30):
+        node.stop()
+        raise RuntimeError("the node's HTTP server did not start")
+    return RunningNode(node, settings, f"http://127.0.0.1:{http_port}", dimse_port,
+                       admin_token=settings.http.admin_token, read_token=settings.http.read_token)
+
+
+@pytest.fixture
+def make_node(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Callable[..., RunningNode]]:
+    """Factory: ``make_node(**overrides)`` starts a node; all are stopped at the end.
+
+    ``model=None`` as keyword ``no_model=True`` starts one whose model cannot load.
+    """
+    started: list[RunningNode] = []
+
+    def make(*, no_model: bool = False, data_dir: Path | None = None,
+             **overrides: Any) -> RunningNode:
+        folder = data_dir or tmp_path / f"node{len(started)}"
+        running = start_node(folder, None if no_model else tiny_model_dir, **overrides)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def running_node(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[RunningNode]:
+    """One node shared by the tests that only read (session scope)."""
+    running = start_node(tmp_path_factory.mktemp("shared-node"), tiny_model_dir)
+    running.wait_model()
+    yield running
+    running.stop()

@@ -1,0 +1,116 @@
+"""The embedder, loaded through ``local-dir:`` as real weights would be (nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.embedder import Embedder, ModelUnavailable, load_embedder, write_random_model_dir
+from indexer.normalise import normalise_dataset
+from tests.indexer._dicom import PYDICOM_FILES
+
+MODELS = Path(__file__).parent.parent / "assets" / "models"
+
+
+def test_images_and_texts_become_unit_vectors(tiny_embedder: Embedder) -> None:
+    import pydicom
+
+    ct = normalise_dataset(pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm"))
+    rng = np.random.default_rng(0)
+    pictures = [ct, rng.integers(0, 255, (300, 41, 3), dtype=np.uint8)] * 5  # > batch_size
+    v = tiny_embedder.embed_images(pictures)  # type: ignore[arg-type]
+    assert v.shape == (10, tiny_embedder.dim) == (10, 32) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(v[0], v[2], atol=1e-6)  # deterministic
+    assert abs(float(v[0] @ v[1])) < 0.9999  # different pictures, different vectors
+    t = tiny_embedder.embed_texts(["left pneumothorax", "no acute findings", "left pneumothorax"])
+    assert t.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(t[0], t[2], atol=1e-6)
+    assert tiny_embedder.embed_images([]).shape == (0, 32)
+
+
+def test_images_must_be_rgb_uint8(tiny_embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="H×W×3 uint8"):
+        tiny_embedder.embed_images([np.zeros((8, 8), np.uint8)])  # type: ignore[list-item]
+
+
+def test_identity_is_the_name_and_a_hash_of_the_weights(tiny_dir: Path, tmp_path: Path) -> None:
+    a = load_embedder(path=tiny_dir, device="cpu", precision="fp32")
+    b = load_embedder(name=f"local-dir:{tiny_dir}", device="cpu", precision="fp32")
+    assert a.identity == b.identity and a.identity.startswith(f"local-dir:{tiny_dir.name}@")
+    other = write_random_model_dir(MODELS / "tiny", tmp_path / tiny_dir.name, seed=1)
+    c = load_embedder(path=other, device="cpu", precision="fp32")
+    assert c.identity != a.identity  # same name, other weights
+
+
+def test_bf16_autocast_on_cpu_stays_close_to_fp32(tiny_dir: Path) -> None:
+    fp32 = load_embedder(path=tiny_dir, device="cpu", precision="fp32")
+    bf16 = load_embedder(path=tiny_dir, device="cpu", precision="bf16")
+    assert bf16.autocast_dtype == "bf16" and bf16.identity == fp32.identity
+    img = [np.random.default_rng(1).integers(0, 255, (70, 70, 3), dtype=np.uint8)]
+    assert float(fp32.embed_images(img)[0] @ bf16.embed_images(img)[0]) > 0.98
+
+
+def test_missing_folder_says_how_to_provide_weights(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable) as info:
+        load_embedder(path=tmp_path / "nowhere")
+    msg = str(info.value)
+    assert "does not exist" in msg and "open_clip_config.json" in msg and "[model] path" in msg
+
+
+def test_folder_without_weights_is_refused_not_randomly_initialised(tmp_path: Path) -> None:
+    shutil.copy(MODELS / "tiny" / "open_clip_config.json", tmp_path)
+    with pytest.raises(ModelUnavailable, match="no weights"):
+        load_embedder(name=f"local-dir:{tmp_path}")
+
+
+def test_folder_without_config(tmp_path: Path) -> None:
+    (tmp_path / "open_clip_pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(ModelUnavailable, match="no open_clip_config.json"):
+        load_embedder(path=tmp_path)
+
+
+def test_hf_text_tower_without_its_config_is_refused(tmp_path: Path) -> None:
+    shutil.copy(MODELS / "biomedclip" / "open_clip_config.json", tmp_path)
+    (tmp_path / "open_clip_pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(ModelUnavailable, match="no config.json"):
+        load_embedder(path=tmp_path)
+
+
+def test_corrupt_weights_are_model_unavailable(tiny_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(tiny_dir / "open_clip_config.json", tmp_path)
+    (tmp_path / "open_clip_pytorch_model.bin").write_bytes(b"garbage")
+    with pytest.raises(ModelUnavailable, match="could not be loaded"):
+        load_embedder(path=tmp_path, device="cpu")
+
+
+def test_a_weights_file_needs_a_builtin_architecture(tiny_dir: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="built-in"):
+        load_embedder(path=tiny_dir / "open_clip_pytorch_model.bin")
+
+
+def test_arguments_are_validated(tiny_dir: Path) -> None:
+    with pytest.raises(ValueError, match="precision"):
+        load_embedder(path=tiny_dir, precision="fp8")
+    with pytest.raises(ValueError, match="batch_size"):
+        load_embedder(path=tiny_dir, batch_size=0)
+
+
+@pytest.mark.slow
+def test_biomedclip_architecture_loads_offline_from_a_local_folder(tmp_path: Path) -> None:
+    """BiomedCLIP's real architecture (timm ViT-B/16 + PubMedBERT-shaped BERT), random
+    weights, through the same ``local-dir:`` setting a hospital uses for the real ones."""
+    folder = write_random_model_dir(MODELS / "biomedclip", tmp_path / "biomedclip")
+    cfg = json.loads((folder / "open_clip_config.json").read_text())
+    assert cfg["model_cfg"]["vision_cfg"]["timm_model_name"] == "vit_base_patch16_224"
+    emb = load_embedder(name=f"local-dir:{folder}", device="cpu", batch_size=2)
+    assert emb.dim == 512 and emb.image_size == 224
+    v = emb.embed_images([np.full((256, 300, 3), 90, np.uint8)])
+    t = emb.embed_texts(["left pleural effusion"])
+    assert v.shape == t.shape == (1, 512)
+    np.testing.assert_allclose(np.linalg.norm(np.concatenate([v, t]), axis=1), 1.0, atol=1e-3)

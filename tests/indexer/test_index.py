@@ -1,0 +1,137 @@
+"""IndexSet: vectors in the catalog, per-level HNSW indexes, persistence and model identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer import LevelValues, queue
+from indexer.errors import ModelMismatch
+from indexer.index import IndexSet, InstanceVector, connect
+
+DIM = 16
+MODEL = "local-dir:test@000000000001"
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def _iv(uid: str, series: str, study: str, vec: np.ndarray, **kw: str) -> InstanceVector:
+    return InstanceVector(uid, series, study, _unit(vec), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "catalog.sqlite", tmp_path / "index"
+
+
+def _open(paths: tuple[Path, Path], **kw: object) -> IndexSet:
+    return IndexSet.open(db_path=paths[0], index_dir=paths[1], **kw)  # type: ignore[arg-type]
+
+
+def test_series_and_study_vectors_are_renormalised_means(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.normal(size=DIM) for _ in range(3))
+    ix.add_instances([_iv("1.1.1", "1.1", "1", a), _iv("1.1.2", "1.1", "1", b)], identity=MODEL)
+    ix.add_instances([_iv("1.2.1", "1.2", "1", c)], identity=MODEL)
+    s11 = _unit(_unit(a) + _unit(b))
+    np.testing.assert_allclose(ix.get_vector("series", "1.1"), s11, atol=1e-6)
+    np.testing.assert_allclose(ix.get_vector("study", "1"), _unit(s11 + _unit(c)), atol=1e-6)
+    assert (ix.count("instance"), ix.count("series"), ix.count("study")) == (3, 2, 1)
+
+
+def test_an_instance_indexed_twice_is_there_once(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    v = np.ones(DIM)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", v)], identity=MODEL)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", -v)], identity=MODEL)
+    rows = ix.connection().execute("SELECT count(*) FROM vectors WHERE level='instance'")
+    assert rows.fetchone()[0] == 1 and ix.count("instance") == 1
+    _keys, dist = ix.ann(LevelValues.INSTANCE, _unit(-v), 1)
+    assert dist[0] < 1e-3  # the newer vector replaced the old one in the index too
+
+
+def test_saved_indexes_reload_and_stale_ones_rebuild(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    rng = np.random.default_rng(1)
+    ix.add_instances(
+        [_iv(f"1.1.{i}", "1.1", "1", rng.normal(size=DIM)) for i in range(20)], identity=MODEL
+    )
+    ix.save()
+    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    assert again.load_or_rebuild() == []  # loaded from files
+    assert again.count("instance") == 20
+    # a change after the save (the process was killed before saving): the files are stale
+    again.add_instances([_iv("1.1.99", "1.1", "1", rng.normal(size=DIM))], identity=MODEL)
+    third = IndexSet(db_path=paths[0], index_dir=paths[1])
+    assert set(third.load_or_rebuild()) == set(LevelValues)
+    assert third.count("instance") == 21
+    # a missing file is rebuilt too
+    (paths[1] / "series.usearch").unlink()
+    fourth = IndexSet(db_path=paths[0], index_dir=paths[1])
+    assert fourth.load_or_rebuild() == [LevelValues.SERIES]
+    assert fourth.count("series") == 1
+
+
+def test_a_garbled_index_file_is_rebuilt(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM))], identity=MODEL)
+    ix.save()
+    (paths[1] / "instance.usearch").write_bytes(b"not an index")
+    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    assert LevelValues.INSTANCE in again.load_or_rebuild()
+    assert again.count("instance") == 1
+
+
+def test_vectors_of_another_model_are_refused(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM))], identity=MODEL)
+    with pytest.raises(ModelMismatch, match="explicit rebuild") as info:
+        ix.add_instances([_iv("1.1.2", "1.1", "1", np.ones(DIM))], identity="other@123")
+    assert MODEL in str(info.value) and "other@123" in str(info.value)
+    with pytest.raises(ModelMismatch):
+        _open(paths, model_id="other@123", dim=DIM)
+    with pytest.raises(ModelMismatch):
+        _open(paths, model_id=MODEL, dim=DIM + 1)
+
+
+def test_switching_model_drops_vectors_and_requeues(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    conn = connect(paths[0])
+    conn.execute("BEGIN")
+    queue.enqueue(conn, "1.1.1", "dicom/a.dcm")
+    conn.commit()
+    [item] = queue.claim(conn, 1)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM))], identity=MODEL)
+    queue.mark_done(conn, [item.sop_instance_uid])
+    assert ix.switch_model("new@abc", 8) == 1
+    assert ix.identity == "new@abc" and ix.dim == 8
+    assert ix.count("instance") == 0 and queue.counts(conn).pending == 1
+    ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(8))], identity="new@abc")
+    assert ix.count("study") == 1
+
+
+def test_deleting_an_instance_updates_its_parents(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=DIM), rng.normal(size=DIM)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", a), _iv("1.2.1", "1.2", "1", b)], identity=MODEL)
+    assert ix.delete_instance("1.1.1")
+    assert ix.get_vector("series", "1.1") is None
+    np.testing.assert_allclose(ix.get_vector("study", "1"), _unit(b), atol=1e-6)
+    assert (ix.count("instance"), ix.count("series"), ix.count("study")) == (1, 1, 1)
+    assert ix.delete_instance("1.2.1")
+    assert ix.get_vector("study", "1") is None
+    assert (ix.count("instance"), ix.count("series"), ix.count("study")) == (0, 0, 0)
+    assert not ix.delete_instance("1.2.1")
+
+
+def test_constructor_validates(paths: tuple[Path, Path]) -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        IndexSet(db_path=paths[0], index_dir=paths[1], dtype="f8")
+    with pytest.raises(ValueError, match="connectivity"):
+        IndexSet(db_path=paths[0], index_dir=paths[1], connectivity=0)

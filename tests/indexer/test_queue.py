@@ -1,0 +1,150 @@
+"""The work queue on a real SQLite catalog (WAL, two connections)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from indexer import queue
+from indexer.errors import QueueError
+from indexer.index import connect
+from indexer.queue import WorkStateValues
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "catalog.sqlite"
+    conn = connect(path)
+    queue.ensure_schema(conn)
+    queue.ensure_schema(conn)  # idempotent
+    conn.close()
+    return path
+
+
+def _enqueue(conn: sqlite3.Connection, *uids: str) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    for uid in uids:
+        queue.enqueue(conn, uid, f"dicom/{uid}.dcm")
+    conn.commit()
+
+
+def test_enqueue_joins_the_callers_transaction(db: Path) -> None:
+    conn = connect(db)
+    conn.execute("BEGIN IMMEDIATE")
+    queue.enqueue(conn, "1.2.3", "dicom/1.2.3.dcm")
+    conn.rollback()  # the ingest failed: nothing queued
+    assert queue.counts(conn).total == 0
+    conn.execute("BEGIN IMMEDIATE")
+    queue.enqueue(conn, "1.2.3", "dicom/1.2.3.dcm")
+    assert conn.in_transaction  # enqueue did not commit
+    conn.commit()
+    assert queue.counts(conn).pending == 1
+
+
+def test_enqueue_twice_keeps_one_row_and_replace_requeues(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "1.1", "1.1")
+    assert queue.counts(conn).total == 1
+    [item] = queue.claim(conn, 5)
+    queue.mark_done(conn, [item.sop_instance_uid])
+    _enqueue(conn, "1.1")  # received again, not replaced: stays done
+    assert queue.counts(conn).done == 1
+    conn.execute("BEGIN")
+    queue.enqueue(conn, "1.1", "dicom/new.dcm", replace=True)
+    conn.commit()
+    [item] = queue.claim(conn, 5)
+    assert item.path == "dicom/new.dcm" and item.attempts == 1
+
+
+def test_enqueue_validates_its_arguments(db: Path) -> None:
+    conn = connect(db)
+    with pytest.raises(ValueError, match="sop_instance_uid"):
+        queue.enqueue(conn, "", "p")
+    with pytest.raises(ValueError, match="path"):
+        queue.enqueue(conn, "1.2", "")
+
+
+def test_claim_is_atomic_across_connections(db: Path) -> None:
+    a, b = connect(db), connect(db)
+    _enqueue(a, *[f"1.{i}" for i in range(10)])
+    first = queue.claim(a, 4)
+    second = queue.claim(b, 4)
+    third = queue.claim(a, 4)
+    uids = [i.sop_instance_uid for i in first + second + third]
+    assert len(uids) == len(set(uids)) == 10
+    assert [i.sop_instance_uid for i in first] == ["1.0", "1.1", "1.2", "1.3"]  # oldest first
+    assert queue.counts(a).in_progress == 10
+    assert queue.claim(b, 4) == []
+
+
+def test_claim_refuses_to_run_inside_a_transaction(db: Path) -> None:
+    conn = connect(db)
+    conn.execute("BEGIN")
+    with pytest.raises(QueueError, match="claim opens its own transaction"):
+        queue.claim(conn, 1)
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        conn.rollback() or queue.claim(conn, 0)
+
+
+def test_retry_later_respects_not_before(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "2.1")
+    [item] = queue.claim(conn, 1, now=1000.0)
+    queue.retry_later(conn, item.sop_instance_uid, "disk busy", backoff_s=30, now=1000.0)
+    assert queue.claim(conn, 1, now=1029.0) == []
+    [again] = queue.claim(conn, 1, now=1031.0)
+    assert again.attempts == 2
+
+
+def test_skip_fail_and_counts_with_reasons(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "3.1", "3.2", "3.3", "3.4")
+    items = queue.claim(conn, 4)
+    queue.mark_done(conn, [items[0].sop_instance_uid])
+    queue.mark_skipped(conn, items[1].sop_instance_uid, "no_pixel_data: Basic Text SR")
+    queue.mark_failed(conn, items[2].sop_instance_uid, "undecodable: truncated")
+    queue.mark_failed(conn, items[3].sop_instance_uid, "undecodable: truncated")
+    c = queue.counts(conn)
+    assert c.by_state == {"pending": 0, "in_progress": 0, "done": 1, "skipped": 1, "failed": 2}
+    assert c.failed_reasons == {"undecodable: truncated": 2}
+    assert c.skipped_reasons == {"no_pixel_data: Basic Text SR": 1}
+    assert c.to_dict()["by_state"]["failed"] == 2
+
+
+def test_reset_in_progress_after_a_crash(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "4.2")
+    for _ in range(3):  # 4.2 kills the worker every time it is touched
+        queue.reset_in_progress(conn, max_attempts=3)
+        [_poison] = queue.claim(conn, 1)
+    _enqueue(conn, "4.1")
+    queue.claim(conn, 1)  # 4.1 claimed once, then the worker is killed again
+    back = queue.reset_in_progress(conn, max_attempts=3)
+    c = queue.counts(conn)
+    assert back == 1 and c.pending == 1 and c.failed == 1
+    [reason] = c.failed_reasons
+    assert "interrupted 3 times" in reason
+
+
+def test_release_does_not_count_the_claim(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "5.1")
+    [item] = queue.claim(conn, 1)
+    queue.release(conn, [item.sop_instance_uid])
+    [again] = queue.claim(conn, 1)
+    assert again.attempts == 1
+
+
+def test_delete_and_requeue_all(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "6.1", "6.2", "6.3")
+    items = queue.claim(conn, 3)
+    queue.mark_done(conn, [items[0].sop_instance_uid])
+    queue.mark_skipped(conn, items[1].sop_instance_uid, "no_pixel_data")
+    queue.delete(conn, items[2].sop_instance_uid)
+    conn.commit()
+    assert queue.requeue_all(conn) == 1  # skipped objects stay skipped
+    assert queue.counts(conn).by_state[WorkStateValues.PENDING.value] == 1
+    assert queue.counts(conn).total == 2

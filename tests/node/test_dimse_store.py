@@ -1,0 +1,267 @@
+"""C-STORE and C-ECHO against a real node, driven by dcmtk and pynetdicom as peers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+
+from tests._peers import echoscu, storescu, test_files
+from tests._synthetic import ct_instance, write_files
+
+
+def _catalogued(node) -> set[str]:  # type: ignore[no-untyped-def]
+    rows = node.services.connections.get().execute("SELECT sop_instance_uid FROM instances")
+    return {r[0] for r in rows}
+
+
+def _queued(node) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    rows = node.services.connections.get().execute(
+        "SELECT sop_instance_uid, count(*) FROM work GROUP BY sop_instance_uid")
+    return {r[0]: r[1] for r in rows}
+
+
+def test_every_pydicom_test_file_is_stored_and_catalogued(make_node, tmp_path: Path) -> None:
+    node = make_node(no_model=True)
+    files = test_files()
+    assert len(files) > 50
+    result = storescu(node.dimse_port, files, called=node.ae_title, extra=["--no-halt"])
+    unreadable = {line.split("Bad DICOM file: ")[1].split(":")[0]
+                  for line in result.stderr.splitlines() if "Bad DICOM file: " in line}
+    assert len(unreadable) < 5, unreadable  # dcmtk itself cannot read a few broken files
+    expected = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+                for f in files if str(f) not in unreadable}
+    stored = _catalogued(node)
+    missing = expected - stored
+    assert not missing, f"{len(missing)} not stored; storescu said:\n{result.stderr[-3000:]}"
+    queued = _queued(node)
+    assert set(queued) == stored and set(queued.values()) == {1}
+
+
+@pytest.mark.parametrize("name", ["JPEG2000.dcm", "SC_rgb_rle.dcm",
+                                  "MR_small_bigendian.dcm"])
+def test_bytes_are_kept_exactly_as_received(make_node, name: str) -> None:
+    """No transcoding: the data set bytes on disk are the bytes the sender sent."""
+    node = make_node(no_model=True)
+    path = next(f for f in test_files() if f.name == name)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    _config.STORE_SEND_CHUNKED_DATASET = True  # send the file's own bytes, unparsed
+    try:
+        assoc = _assoc_with(node, ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        assert assoc.send_c_store(path).Status == 0x0000
+        assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = False
+    row = node.services.connections.get().execute(
+        "SELECT path, transfer_syntax_uid FROM instances WHERE sop_instance_uid=?",
+        (str(ds.SOPInstanceUID),)).fetchone()
+    assert row[1] == ds.file_meta.TransferSyntaxUID
+    original = path.read_bytes()
+    body = original[_meta_end(original):]
+    kept = (node.data_dir / row[0]).read_bytes()
+    assert kept.endswith(body)
+
+
+def _meta_end(raw: bytes) -> int:
+    from pydicom.filereader import read_preamble, _read_file_meta_info
+    import io
+
+    fp = io.BytesIO(raw)
+    read_preamble(fp, False)
+    _read_file_meta_info(fp)
+    return fp.tell()
+
+
+def _assoc_with(node, sop_class: str, syntax: str):  # type: ignore[no-untyped-def]
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(sop_class, [syntax])
+    assoc = ae.associate("127.0.0.1", node.dimse_port, ae_title=node.ae_title)
+    assert assoc.is_established
+    return assoc
+
+
+def test_echo_from_unknown_caller_is_rejected_with_reason(make_node) -> None:
+    node = make_node(no_model=True, node={"allow_any_source": False})
+    result = echoscu(node.dimse_port, called=node.ae_title, calling="STRANGER")
+    assert result.returncode != 0
+    assert "Calling AE Title Not Recognized" in result.stderr + result.stdout
+    # a configured source is accepted, the node kept serving
+    from node.storage import aes
+
+    aes.add_source(node.services.connections.get(), "ECHOSCU")
+    assert echoscu(node.dimse_port, called=node.ae_title).returncode == 0
+
+
+def test_wrong_called_ae_title_is_rejected(make_node) -> None:
+    node = make_node(no_model=True)
+    result = echoscu(node.dimse_port, called="NOTTHENODE")
+    assert result.returncode != 0
+    assert "Called AE Title Not Recognized" in result.stderr + result.stdout
+
+
+def test_source_bound_to_another_host_is_rejected(make_node) -> None:
+    from node.storage import aes
+
+    node = make_node(no_model=True, node={"allow_any_source": False})
+    aes.add_source(node.services.connections.get(), "ECHOSCU", host="127.0.0.2")
+    result = echoscu(node.dimse_port, called=node.ae_title)
+    assert "Calling AE Title Not Recognized" in result.stderr + result.stdout
+
+
+def test_permissions_are_per_service(make_node, tmp_path: Path) -> None:
+    from node.storage import aes
+
+    node = make_node(no_model=True, node={"allow_any_source": False})
+    aes.add_source(node.services.connections.get(), "STORESCU",
+                   permissions=aes.parse_permissions("echo"))
+    ds = ct_instance(study_uid="1.2.3.4", series_uid="1.2.3.4.5", patient_id="P1")
+    files = write_files([ds], tmp_path / "in")
+    result = storescu(node.dimse_port, files, called=node.ae_title)
+    assert "0x0124" in result.stderr + result.stdout or result.returncode != 0
+    assert _catalogued(node) == set()
+
+
+def _assoc(node, contexts):  # type: ignore[no-untyped-def]
+    ae = AE(ae_title="TESTSCU")
+    for c in contexts:
+        ae.add_requested_context(c)
+    assoc = ae.associate("127.0.0.1", node.dimse_port, ae_title=node.ae_title)
+    assert assoc.is_established
+    return assoc
+
+
+def test_bad_instances_get_clear_statuses_and_node_keeps_serving(make_node) -> None:
+    node = make_node(no_model=True)
+    assoc = _assoc(node, [CTImageStorage, MRImageStorage, Verification])
+    try:
+        good = ct_instance(study_uid="1.2.840.1", series_uid="1.2.840.1.1", patient_id="P1")
+
+        missing = ct_instance(study_uid="1.2.840.2", series_uid="1.2.840.2.1", patient_id="P2")
+        del missing.StudyInstanceUID
+        status = assoc.send_c_store(missing)
+        assert status.Status == 0xC210
+        assert "Study Instance UID (0020,000D) is missing" in status.ErrorComment
+
+        traversal = ct_instance(study_uid="1.2.840.3", series_uid="1.2.840.3.1", patient_id="P3")
+        traversal.SeriesInstanceUID = "../../etc"
+        status = assoc.send_c_store(traversal)
+        assert status.Status == 0xC210
+        assert "not a valid UID" in status.ErrorComment
+
+        assert assoc.send_c_store(good).Status == 0x0000
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()
+    assert _catalogued(node) == {str(good.SOPInstanceUID)}
+
+
+def test_data_set_not_matching_its_sop_class_gets_a900(make_node, tmp_path: Path) -> None:
+    node = make_node(no_model=True)
+    mismatch = ct_instance(study_uid="1.2.840.4", series_uid="1.2.840.4.1", patient_id="P4")
+    mismatch.SOPClassUID = MRImageStorage  # but announced as CT
+    status = _send_announced_as(node, mismatch, CTImageStorage)
+    assert status.Status == 0xA900
+    assert "differs" in status.ErrorComment
+    assert _catalogued(node) == set()
+
+
+def _send_announced_as(node, ds: Dataset, sop_class: str):  # type: ignore[no-untyped-def]
+    """Send ``ds`` in a C-STORE request that announces it as ``sop_class``."""
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_STORE
+
+    assoc = _assoc_with(node, sop_class, "1.2.840.10008.1.2")
+    context = assoc.accepted_contexts[0]
+    from pydicom.filewriter import write_dataset
+    from pydicom.filebase import DicomBytesIO
+
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, True
+    write_dataset(body, ds)
+    req = C_STORE()
+    req.MessageID, req.Priority = 1, 2
+    req.AffectedSOPClassUID = sop_class
+    req.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    req.DataSet = BytesIO(body.getvalue())
+    assoc._reactor_checkpoint.clear()  # as send_c_store does: we read the response
+    assoc.dimse.send_msg(req, context.context_id)
+    _, rsp = assoc.dimse.get_msg(block=True)
+    assoc._reactor_checkpoint.set()
+    assoc.release()
+    return rsp
+
+
+def test_undecodable_data_set_is_refused(make_node, tmp_path: Path) -> None:
+    node = make_node(no_model=True)
+    good = ct_instance(study_uid="1.2.840.9", series_uid="1.2.840.9.1", patient_id="P9")
+    path = write_files([good], tmp_path / "bad")[0]
+    raw = path.read_bytes()
+    meta_end = _meta_end(raw)
+    # an element claiming 65535 bytes where a handful follow
+    path.write_bytes(raw[:meta_end] + b"\x08\x00\x16\x00UI\xff\xffgarbage" + b"\x00" * 64)
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        assoc = _assoc_with(node, CTImageStorage, good.file_meta.TransferSyntaxUID)
+        status = assoc.send_c_store(path)
+        assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = False
+    assert status.Status == 0xC210
+    assert "cannot be decoded" in status.ErrorComment or "missing" in status.ErrorComment
+    assert _catalogued(node) == set()
+    assert echoscu(node.dimse_port, called=node.ae_title).returncode == 0
+
+
+def test_duplicate_keeps_first_and_never_doubles(make_node, tmp_path: Path) -> None:
+    node = make_node(no_model=True)
+    ds = ct_instance(study_uid="1.2.840.7", series_uid="1.2.840.7.1", patient_id="P7")
+    first = write_files([ds], tmp_path / "a")
+    ds.StudyDescription = "changed"
+    second = write_files([ds], tmp_path / "b")
+    assert storescu(node.dimse_port, first, called=node.ae_title).returncode == 0
+    assert storescu(node.dimse_port, second, called=node.ae_title).returncode == 0
+    conn = node.services.connections.get()
+    assert conn.execute("SELECT count(*) FROM instances").fetchone()[0] == 1
+    path = conn.execute("SELECT path FROM instances").fetchone()[0]
+    assert pydicom.dcmread(node.data_dir / path).StudyDescription == "CT chest normal"
+    assert _queued(node) == {str(ds.SOPInstanceUID): 1}
+
+
+def test_replace_policy_overwrites_and_requeues(make_node, tmp_path: Path) -> None:
+    node = make_node(no_model=True, node={"duplicate_policy": "replace"})
+    ds = ct_instance(study_uid="1.2.840.8", series_uid="1.2.840.8.1", patient_id="P8")
+    storescu(node.dimse_port, write_files([ds], tmp_path / "a"), called=node.ae_title)
+    ds.StudyDescription = "changed"
+    storescu(node.dimse_port, write_files([ds], tmp_path / "b"), called=node.ae_title)
+    conn = node.services.connections.get()
+    path = conn.execute("SELECT path FROM instances").fetchone()[0]
+    assert pydicom.dcmread(node.data_dir / path).StudyDescription == "changed"
+    assert conn.execute("SELECT count(*) FROM work").fetchone()[0] == 1
+
+
+def test_below_free_space_reserve_refuses_association(make_node) -> None:
+    node = make_node(no_model=True, node={"free_space_reserve_mb": 10**9})
+    result = echoscu(node.dimse_port, called=node.ae_title)
+    assert result.returncode != 0
+    assert "Temporary Congestion" in result.stderr + result.stdout or \
+        "rejected" in (result.stderr + result.stdout).lower()
+
+
+def test_full_disk_answers_out_of_resources(make_node, tmp_path: Path) -> None:
+    """The reserve is checked per instance too: a store that would cross it gets 0xA700."""
+    node = make_node(no_model=True)
+    # switch the reserve on after the association is accepted
+    node.services.ingest.reserve_bytes = 10**15
+    assoc = _assoc(node, [CTImageStorage])
+    ds = ct_instance(study_uid="1.2.840.10", series_uid="1.2.840.10.1", patient_id="P10")
+    status = assoc.send_c_store(ds)
+    assoc.release()
+    assert status.Status == 0xA700
+    assert "disk" in status.ErrorComment
+    assert _catalogued(node) == set()
+    assert not list((node.data_dir / "tmp").glob("*.part"))

@@ -1,0 +1,342 @@
+"""The similar-case extension against a running node (tiny random-weight model).
+
+The model's weights are random, so these tests check the contract (shape of the answer,
+the private block, filters, exclusions, errors), not the quality of the ranking; the
+hybrid text search is checked where BM25 decides it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from tests._synthetic import ct_instance, to_bytes
+from tests.conftest import RunningNode, start_node
+from tests.web._helpers import (
+    BEST,
+    BEST_SERIES,
+    CREATOR,
+    DICOM_JSON,
+    LABELS,
+    PROBLEM_JSON,
+    RANK,
+    REPORT,
+    REPORT_URL,
+    SCORE,
+    Catalogue,
+    first_value,
+    populate,
+    store,
+)
+
+
+@pytest.fixture(scope="module")
+def cat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Catalogue]:
+    folder = tmp_path_factory.mktemp("similar")
+    node = start_node(folder / "node", tiny_model_dir)
+    try:
+        yield populate(node, folder)
+    finally:
+        node.stop()
+
+
+def _get(cat: Catalogue, path: str, **params: object):  # type: ignore[no-untyped-def]
+    with cat.node.http() as http:
+        return http.get(f"/dicom-web{path}", params=params)
+
+
+def _problem(response, status: int) -> str:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["type"]
+    return str(body["detail"])
+
+
+# ------------------------------------------------------------------ stored queries
+
+
+def test_similar_studies_answer_is_qido_shaped_with_private_block(cat: Catalogue) -> None:
+    query = cat.studies[0]
+    response = _get(cat, f"/studies/{query.study_instance_uid}/similar", limit=5)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith(DICOM_JSON)
+    items = response.json()
+    assert 1 <= len(items) <= 5
+    uids = [first_value(i, "0020000D") for i in items]
+    assert query.study_instance_uid not in uids  # never the query itself
+    assert cat.same_patient_study not in uids  # the query's own patient is left out
+    scores = []
+    for rank, item in enumerate(items, start=1):
+        ds = Dataset.from_json(item)  # a plain DICOM JSON parser reads it
+        assert ds.StudyInstanceUID in uids
+        assert first_value(item, CREATOR) == "PRECEDENT"
+        assert int(first_value(item, RANK)) == rank
+        scores.append(float(first_value(item, SCORE)))
+        assert -1.0001 <= scores[-1] <= 1.0001
+        study = cat.by_uid(ds.StudyInstanceUID)
+        assert study is not None
+        best = first_value(item, BEST)
+        assert best in {d.SOPInstanceUID for d in study.datasets}
+        assert first_value(item, BEST_SERIES) == study.datasets[0].SeriesInstanceUID
+        assert first_value(item, REPORT) == study.report
+        assert first_value(item, REPORT_URL).endswith(
+            f"/dicom-web/studies/{ds.StudyInstanceUID}/report")
+        assert item[LABELS]["Value"] == [study.finding]
+        assert item["00081190"]["Value"][0].endswith(f"/studies/{ds.StudyInstanceUID}")
+        assert ds.ModalitiesInStudy == "CT"
+        assert int(ds.NumberOfStudyRelatedInstances) == 2
+        assert str(ds.PatientID) == study.patient_id
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_consensus_header_is_the_majority_label(cat: Catalogue) -> None:
+    query = cat.studies[1]
+    response = _get(cat, f"/studies/{query.study_instance_uid}/similar", limit=7)
+    items = response.json()
+    labels = [item[LABELS]["Value"][0] for item in items]
+    consensus = json.loads(response.headers["Precedent-Consensus"])
+    assert consensus["of"] == len(items)
+    assert consensus["count"] == max(labels.count(x) for x in set(labels))
+    assert labels.count(consensus["label"]) == consensus["count"]
+
+
+def test_exclude_patient_false_lets_the_same_patient_in(cat: Catalogue) -> None:
+    query = cat.studies[0]
+    response = _get(cat, f"/studies/{query.study_instance_uid}/similar", limit=100,
+                    excludePatient="false")
+    uids = [first_value(i, "0020000D") for i in response.json()]
+    assert cat.same_patient_study in uids
+    assert query.study_instance_uid not in uids
+    assert len(uids) == len(cat.studies)  # everything else on the node
+
+
+def test_series_and_instance_levels(cat: Catalogue) -> None:
+    study = cat.studies[2]
+    series_uid = study.datasets[0].SeriesInstanceUID
+    sop_uid = study.datasets[0].SOPInstanceUID
+    response = _get(cat, f"/studies/{study.study_instance_uid}/series/{series_uid}/similar",
+                    limit=3)
+    assert response.status_code == 200, response.text
+    items = response.json()
+    assert items and all(first_value(i, "0020000E") for i in items)
+    assert all(first_value(i, "0020000E") != series_uid for i in items)
+    assert all(i["00081190"]["Value"][0].endswith("/series/" + first_value(i, "0020000E"))
+               for i in items)
+    assert all(first_value(i, "00080060") == "CT" for i in items)
+
+    response = _get(cat, f"/studies/{study.study_instance_uid}/series/{series_uid}"
+                         f"/instances/{sop_uid}/similar", limit=4)
+    assert response.status_code == 200, response.text
+    items = response.json()
+    assert len(items) == 4
+    for item in items:
+        sop = first_value(item, "00080018")
+        assert sop and sop != sop_uid and first_value(item, BEST) == sop
+        assert first_value(item, "00080016") == "1.2.840.10008.5.1.4.1.1.2"
+        assert item["00081190"]["Value"][0].endswith(f"/instances/{sop}")
+    # excludePatient (default): the other instance of the same study is not a result
+    assert study.datasets[1].SOPInstanceUID not in {first_value(i, "00080018") for i in items}
+
+
+def test_filters(cat: Catalogue) -> None:
+    uid = cat.studies[0].study_instance_uid
+    response = _get(cat, f"/studies/{uid}/similar", Modality="MR")
+    assert response.status_code == 200 and response.json() == []
+    assert "Precedent-Consensus" not in response.headers
+    assert _get(cat, f"/studies/{uid}/similar", Modality="CT").json()
+    assert _get(cat, f"/studies/{uid}/similar", BodyPartExamined="HEAD").json() == []
+    assert _get(cat, f"/studies/{uid}/similar", BodyPartExamined="chest").json()
+    assert _get(cat, f"/studies/{uid}/similar", StudyDate="20230101-20231231").json() == []
+    hits = _get(cat, f"/studies/{uid}/similar", StudyDate="20240101", limit=100).json()
+    assert len(hits) == len(cat.studies) - 1
+    hits = _get(cat, f"/studies/{uid}/similar", StudyDate="20240201-",
+                excludePatient="false").json()
+    assert [first_value(i, "0020000D") for i in hits] == [cat.same_patient_study]
+
+
+def test_relevance_feedback(cat: Catalogue) -> None:
+    uid = cat.studies[0].study_instance_uid
+    baseline = [first_value(i, "0020000D")
+                for i in _get(cat, f"/studies/{uid}/similar", limit=100).json()]
+    negative, positive = baseline[0], baseline[-1]
+    with cat.node.http() as http:
+        response = http.get(f"/dicom-web/studies/{uid}/similar",
+                            params=[("limit", "100"), ("positive", positive),
+                                    ("negative", negative)])
+    assert response.status_code == 200, response.text
+    moved = [first_value(i, "0020000D") for i in response.json()]
+    assert negative not in moved  # a study marked not relevant does not come back
+    assert moved.index(positive) <= baseline.index(positive)
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({"limit": 101}, "limit 101"),
+    ({"limit": 0}, "limit 0"),
+    ({"StudyDate": "2024"}, "StudyDate"),
+    ({"StudyDate": "20250101-20240101"}, "starts after"),
+    ({"excludePatient": "maybe"}, "excludePatient"),
+    ({"positive": "1.2.3.999"}, "positive UID 1.2.3.999"),
+    ({"negative": "x/y"}, "not a valid UID"),
+])
+def test_bad_parameters_get_400_saying_what_to_change(cat: Catalogue, params: dict[str, object],
+                                                      words: str) -> None:
+    uid = cat.studies[0].study_instance_uid
+    detail = _problem(_get(cat, f"/studies/{uid}/similar", **params), 400)
+    assert words in detail
+
+
+def test_unknown_objects_get_404(cat: Catalogue) -> None:
+    study = cat.studies[0]
+    detail = _problem(_get(cat, "/studies/1.2.3.4.5/similar"), 404)
+    assert "study 1.2.3.4.5 is not on this node" in detail
+    detail = _problem(_get(cat, f"/studies/{study.study_instance_uid}/series/1.2.3/similar"), 404)
+    assert "series 1.2.3" in detail
+    other_series = cat.studies[1].datasets[0].SeriesInstanceUID
+    _problem(_get(cat, f"/studies/{study.study_instance_uid}/series/{other_series}/similar"), 404)
+    detail = _problem(_get(cat, f"/studies/{study.study_instance_uid}/series/"
+                                f"{study.datasets[0].SeriesInstanceUID}/instances/9.9/similar"),
+                      404)
+    assert "instance 9.9" in detail
+    _problem(_get(cat, "/studies/not-a-uid/similar"), 400)
+
+
+def test_object_without_a_vector_gets_409_with_the_reason(cat: Catalogue) -> None:
+    from tests.web.test_reports import comprehensive_sr
+
+    study_uid = generate_uid()
+    sr = comprehensive_sr(study_uid=study_uid, patient_id="PSR1",
+                          text="Nothing to see.", finding=None)
+    store(cat.node, [sr])
+    cat.node.wait_indexed()
+    detail = _problem(_get(cat, f"/studies/{study_uid}/similar"), 409)
+    assert study_uid in detail and "no picture" in detail
+    assert "Test^" not in detail and "PSR1" not in detail  # no patient data
+
+
+# ------------------------------------------------------------------ uploads
+
+
+def _post(cat: Catalogue, body: bytes, content_type: str, **params: object):  # type: ignore[no-untyped-def]
+    with cat.node.http() as http:
+        return http.post("/dicom-web/similar", params=params, content=body,
+                         headers={"Content-Type": content_type})
+
+
+def test_post_dicom_upload(cat: Catalogue) -> None:
+    study = cat.studies[3]
+    ds = ct_instance(study_uid=generate_uid(), series_uid=generate_uid(),
+                     patient_id=study.patient_id, finding=study.finding, size=48, seed=77)
+    response = _post(cat, to_bytes(ds), "application/dicom", level="study", limit=100)
+    assert response.status_code == 200, response.text
+    uids = [first_value(i, "0020000D") for i in response.json()]
+    assert study.study_instance_uid not in uids  # the upload's patient is left out
+    response = _post(cat, to_bytes(ds), "application/dicom", level="instance", limit=3,
+                     excludePatient="false")
+    assert response.status_code == 200
+    assert len(response.json()) == 3 and all(first_value(i, "00080018")
+                                             for i in response.json())
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_post_picture_upload(cat: Catalogue, fmt: str) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray((np.arange(64 * 64) % 251).reshape(64, 64).astype(np.uint8)).save(
+        buffer, fmt)
+    response = _post(cat, buffer.getvalue(), f"image/{fmt.lower()}", level="series", limit=2)
+    assert response.status_code == 200, response.text
+    assert len(response.json()) == 2
+
+
+def test_upload_errors(cat: Catalogue) -> None:
+    detail = _problem(_post(cat, b"hello", "text/plain"), 415)
+    assert "application/dicom" in detail and "image/png" in detail and "image/jpeg" in detail
+    detail = _problem(_post(cat, b"\x89PNG not really", "image/png"), 400)
+    assert "PNG image cannot be decoded" in detail
+    detail = _problem(_post(cat, b"DICM" * 10, "application/dicom"), 400)
+    assert "cannot be decoded" in detail
+    _problem(_post(cat, b"", "image/png"), 400)
+    from tests.web.test_reports import comprehensive_sr
+
+    sr = comprehensive_sr(study_uid=generate_uid(), patient_id="PX", text="t", finding=None)
+    detail = _problem(_post(cat, to_bytes(sr), "application/dicom"), 400)
+    assert "no usable picture" in detail
+    detail = _problem(_post(cat, b"x", "image/png", level="patient"), 400)
+    assert "level 'patient'" in detail
+
+
+# ------------------------------------------------------------------ text
+
+
+def test_text_query_hybrid_puts_report_matches_first(cat: Catalogue) -> None:
+    wanted = {s.study_instance_uid for s in cat.studies if s.finding == "pneumothorax"}
+    response = _get(cat, "/similar", text="pneumothorax", hybrid="true", limit=5)
+    assert response.status_code == 200, response.text
+    uids = [first_value(i, "0020000D") for i in response.json()]
+    assert set(uids[: len(wanted)]) == wanted
+    consensus = json.loads(response.headers["Precedent-Consensus"])
+    assert consensus["of"] == len(uids)
+
+
+def test_text_query_dense_only_and_levels(cat: Catalogue) -> None:
+    response = _get(cat, "/similar", text="pleural effusion", hybrid="false", limit=3)
+    assert response.status_code == 200, response.text
+    assert len(response.json()) == 3
+    response = _get(cat, "/similar", text="nodule", hybrid="true", level="instance", limit=4)
+    assert response.status_code == 200, response.text
+    items = response.json()
+    assert len(items) == 4 and all(first_value(i, "00080018") for i in items)
+    nodule = {s.study_instance_uid for s in cat.studies if s.finding == "nodule"}
+    assert first_value(items[0], "0020000D") in nodule
+
+
+def test_text_query_errors(cat: Catalogue) -> None:
+    assert "text is missing" in _problem(_get(cat, "/similar"), 400)
+    _problem(_get(cat, "/similar", text="   "), 400)
+    _problem(_get(cat, "/similar", text="x", hybrid="perhaps"), 400)
+    _problem(_get(cat, "/similar", text="x" * 2001), 400)
+
+
+def test_answers_parse_in_the_viewer_plugin(cat: Catalogue) -> None:
+    from viewer_plugin.cases import parse_consensus, parse_similar_cases
+
+    response = _get(cat, f"/studies/{cat.studies[0].study_instance_uid}/similar", limit=4)
+    cases = parse_similar_cases(response.json())
+    assert [c.rank for c in cases] == [1, 2, 3, 4]
+    assert all(c.best_instance_uid and c.best_series_uid and c.labels for c in cases)
+    assert parse_consensus(response.headers["Precedent-Consensus"]) is not None
+
+
+# ------------------------------------------------------------------ no model
+
+
+def test_model_not_loaded_gets_503_with_the_reason(make_node) -> None:  # type: ignore[no-untyped-def]
+    node: RunningNode = make_node(no_model=True)
+    ds = ct_instance(study_uid=generate_uid(), series_uid=generate_uid(), patient_id="P1",
+                     size=32)
+    store(node, [ds])
+    deadline_ok = node.services.model.status
+    with node.http() as http:
+        for _ in range(100):
+            response = http.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/similar")
+            if response.status_code == 503 and "loading" not in response.json()["detail"]:
+                break
+            import time
+
+            time.sleep(0.1)
+        detail = _problem(response, 503)
+        assert response.json()["title"] == "Model not loaded"
+        assert "nonexistent" in detail or "does not exist" in detail, deadline_ok
+        _problem(http.get("/dicom-web/similar", params={"text": "x"}), 503)
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, "PNG")
+        _problem(http.post("/dicom-web/similar", content=buffer.getvalue(),
+                           headers={"Content-Type": "image/png"}), 503)
