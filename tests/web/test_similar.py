@@ -340,3 +340,23 @@ def test_model_not_loaded_gets_503_with_the_reason(make_node) -> None:  # type: 
         Image.new("RGB", (8, 8)).save(buffer, "PNG")
         _problem(http.post("/dicom-web/similar", content=buffer.getvalue(),
                            headers={"Content-Type": "image/png"}), 503)
+
+
+def test_results_agree_with_qido_and_are_retrievable(cat: Catalogue) -> None:
+    """Each result is what a QIDO-RS search of its level answers (same attributes and
+    values), and its best instance is retrievable by WADO-RS (dicomweb-client)."""
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(url=cat.node.dicomweb_url)
+    items = _get(cat, f"/studies/{cat.studies[5].study_instance_uid}/similar", limit=3).json()
+    for item in items:
+        study_uid = first_value(item, "0020000D")
+        (qido,) = client.search_for_studies(search_filters={"StudyInstanceUID": study_uid})
+        for tag, element in qido.items():
+            if tag in item:
+                assert item[tag] == element, tag
+        missing = set(qido) - set(item)
+        assert not missing, f"QIDO-RS answers {sorted(missing)} that the extension lacks"
+        ds = client.retrieve_instance(study_uid, first_value(item, BEST_SERIES),
+                                      first_value(item, BEST))
+        assert ds.SOPInstanceUID == first_value(item, BEST)

@@ -1,0 +1,76 @@
+"""One settings object: defaults < file < environment < flags; wrong values stop start-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from node.errors import SettingsError
+from node.settings import Settings, load_settings
+
+EXAMPLE = Path(__file__).parents[2] / "conf" / "node.example.toml"
+
+
+def test_precedence_file_env_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('[node]\nae_title = "FROMFILE"\ndimse_port = 2000\n[http]\nport = 3000\n')
+    monkeypatch.setenv("PRECEDENT_NODE__DIMSE_PORT", "2001")
+    s = load_settings(config, {"http": {"port": 3001}})
+    assert (s.node.ae_title, s.node.dimse_port, s.http.port) == ("FROMFILE", 2001, 3001)
+
+
+def test_example_config_documents_every_setting_with_its_default() -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+    loaded = load_settings(EXAMPLE)
+    assert loaded.model_dump() == Settings().model_dump()  # the file states the defaults
+    defaults = Settings().model_dump(mode="json")
+
+    def keys(d: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in d.items():
+            out |= keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+        return out
+
+    documented = keys(data)
+    # optional settings whose default is "unset" are documented as comments
+    text = EXAMPLE.read_text()
+    for key in keys(defaults) - documented:
+        assert f"# {key.split('.')[-1]} =" in text, f"{key} is not documented in {EXAMPLE.name}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"node": {"ae_title": "A" * 17}}, "setting 'node.ae_title'"),
+        ({"node": {"dimse_port": 70000}}, "setting 'node.dimse_port'"),
+        ({"node": {"duplicate_policy": "sometimes"}},
+         "'keep_first', 'replace' or 'reject'"),
+        ({"model": {"device": "tpu"}}, "use auto, cpu, cuda or cuda:N"),
+        ({"index": {"dtype": "f64"}}, "use f32, f16, bf16 or i8"),
+        ({"nodes": {}}, "setting 'nodes' is not a setting"),
+    ],
+)
+def test_wrong_setting_names_it_and_the_allowed_values(overrides: dict, message: str) -> None:
+    with pytest.raises(SettingsError, match="") as info:
+        load_settings(None, overrides)
+    assert message in str(info.value)
+
+
+def test_wrong_setting_stops_serve_with_the_message(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[node]\nduplicate_policy = "sometimes"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "node", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "node.duplicate_policy" in result.stderr and "keep_first" in result.stderr
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")

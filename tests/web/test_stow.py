@@ -1,0 +1,207 @@
+"""STOW-RS against a real node through dicomweb-client: the same durable path as C-STORE,
+the standard response, and every failure a sender can cause."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+
+import pydicom
+import pytest
+import requests
+from dicomweb_client import DICOMwebClient
+from pydicom.dataset import Dataset
+
+from node.web import stow
+from tests._peers import test_files
+from tests._synthetic import ct_instance, to_bytes
+
+
+def _datasets(names: list[str]) -> list[Dataset]:
+    by_name = {f.name: f for f in test_files()}
+    return [pydicom.dcmread(by_name[n]) for n in names]
+
+
+def _multipart(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = io.BytesIO()
+    for content_type, data in parts:
+        body.write(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
+        body.write(data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+def _post(client: DICOMwebClient, path: str, body: bytes,
+          content_type: str) -> requests.Response:
+    return client._session.post(f"{client.base_url}{path}", data=body,
+                                headers={"Content-Type": content_type})
+
+
+def test_store_instances_same_path_as_c_store(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True)
+    client = DICOMwebClient(node.dicomweb_url)
+    datasets = _datasets(["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle_2frame.dcm",
+                          "MR_small_bigendian.dcm", "test-SR.dcm"])
+    answer = client.store_instances(datasets)
+    stored = {str(i.ReferencedSOPInstanceUID) for i in answer.ReferencedSOPSequence}
+    assert stored == {str(d.SOPInstanceUID) for d in datasets}
+    assert "FailedSOPSequence" not in answer
+    for item in answer.ReferencedSOPSequence:
+        assert item.RetrieveURL.endswith(f"/instances/{item.ReferencedSOPInstanceUID}")
+    conn = node.services.connections.get()
+    rows = [tuple(r) for r in conn.execute("SELECT sop_instance_uid, source, path FROM instances")]
+    assert {r[0] for r in rows} == stored and {r[1] for r in rows} == {"STOW-RS"}
+    queued = conn.execute("SELECT sop_instance_uid, count(*) FROM work "
+                          "GROUP BY sop_instance_uid").fetchall()
+    assert {r[0]: r[1] for r in queued} == {uid: 1 for uid in stored}
+    for ds, (_, _, path) in zip(sorted(datasets, key=lambda d: str(d.SOPInstanceUID)),
+                                sorted(rows), strict=True):
+        on_disk = pydicom.dcmread(node.data_dir / path)
+        assert on_disk.file_meta.TransferSyntaxUID == ds.file_meta.TransferSyntaxUID
+        assert on_disk.get("PixelData") == ds.get("PixelData")
+    # and they are found by QIDO-RS and retrieved by WADO-RS
+    found = client.search_for_instances()
+    assert {i["00080018"]["Value"][0] for i in found} == stored
+
+
+def test_bytes_on_disk_are_the_part_bytes(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True)
+    client = DICOMwebClient(node.dicomweb_url)
+    data = (next(f for f in test_files() if f.name == "JPEG2000.dcm")).read_bytes()
+    body, content_type = _multipart([("application/dicom", data)])
+    response = _post(client, "/studies", body, content_type)
+    assert response.status_code == 200
+    (path,) = [r[0] for r in node.services.connections.get().execute(
+        "SELECT path FROM instances")]
+    assert (node.data_dir / path).read_bytes() == data
+
+
+def test_study_in_path_mismatch_fails_that_instance(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True)
+    client = DICOMwebClient(node.dicomweb_url)
+    good = ct_instance(study_uid="1.2.826.0.1.8", series_uid="1.2.826.0.1.8.1",
+                       patient_id="PS")
+    other = ct_instance(study_uid="1.2.826.0.1.9", series_uid="1.2.826.0.1.9.1",
+                        patient_id="PS")
+    answer = client.store_instances([good, other], study_instance_uid="1.2.826.0.1.8")
+    assert [str(i.ReferencedSOPInstanceUID) for i in answer.ReferencedSOPSequence] == [
+        str(good.SOPInstanceUID)]
+    (failed,) = answer.FailedSOPSequence
+    assert failed.ReferencedSOPInstanceUID == other.SOPInstanceUID
+    assert failed.FailureReason == stow.STUDY_MISMATCH == 0xA900
+    assert answer.RetrieveURL.endswith("/studies/1.2.826.0.1.8")
+    # the HTTP status is 202 (some failed) and the reasons are in a Warning header
+    body, content_type = _multipart([("application/dicom", to_bytes(other)),
+                                     ("application/dicom", to_bytes(good))])
+    response = _post(client, "/studies/1.2.826.0.1.8", body, content_type)
+    assert response.status_code == 202
+    assert "Study Instance UID differs from the request's" in response.headers["Warning"]
+
+
+def test_all_failed_is_409_with_reasons(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True)
+    client = DICOMwebClient(node.dicomweb_url)
+    broken = b"DICM but not really" * 10
+    no_uids = ct_instance(study_uid="1.2.826.0.1.13", series_uid="1.2.826.0.1.13.1",
+                          patient_id="PU")
+    del no_uids.SOPInstanceUID
+    body, content_type = _multipart([("application/dicom", broken),
+                                     ("application/dicom", to_bytes(no_uids)),
+                                     ("application/json", b"{}")])
+    response = _post(client, "/studies", body, content_type)
+    assert response.status_code == 409
+    answer = Dataset.from_json(response.json())
+    reasons = [int(i.FailureReason) for i in answer.FailedSOPSequence]
+    assert reasons[0] >> 12 == 0xC and reasons[1] >> 12 == 0xC  # cannot understand
+    assert reasons[2] == 0xC000
+    assert "ReferencedSOPSequence" not in answer
+    warning = response.headers["Warning"]
+    assert "the data set cannot be decoded" in warning
+    assert "SOP Instance UID (0008,0018) is missing" in warning
+    assert "part is application/json, not application/dicom" in warning
+    # through dicomweb-client the 409 is an HTTPError carrying the same answer
+    with pytest.raises(requests.HTTPError) as info:
+        client.store_instances([no_uids])
+    assert info.value.response.status_code == 409
+
+
+def test_duplicates_follow_the_policy(make_node) -> None:  # type: ignore[no-untyped-def]
+    ds = ct_instance(study_uid="1.2.826.0.1.10", series_uid="1.2.826.0.1.10.1",
+                     patient_id="PD")
+    keep = DICOMwebClient(make_node(no_model=True).dicomweb_url)
+    for _ in range(2):  # keep first: the second copy is answered as stored
+        answer = keep.store_instances([ds])
+        assert answer.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
+    reject = DICOMwebClient(make_node(no_model=True,
+                                      node={"duplicate_policy": "reject"}).dicomweb_url)
+    reject.store_instances([ds])
+    with pytest.raises(requests.HTTPError) as info:
+        reject.store_instances([ds])
+    answer = Dataset.from_json(info.value.response.json())
+    assert answer.FailedSOPSequence[0].FailureReason == 0xA770
+    assert f"SOP Instance UID {ds.SOPInstanceUID} is stored already" in \
+        info.value.response.headers["Warning"]
+
+
+def test_out_of_resources(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True, node={"free_space_reserve_mb": 1 << 40})
+    client = DICOMwebClient(node.dicomweb_url)
+    ds = ct_instance(study_uid="1.2.826.0.1.11", series_uid="1.2.826.0.1.11.1",
+                     patient_id="PF")
+    with pytest.raises(requests.HTTPError) as info:
+        client.store_instances([ds])
+    assert info.value.response.status_code == 409
+    answer = Dataset.from_json(info.value.response.json())
+    assert answer.FailedSOPSequence[0].FailureReason == 0xA700
+
+
+def _problem(response: requests.Response) -> dict:  # type: ignore[type-arg]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_wrong_content_type_is_415_saying_what_to_send(make_node) -> None:  # type: ignore[no-untyped-def]
+    client = DICOMwebClient(make_node(no_model=True).dicomweb_url)
+    response = _post(client, "/studies", b"{}", "application/json")
+    assert response.status_code == 415
+    assert _problem(response)["detail"] == (
+        'STOW-RS on this node takes DICOM files: send Content-Type: multipart/related; '
+        'type="application/dicom"; boundary=…, one DICOM Part 10 file per part '
+        "(this request has 'application/json')")
+    response = _post(client, "/studies", b"", 'multipart/related; type="application/dicom+json"'
+                                              "; boundary=x")
+    assert response.status_code == 415
+
+
+def test_missing_boundary_and_empty_body_are_400(make_node) -> None:  # type: ignore[no-untyped-def]
+    client = DICOMwebClient(make_node(no_model=True).dicomweb_url)
+    response = _post(client, "/studies", b"", 'multipart/related; type="application/dicom"')
+    assert response.status_code == 400
+    assert _problem(response)["detail"].startswith("the Content-Type has no boundary parameter")
+    body, content_type = _multipart([])
+    response = _post(client, "/studies", body, content_type)
+    assert response.status_code == 400
+    assert _problem(response)["detail"].startswith("the body holds no parts")
+
+
+def test_too_large_is_413(make_node, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    client = DICOMwebClient(make_node(no_model=True).dicomweb_url)
+    monkeypatch.setattr(stow, "MAX_REQUEST_BYTES", 10_000)
+    ds = ct_instance(study_uid="1.2.826.0.1.12", series_uid="1.2.826.0.1.12.1",
+                     patient_id="PL", size=128)
+    body, content_type = _multipart([("application/dicom", to_bytes(ds))])
+    response = _post(client, "/studies", body, content_type)
+    assert response.status_code == 413
+    assert _problem(response)["detail"] == (
+        f"the body is {len(body)} bytes; this node accepts at most 10000 bytes per STOW-RS "
+        "request: send fewer instances per request")
+
+    def chunks():  # no Content-Length: the limit holds while streaming
+        yield body
+
+    response = client._session.post(f"{client.base_url}/studies", data=chunks(),
+                                    headers={"Content-Type": content_type})
+    assert response.status_code == 413
+    assert _problem(response)["detail"].startswith("the body is over 10000 bytes")
