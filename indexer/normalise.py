@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import enum
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -184,52 +185,102 @@ def _to_uint8_unit(x: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
     return np.asarray(np.rint(np.clip(x, 0.0, 1.0) * 255.0), dtype=np.uint8)
 
 
+_MAX_TABLE = 1 << 17  # integer frames spanning fewer stored values go through a table
+
+
 def _grey(
     ds: Dataset, arr: npt.NDArray[Any], photometric: str, index: int, n_frames: int
 ) -> NormalisedImage:
-    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+    """Integer pixels: the whole grey pipeline is computed once per stored value present
+    (a table of at most ``_MAX_TABLE`` entries) and the frame is mapped through it; the
+    fallback percentiles come exactly from the histogram. Other pixels: element-wise."""
+    from pydicom.pixels.processing import apply_modality_lut
 
-    values: npt.NDArray[Any] = arr
-    if "PixelData" in ds:
-        values = apply_modality_lut(arr, ds)
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    if not finite.all():
-        fill = float(values[finite].min()) if finite.any() else 0.0
-        values = np.where(finite, values, fill)
+    is_stored = "PixelData" in ds
+    if arr.dtype.kind in "iu" and arr.size and int(arr.max()) - int(arr.min()) < _MAX_TABLE:
+        lo, hi = int(arr.min()), int(arr.max())
+        if arr.dtype.kind == "u":
+            lo = 0  # index the table with the stored values themselves
+        ramp = np.arange(lo, hi + 1).astype(arr.dtype)
 
-    window: tuple[float, float] | None = None
-    unit: npt.NDArray[np.float64] | None = None
-    source = VoiSourceValues.PIXEL_RANGE
+        def counts() -> npt.NDArray[np.int64]:
+            flat = arr.ravel()
+            shifted = flat if lo == 0 else flat.astype(np.int64) - lo
+            return np.bincount(shifted, minlength=hi - lo + 1)
+
+        values = apply_modality_lut(ramp, ds) if is_stored else ramp
+        unit, source, window = _voi(ds, np.asarray(values, np.float64), counts)
+        if photometric == "MONOCHROME1":
+            unit = 1.0 - unit
+        table = _to_uint8_unit(unit)
+        grey = table[arr] if lo == 0 else table[arr.astype(np.int64) - lo]
+    else:
+        values = np.asarray(apply_modality_lut(arr, ds) if is_stored else arr, np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            fill = float(values[finite].min()) if finite.any() else 0.0
+            values = np.where(finite, values, fill)
+        unit, source, window = _voi(ds, values, None)
+        if photometric == "MONOCHROME1":
+            unit = 1.0 - unit
+        grey = _to_uint8_unit(unit)
+    rgb = np.stack([grey, grey, grey], axis=-1)
+    return NormalisedImage(rgb, index, n_frames, photometric, source, window)
+
+
+def _voi(
+    ds: Dataset,
+    values: npt.NDArray[np.float64],
+    count_values: Callable[[], npt.NDArray[np.int64]] | None,
+) -> tuple[npt.NDArray[np.float64], VoiSourceValues, tuple[float, float] | None]:
+    """VOI LUT, else first window, else the percentile fallback; to [0, 1].
+
+    ``count_values``, when given, says how often each entry of ``values`` occurs in the
+    frame (called only when the fallback needs it).
+    """
+    from pydicom.pixels.processing import apply_voi_lut
+
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
         lut_in = np.rint(values).astype(np.int64)  # a LUT is indexed by stored integers
-        lut_out = np.asarray(apply_voi_lut(lut_in, ds, index=0, prefer_lut=True), dtype=np.float64)
+        lut_out = np.asarray(apply_voi_lut(lut_in, ds, index=0, prefer_lut=True), np.float64)
         lo, hi = _lut_range(ds.VOILUTSequence[0])
         if hi > lo:
-            unit = (lut_out - lo) / (hi - lo)
-            source = VoiSourceValues.VOI_LUT
-    if unit is None:
-        centre_width = _first_window(ds)
-        if centre_width is not None:
-            window = centre_width
-            function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper()
-            unit = _window(values, centre_width[0], centre_width[1], function)
-            source = VoiSourceValues.WINDOW
-    if unit is None:
-        lo = float(np.percentile(values, _LOW_PERCENTILE))
-        hi = float(np.percentile(values, _HIGH_PERCENTILE))
-        if hi <= lo:
-            lo, hi = float(values.min()), float(values.max())
-        if hi > lo:
-            window = ((lo + hi) / 2.0, hi - lo)
-            unit = _window(values, window[0], window[1], "LINEAR_EXACT")
-        else:
-            unit = np.zeros_like(values)
-    if photometric == "MONOCHROME1":
-        unit = 1.0 - unit
-    grey = _to_uint8_unit(unit)
-    rgb = np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-    return NormalisedImage(rgb, index, n_frames, photometric, source, window)
+            return (lut_out - lo) / (hi - lo), VoiSourceValues.VOI_LUT, None
+    centre_width = _first_window(ds)
+    if centre_width is not None:
+        function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper()
+        unit = _window(values, centre_width[0], centre_width[1], function)
+        return unit, VoiSourceValues.WINDOW, centre_width
+    counts = None if count_values is None else count_values()
+    lo, hi = _percentiles(values, counts, (_LOW_PERCENTILE, _HIGH_PERCENTILE))
+    if hi <= lo:
+        present = values if counts is None else values[counts > 0]
+        lo, hi = float(present.min()), float(present.max())
+    if hi <= lo:
+        return np.zeros_like(values), VoiSourceValues.PIXEL_RANGE, None
+    window = ((lo + hi) / 2.0, hi - lo)
+    unit = _window(values, window[0], window[1], "LINEAR_EXACT")
+    return unit, VoiSourceValues.PIXEL_RANGE, window
+
+
+def _percentiles(
+    values: npt.NDArray[np.float64], counts: npt.NDArray[np.int64] | None, ps: tuple[float, float]
+) -> tuple[float, float]:
+    """``np.percentile`` (linear) of the frame, from the values and their counts."""
+    if counts is None:
+        a, b = np.percentile(values, ps)
+        return float(a), float(b)
+    order = np.argsort(values, kind="stable")
+    v, c = values[order], np.cumsum(counts[order])
+    n = int(c[-1])
+    out = []
+    for p in ps:
+        pos = p / 100.0 * (n - 1)
+        below = int(np.floor(pos))
+        x0 = v[np.searchsorted(c, below, side="right")]
+        x1 = v[np.searchsorted(c, min(below + 1, n - 1), side="right")]
+        out.append(float(x0 + (pos - below) * (x1 - x0)))
+    return out[0], out[1]
 
 
 def _first_window(ds: Dataset) -> tuple[float, float] | None:

@@ -38,7 +38,13 @@ from indexer import queue
 from indexer.embedder import Embedder
 from indexer.errors import DecodeError, ModelMismatch
 from indexer.index import IndexSet, InstanceVector, connect
-from indexer.normalise import NormalisedImage, SkipReason, SkipReasonValues, normalise_dataset
+from indexer.normalise import (
+    NormalisedImage,
+    SkipReason,
+    SkipReasonValues,
+    VoiSourceValues,
+    normalise_dataset,
+)
 
 __all__ = [
     "BatchReport",
@@ -109,9 +115,10 @@ def normalise(ds: object) -> NormalisedImage | SkipReason:
     return normalise_dataset(ds)
 
 
-def shrink(pixels: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+def shrink(pixels: npt.NDArray[np.uint8], size: int, *, grey: bool = False) -> npt.NDArray[np.uint8]:
     """Downscale so the shorter side is ``size`` (what the model's resize does anyway):
-    less to move between processes."""
+    less to move between processes. ``grey`` pictures (three equal channels) are resized
+    as one channel."""
     h, w = pixels.shape[:2]
     short = min(h, w)
     if short <= size:
@@ -120,7 +127,11 @@ def shrink(pixels: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
 
     scale = size / short
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(pixels, "RGB").resize(new, Image.Resampling.BICUBIC))
+    bicubic = Image.Resampling.BICUBIC
+    if grey:
+        small = np.asarray(Image.fromarray(pixels[:, :, 0], "L").resize(new, bicubic, reducing_gap=3.0))
+        return np.stack([small, small, small], axis=-1)
+    return np.asarray(Image.fromarray(pixels, "RGB").resize(new, bicubic, reducing_gap=3.0))
 
 
 def _text(ds: object, keyword: str) -> str | None:
@@ -145,7 +156,9 @@ def decode_and_normalise(sop_instance_uid: str, path: str, image_size: int) -> D
         return Decoded(sop_instance_uid, failed=str(result))
     return Decoded(
         sop_instance_uid,
-        pixels=shrink(result.pixels, image_size),
+        pixels=shrink(
+            result.pixels, image_size, grey=result.voi_source is not VoiSourceValues.COLOUR
+        ),
         series_instance_uid=_text(ds, "SeriesInstanceUID") or "",
         study_instance_uid=_text(ds, "StudyInstanceUID") or "",
         patient_id=_text(ds, "PatientID"),

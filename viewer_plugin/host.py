@@ -250,7 +250,7 @@ class HostWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle("Precedent viewer")
         self.settings = settings if settings is not None else QSettings("Precedent", "Viewer")
-        self.runner = TaskRunner(self, max_threads=2)
+        self.runner = TaskRunner(self)
         self.tabs = QTabWidget()
         self.tabs.setTabsClosable(True)
         self.tabs.tabCloseRequested.connect(self._close_tab)

@@ -48,6 +48,7 @@ REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_CONGESTION = (0x02, 0x03, 0x01)
 
 STATUS_NOT_AUTHORIZED = 0x0124
+MAX_PDU_SIZE = 4 * 1024 * 1024
 
 
 def _calling_ae(event: evt.Event) -> str:
@@ -161,7 +162,9 @@ def build_ae(services: Services) -> AE:
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
-    ae.maximum_pdu_size = 0  # no limit on what we receive
+    # A large announced maximum PDU lets senders (dcmtk, PACS) send a 512 KB CT slice in
+    # one PDU instead of 32: pynetdicom's per-PDU cost dominates ingest otherwise.
+    ae.maximum_pdu_size = MAX_PDU_SIZE
     ae.require_called_aet = True
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     for context in AllStoragePresentationContexts:

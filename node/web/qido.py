@@ -155,7 +155,7 @@ def search(
     also: tuple[QueryLevelValues, ...] = (),
 ) -> JSONResponse:
     """Run one QIDO-RS search; ``also`` names the levels above whose required attributes
-    each answer carries too (``/series`` and ``/instances`` search across studies)."""
+    each answer carries too (as Orthanc does: a series answer says whose study it is)."""
     filters, include, include_all, limit, offset, warnings = parse_search(
         request.query_params.multi_items(), level)
     filters.update(path_filters or {})
@@ -197,7 +197,8 @@ def search_studies(request: Request) -> JSONResponse:
 @router.get("/studies/{study}/series", summary="Search for series of a study")
 def search_study_series(study: str, request: Request) -> JSONResponse:
     check_accept(request)
-    return search(request, QueryLevelValues.SERIES, path_filters={"StudyInstanceUID": study})
+    return search(request, QueryLevelValues.SERIES, path_filters={"StudyInstanceUID": study},
+                  also=(QueryLevelValues.STUDY,))
 
 
 @router.get("/series", summary="Search for series")
@@ -211,14 +212,15 @@ def search_series(request: Request) -> JSONResponse:
 def search_series_instances(study: str, series: str, request: Request) -> JSONResponse:
     check_accept(request)
     return search(request, QueryLevelValues.IMAGE,
-                  path_filters={"StudyInstanceUID": study, "SeriesInstanceUID": series})
+                  path_filters={"StudyInstanceUID": study, "SeriesInstanceUID": series},
+                  also=(QueryLevelValues.STUDY, QueryLevelValues.SERIES))
 
 
 @router.get("/studies/{study}/instances", summary="Search for instances of a study")
 def search_study_instances(study: str, request: Request) -> JSONResponse:
     check_accept(request)
     return search(request, QueryLevelValues.IMAGE, path_filters={"StudyInstanceUID": study},
-                  also=(QueryLevelValues.SERIES,))
+                  also=(QueryLevelValues.STUDY, QueryLevelValues.SERIES))
 
 
 @router.get("/instances", summary="Search for instances")

@@ -102,11 +102,14 @@ def _uids(values: Sequence[str], name: str) -> tuple[str, ...]:
 
 
 def similar_query(*, level: str | LevelValues, limit: int, modality: str | None,
-           body_part: str | None, study_date: str | None, exclude_patient: bool | None,
-           positive: Sequence[str], negative: Sequence[str]) -> SimilarQuery:
+                  body_part: str | None, study_date: str | None,
+                  exclude_patient: bool | None, positive: Sequence[str],
+                  negative: Sequence[str]) -> SimilarQuery:
+    """The query the parameters describe, or a 400 problem naming the wrong one."""
     with retrieval_problems():
         return SimilarQuery(
-            level=level,  # type: ignore[arg-type]  # a str is converted and checked there limit=limit, modality=modality, body_part=body_part,
+            level=level,  # type: ignore[arg-type]  # a str is converted and checked there
+            limit=limit, modality=modality, body_part=body_part,
             study_date=study_date, exclude_patient=exclude_patient,
             positive=_uids(positive, "positive"), negative=_uids(negative, "negative"),
         )
@@ -241,6 +244,7 @@ def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
             _instance_attributes(ds, instances[case.sop_instance_uid])
             url += f"/instances/{case.sop_instance_uid}"
         ds.RetrieveURL = url
+        ds.InstanceAvailability = "ONLINE"
         _private_block(ds, case, base)
         items.append(ds.to_json_dict())
     return items

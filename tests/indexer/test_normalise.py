@@ -266,3 +266,25 @@ def test_voi_lut_sequence_is_used() -> None:
     out = normalise_dataset(_read(_data_store("vlut_04.dcm")))
     assert isinstance(out, NormalisedImage) and out.voi_source is VoiSourceValues.VOI_LUT
     assert out.pixels.min() < 30 and out.pixels.max() > 200
+
+
+def test_histogram_percentiles_equal_numpys() -> None:
+    from indexer.normalise import _percentiles
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(-50, 300, 10_001)
+    values = np.arange(-50, 300, dtype=np.float64)
+    counts = np.bincount(data + 50, minlength=350)
+    got = _percentiles(values, counts, (0.5, 99.5))
+    np.testing.assert_allclose(got, np.percentile(data, (0.5, 99.5)))
+
+
+def test_grey_shrink_equals_colour_shrink() -> None:
+    from indexer.worker import shrink
+
+    rng = np.random.default_rng(6)
+    grey = np.repeat(rng.integers(0, 255, (300, 500, 1), dtype=np.uint8), 3, axis=2)
+    a, b = shrink(grey, 64, grey=True), shrink(grey, 64)
+    assert a.shape == b.shape == (64, 107, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert shrink(grey[:50, :50], 64) is not None and shrink(grey[:50, :50], 64).shape == (50, 50, 3)

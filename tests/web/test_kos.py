@@ -101,6 +101,15 @@ def test_kos_round_trip_on_the_node(cat: Catalogue) -> None:
     assert ds.SeriesInstanceUID == body["SeriesInstanceUID"]
     _check_kos(ds, query_study=query.study_instance_uid, patient_id=query.patient_id,
                expected=expected)
+    # and any DICOMweb client finds and retrieves it on the node
+    client = DICOMwebClient(url=cat.node.dicomweb_url)
+    (found,) = client.search_for_series(study_instance_uid=query.study_instance_uid,
+                                        search_filters={"Modality": "KO"})
+    assert found["0020000E"]["Value"] == [body["SeriesInstanceUID"]]
+    retrieved = client.retrieve_instance(query.study_instance_uid, body["SeriesInstanceUID"],
+                                         body["SOPInstanceUID"])
+    _check_kos(retrieved, query_study=query.study_instance_uid, patient_id=query.patient_id,
+               expected=expected)
     # stored through the ingest path, and not indexed as a query object
     conn = cat.node.services.connections.get()
     cat.node.wait_indexed()
