@@ -95,9 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     p = index.add_parser("status")
     _common(p)
     p.add_argument("--json", action="store_true")
-    p = index.add_parser("rebuild", help="re-embed everything stored (after a model change)")
+    p = index.add_parser("rebuild", help="re-embed everything stored (the way to change "
+                         "the model)")
     _common(p)
-    p.add_argument("--model")
+    p.add_argument("--model", help="the model to re-embed with (default: [model] name)")
     p = index.add_parser("import", help="store and index folders of DICOM files")
     _common(p)
     p.add_argument("paths", nargs="+", type=Path)
@@ -114,8 +115,6 @@ def _parser() -> argparse.ArgumentParser:
     _common(ev)
     ev.add_argument("--labels", type=Path, required=True)
     ev.add_argument("--k", type=int, default=10)
-    ev.add_argument("--level", default="study", choices=["study", "series", "instance"])
-    ev.add_argument("--model")
 
     viewer = sub.add_parser("viewer", help="the host viewer with the Find-similar panel")
     viewer.add_argument("--url", help="the node's base URL, e.g. http://localhost:8080")

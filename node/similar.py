@@ -433,8 +433,9 @@ def similar_to_stored(conn: sqlite3.Connection, index_set: IndexSet, obj: Stored
         raise InvalidQuery(f"a stored {obj.level.value} is searched at its own level, "
                            f"not {query.level.value}")
     vector = stored_vector(index_set, conn, obj)
-    exclude_patient = query.exclude_patient is not False
-    patient = (obj.patient_id or "") if exclude_patient else None
+    # a study without a Patient ID has no "own patient" to leave out
+    exclude_patient = query.exclude_patient is not False and bool(obj.patient_id)
+    patient = obj.patient_id if exclude_patient else None
     return _similar_to_vector(conn, index_set, vector, query,
                               exclude_patient_id=patient, exclude_uids=[obj.uid])
 

@@ -39,6 +39,7 @@ import httpx
 import pytest
 
 __all__ = [
+    "DCMTK_UNSENDABLE",
     "Orthanc",
     "StoreSCP",
     "dcmtk",
@@ -50,7 +51,6 @@ __all__ = [
     "start_orthanc",
     "start_storescp",
     "storescu",
-    "DCMTK_UNSENDABLE",
     "test_files",
     "wait_for_port",
 ]
@@ -285,7 +285,7 @@ def _own_syntax_config(paths: Sequence[Path]) -> list[object]:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
             pairs.add((str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)))
-        except Exception:  # noqa: BLE001 — storescu will report the unreadable file itself
+        except Exception:  # noqa: BLE001, S112 — storescu reports the unreadable file itself
             continue
     syntaxes = sorted({ts for _, ts in pairs} | set(_UNCOMPRESSED))
     ts_names = {ts: f"TS{i}" for i, ts in enumerate(syntaxes)}
@@ -301,8 +301,8 @@ def _own_syntax_config(paths: Sequence[Path]) -> list[object]:
                 raise ValueError("more than 128 presentation contexts: send fewer kinds of file")
             lines.append(f"PresentationContext{n} = {sop_class}\\{ts_names[syntax]}")
     lines += ["[[Profiles]]", "[Own]", "PresentationContexts = PC"]
-    handle = tempfile.NamedTemporaryFile("w", suffix=".cfg", prefix="storescu-", delete=False)
-    with handle:
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg", prefix="storescu-",
+                                     delete=False) as handle:
         handle.write("\n".join(lines) + "\n")
     return ["-xf", handle.name, "Own"]
 
@@ -437,7 +437,7 @@ def test_files(*, include_pydicom_data: bool = False, sendable: bool = True) -> 
                         and getattr(ds, "file_meta", None) is not None \
                         and ds.file_meta.get("TransferSyntaxUID"):
                     found.append(path)
-            except Exception:  # noqa: BLE001 — malformed files are skipped here on purpose
+            except Exception:  # noqa: BLE001, S112 — malformed files are skipped on purpose
                 continue
     return found
 

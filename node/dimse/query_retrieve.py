@@ -164,7 +164,7 @@ def _contexts(files: list[InstanceFile]) -> list[PresentationContext]:
         if pair in seen:
             continue
         seen.add(pair)
-        syntaxes = list(_UNCOMPRESSED) if syntax in _UNCOMPRESSED else [syntax]
+        syntaxes: list[str | UID] = list(_UNCOMPRESSED) if syntax in _UNCOMPRESSED else [syntax]
         if syntax in _UNCOMPRESSED and (f.sop_class_uid, "uncompressed") in seen:
             continue
         if syntax in _UNCOMPRESSED:

@@ -308,14 +308,17 @@ def _condition(attribute: _Attribute, raw: str) -> tuple[str, list[object]] | No
     if attribute.computed:  # ModalitiesInStudy / SOPClassesInStudy: any of the values
         column = "x.modality" if keyword == "ModalitiesInStudy" else "x.sop_class_uid"
         table = "series" if keyword == "ModalitiesInStudy" else "instances"
-        values = [v.strip() for v in value.split("\\") if v.strip()]
+        values: list[object] = [v.strip() for v in value.split("\\") if v.strip()]
+        if not values:
+            return None
         marks = ",".join("?" * len(values))
-        return (f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_instance_uid = "
-                f"st.study_instance_uid AND {column} IN ({marks}))", list(values))
+        sql = (f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_instance_uid = "
+               f"st.study_instance_uid AND {column} IN ({marks}))")
+        return sql, values
     column = attribute.sql
     if vr == "UI":
-        uids = [v.strip() for v in value.split("\\") if v.strip()]
-        for uid in uids:
+        uids: list[object] = [v.strip() for v in value.split("\\") if v.strip()]
+        for uid in map(str, uids):
             if not re.fullmatch(r"[0-9.]{1,64}", uid):
                 raise InvalidQuery(
                     f"{keyword} value {uid[:70]!r} is not a UID (digits and dots); UIDs match "
@@ -323,7 +326,7 @@ def _condition(attribute: _Attribute, raw: str) -> tuple[str, list[object]] | No
                     short=f"{keyword}: not a UID (digits and dots)")
         if len(uids) == 1:
             return f"{column} = ?", uids
-        return f"{column} IN ({','.join('?' * len(uids))})", list(uids)
+        return f"{column} IN ({','.join('?' * len(uids))})", uids
     if vr in ("DA", "TM"):
         return _range(keyword, vr, column, value)
     if vr in ("IS", "US", "UL", "SS", "SL"):
@@ -332,8 +335,8 @@ def _condition(attribute: _Attribute, raw: str) -> tuple[str, list[object]] | No
                                attribute=keyword, short=f"{keyword}: not an integer")
         return f"CAST({column} AS INTEGER) = ?", [int(value)]
     if keyword in _LIST_KEYS and "\\" in value:
-        values = [v.strip() for v in value.split("\\") if v.strip()]
-        return f"{column} IN ({','.join('?' * len(values))})", values
+        items: list[object] = [v.strip() for v in value.split("\\") if v.strip()]
+        return f"{column} IN ({','.join('?' * len(items))})", items
     wildcard = "*" in value or "?" in value
     if vr == "PN":
         if wildcard:
@@ -361,7 +364,8 @@ def _range(keyword: str, vr: str, column: str, value: str) -> tuple[str, list[ob
         return f"{column} = ?", [low]
     if not low and not high:
         raise InvalidQuery(f"{keyword} range {value!r} has no bound", attribute=keyword)
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[object] = []
     if low:
         clauses.append(f"{column} >= ?")
         params.append(low)

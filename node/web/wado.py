@@ -33,7 +33,6 @@ import pydicom
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import UID
 
@@ -270,7 +269,7 @@ def _native_frame(path: Path, f: InstanceFile, index: int) -> bytes:
                     * bits // 8)
             data: bytes = ds.PixelData[index * size:(index + 1) * size]
             return data
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     arr = pixel_array(str(path), index=index)
     return np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
@@ -288,7 +287,7 @@ def retrieve_frames(study: str, series: str, instance: str, frames: str,
     path = _path(request, f)
     try:
         data = [_native_frame(path, f, n - 1) for n in numbers]
-    except Exception as exc:  # noqa: BLE001 — any decoder failure means the same to the client
+    except Exception as exc:
         raise Problem(406, "the frames cannot be decoded on this node "
                            f"({UID(f.transfer_syntax_uid or '').name or 'unknown syntax'}): "
                            "retrieve the instance as stored instead") from exc
@@ -382,7 +381,8 @@ def render_frame(path: Path, index: int, window: tuple[float, float, str] | None
     """Frame ``index`` of a stored file as 8-bit grey (H×W) or RGB (H×W×3): modality LUT,
     then the given window, else the file's first window or VOI LUT, else min–max;
     MONOCHROME1 inverted."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+    from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels.utils import pixel_array
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     arr = pixel_array(str(path), index=index)
@@ -436,7 +436,7 @@ def _rendered(request: Request, f: InstanceFile, frame: int,
                            f"frame{'s' if frames != 1 else ''}")
     try:
         pixels = render_frame(_path(request, f), frame - 1, options.window)
-    except Exception as exc:  # noqa: BLE001 — decoder errors come in many types
+    except Exception as exc:
         raise Problem(406, "the pixel data cannot be decoded on this node "
                            f"({UID(f.transfer_syntax_uid or '').name or 'unknown syntax'}): "
                            "retrieve the instance as stored instead") from exc

@@ -8,6 +8,7 @@ import pytest
 import requests
 from dicomweb_client import DICOMwebClient
 
+from tests._synthetic import to_bytes
 from tests.node.test_query_retrieve import (
     S1,
     S1_CT,
@@ -19,7 +20,6 @@ from tests.node.test_query_retrieve import (
     S4_CT,
     _catalogue,
 )
-from tests._synthetic import to_bytes
 
 STUDY_REQUIRED = ["00080020", "00080030", "00080050", "00080056", "00080061", "00080090",
                   "00081190", "00100010", "00100020", "00100030", "00100040", "0020000D",

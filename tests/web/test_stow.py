@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from pathlib import Path
 
 import pydicom
 import pytest
