@@ -145,6 +145,7 @@ class IndexSet:
         self._lock = threading.RLock()
         self._indexes: dict[LevelValues, Any] = {}
         self._loaded_generation = -1
+        self._bound: tuple[str, int] | None = None
         self.index_dir.mkdir(parents=True, exist_ok=True)
         queue.ensure_schema(self.connection())
 
@@ -224,6 +225,8 @@ class IndexSet:
 
         Raises :class:`ModelMismatch` when the index holds another model's vectors.
         """
+        if self._bound == (identity, dim) and all(lv in self._indexes for lv in _LEVELS):
+            return
         conn = self.connection()
         with _transaction(conn):
             current = self._meta(_META_MODEL)
@@ -244,6 +247,7 @@ class IndexSet:
             for level in _LEVELS:
                 if level not in self._indexes:
                     self._indexes[level] = self._new_index(dim)
+            self._bound = (identity, dim)
 
     def switch_model(self, identity: str, dim: int) -> int:
         """Drop every vector, bind the index to a new model and queue all instances again.
@@ -261,6 +265,7 @@ class IndexSet:
         requeued = queue.requeue_all(conn)
         with self._lock:
             self._indexes = {level: self._new_index(dim) for level in _LEVELS}
+            self._bound = (identity, dim)
         self.save()
         log.info("model switched to %s; %d instances queued again", identity, requeued)
         return requeued

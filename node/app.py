@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from node.runtime import ModelState, Services
@@ -104,6 +103,8 @@ class Node:
             db_path=settings.db_path, quiet_s=settings.node.stable_after_s
         )
         self.worker: Any = None
+        self.report_extraction: Any = None
+        self.auto_kos: Any = None
 
     # -- the parts, in data-path order ------------------------------------------------
 
@@ -156,12 +157,12 @@ class Node:
         self._spawn("worker", lambda: self.worker.run(self._stop))
 
     def _install_listeners(self) -> None:
-        """Reports at ingest, and the automatic KOS on study-stable (when enabled)."""
-        for name, install in _optional_installers():
-            try:
-                install(self)
-            except Exception:
-                log.exception("could not install %s", name)
+        """Reports extracted at ingest; the automatic KOS on study-stable (when enabled)."""
+        from node.kos import install_auto_kos
+        from node.reports import install_report_extraction
+
+        self.report_extraction = install_report_extraction(self.services)
+        self.auto_kos = install_auto_kos(self.services, self.stability)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -196,6 +197,9 @@ class Node:
             self._http.should_exit = True
         for thread in self._threads:
             thread.join(timeout=30)
+        for part in (self.report_extraction, self.auto_kos):
+            if part is not None:
+                part.close()
         index_set = self.services.model.index_set
         if index_set is not None:
             index_set.save()
@@ -214,25 +218,3 @@ class Node:
             pass
         log.info("stopping")
         self.stop()
-
-
-def _optional_installers() -> list[tuple[str, Callable[[Node], None]]]:
-    """The start-up hooks of the report extraction and automatic KOS modules."""
-    installers: list[tuple[str, Callable[[Node], None]]] = []
-    try:
-        from node import reports
-
-        installers.append(("reports", reports.install))
-    except (ImportError, AttributeError):
-        pass
-    try:
-        from node import kos
-
-        installers.append(("auto KOS", kos.install))
-    except (ImportError, AttributeError):
-        pass
-    return installers
-
-
-def data_dir_of(settings: Settings) -> Path:
-    return settings.node.data_dir

@@ -15,7 +15,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -176,6 +183,13 @@ class KosSettings(_Section):
     #: AE title of a configured destination for automatic and default sending
     destination: str | None = None
     limit: int = Field(10, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _check_destination(self) -> KosSettings:
+        if self.auto_send and not self.destination:
+            raise ValueError("destination must name a configured destination when "
+                             "auto_send is true")
+        return self
 
 
 class Settings(BaseSettings):

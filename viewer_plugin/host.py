@@ -7,7 +7,7 @@ through series and frames (wheel, slider, series list), and docks the
 shows that case in another tab. It implements
 :class:`~viewer_plugin.contract.ViewerHost`.
 
-    precedent viewer [--url URL] [--token TOKEN] [--study UID | --folder DIR]
+    precedent viewer [--url URL] [--token TOKEN] [--study UID | --folder DIR] [--screenshot PNG]
 
 calls :func:`main` with the arguments after ``viewer``.
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QSettings, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QColor, QImage, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import (
     QApplication,
@@ -408,6 +408,10 @@ def _parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group()
     source.add_argument("--study", help="Study Instance UID to open from the node")
     source.add_argument("--folder", help="a local folder of DICOM files to open")
+    p.add_argument("--screenshot", metavar="PNG",
+                   default=os.environ.get("PRECEDENT_VIEWER_SCREENSHOT"),
+                   help="save a picture of the window once the study is shown, then quit "
+                        "(default: $PRECEDENT_VIEWER_SCREENSHOT)")
     return p
 
 
@@ -419,11 +423,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(["precedent-viewer"])
     window = build_window(url=args.url, token=args.token)
     window.show()
+    saved: list[bool] = []
+    if args.screenshot:
+        def snap(*_: object) -> None:
+            if not saved:
+                saved.append(window.grab().save(args.screenshot))
+                window.close()
+                app.quit()
+
+        window.study_opened.connect(lambda _uid: QTimer.singleShot(300, snap))
+        window.open_failed.connect(snap)
+        QTimer.singleShot(30_000, snap)  # whatever is on screen by then
     if args.study:
         window.open_study(args.study)
     elif args.folder:
         window.open_folder(args.folder)
-    return int(app.exec())
+    elif args.screenshot:
+        QTimer.singleShot(300, snap)
+    status = int(app.exec())
+    if args.screenshot:
+        return 0 if saved and saved[0] else 1
+    return status
 
 
 if __name__ == "__main__":

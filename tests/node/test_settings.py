@@ -52,6 +52,7 @@ def test_example_config_documents_every_setting_with_its_default() -> None:
         ({"model": {"device": "tpu"}}, "use auto, cpu, cuda or cuda:N"),
         ({"index": {"dtype": "f64"}}, "use f32, f16, bf16 or i8"),
         ({"nodes": {}}, "setting 'nodes' is not a setting"),
+        ({"kos": {"auto_send": True}}, "setting 'kos' destination must name"),
     ],
 )
 def test_wrong_setting_names_it_and_the_allowed_values(overrides: dict, message: str) -> None:

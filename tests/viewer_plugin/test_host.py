@@ -3,7 +3,10 @@ screenshot of the whole window with the panel filled from the real node."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -170,24 +173,15 @@ def test_screenshot_of_the_viewer_with_the_panel_filled(
     assert path.stat().st_size > 10_000
 
 
-def test_precedent_viewer_opens_a_folder_and_quits(
-        qtbot: Any, ct_folder: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """``precedent viewer --folder DIR`` reaches :func:`viewer_plugin.host.main`."""
-    from PySide6.QtCore import QSettings, QTimer
-
-    from node.cli import main as precedent
-
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    seen: list[int] = []
-
-    def look_and_quit() -> None:
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, HostWindow)]
-        seen.extend(w.tabs.count() for w in windows if w.isVisible())
-        for w in windows:
-            w.close()
-        QApplication.quit()
-
-    QTimer.singleShot(300, look_and_quit)
-    assert precedent(["viewer", "--url", "http://127.0.0.1:9", "--folder", str(ct_folder)]) == 0
-    assert seen == [1]
+def test_precedent_viewer_opens_a_folder(ct_folder: Path, tmp_path: Path) -> None:
+    """``precedent viewer --folder DIR`` (node CLI → ``viewer_plugin.host.main``), in a
+    process of its own; ``PRECEDENT_VIEWER_SCREENSHOT`` makes it save a picture and quit."""
+    picture = tmp_path / "cli.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path),
+           "HOME": str(tmp_path), "PRECEDENT_VIEWER_SCREENSHOT": str(picture)}
+    done = subprocess.run(
+        [sys.executable, "-m", "node", "viewer", "--url", "http://127.0.0.1:9",
+         "--folder", str(ct_folder)],
+        env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert picture.stat().st_size > 5_000
