@@ -80,6 +80,16 @@ class TlsSettings(_Section):
     #: when set, callers must present a certificate signed by this CA
     ca_file: Path | None = None
 
+    @model_validator(mode="after")
+    def _check_files(self) -> TlsSettings:
+        if self.enabled and (self.cert_file is None or self.key_file is None):
+            raise ValueError("cert_file and key_file must be set when enabled is true")
+        for name in ("cert_file", "key_file", "ca_file"):
+            path = getattr(self, name)
+            if self.enabled and path is not None and not Path(path).is_file():
+                raise ValueError(f"{name} {path} does not exist")
+        return self
+
 
 class NodeSettings(_Section):
     """The DIMSE side and the storage."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from pydicom import Dataset
 from PySide6.QtCore import QPoint, QRect, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QColor, QImage, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import (
@@ -38,7 +39,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from pydicom import Dataset
 
 from viewer_plugin._imaging import (
     WINDOW_PRESETS,
@@ -86,7 +86,7 @@ class ImageCanvas(QWidget):
         self.overlay = overlay
         self.update()
 
-    def paintEvent(self, _event: Any) -> None:  # noqa: N802 (Qt)
+    def paintEvent(self, _event: Any) -> None:
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor("black"))
         if self.image is not None:
@@ -100,12 +100,12 @@ class ImageCanvas(QWidget):
             painter.drawText(8, 18 + 16 * i, line)
         painter.end()
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt)
+    def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
             self._drag_from = event.position().toPoint()
             self._drag_window = (self.center, self.width_)
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt)
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         if self._drag_from is None:
             return
         delta = event.position().toPoint() - self._drag_from
@@ -114,10 +114,10 @@ class ImageCanvas(QWidget):
         self.window_changed.emit(center + delta.y() * self.sensitivity,
                                  max(1.0, width + delta.x() * self.sensitivity * 2))
 
-    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:  # noqa: N802 (Qt)
+    def mouseReleaseEvent(self, _event: QMouseEvent) -> None:
         self._drag_from = None
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt)
+    def wheelEvent(self, event: QWheelEvent) -> None:
         dy = event.angleDelta().y()
         if dy:
             self.step.emit(-1 if dy > 0 else 1)
@@ -384,7 +384,7 @@ class HostWindow(QMainWindow):
         self.panel.shutdown(2000)
         self.runner.shutdown(2000)
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+    def closeEvent(self, event: Any) -> None:
         self.shutdown()
         super().closeEvent(event)
 

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
 from viewer_plugin._worker import TaskRunner
 from viewer_plugin.cases import KosResult, Report, SimilarCase, SimilarResult
 from viewer_plugin.client import (
@@ -793,7 +794,7 @@ class FindSimilarPanel(QWidget):
         self.model.cancel()
         self.runner.shutdown(timeout_ms)
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+    def closeEvent(self, event: Any) -> None:
         self.shutdown(2000)
         super().closeEvent(event)
 

@@ -59,7 +59,7 @@ def stand_in(**options: object) -> Iterator[StandIn]:
             except OSError:  # the client gave up (cancelled / timed out)
                 pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             state.requests.append(self.path)
             if state.token is not None and (
                     self.headers.get("Authorization") != f"Bearer {state.token}"):

@@ -49,7 +49,7 @@ def _as_seeded(item: Any) -> SeededStudy:
         uid = item.get("study_instance_uid") or item.get("StudyInstanceUID") or item.get("uid")
         labels = item.get("labels") or item.get("finding") or ()
     else:
-        uid = getattr(item, "study_instance_uid")
+        uid = item.study_instance_uid
         labels = getattr(item, "labels", None) or getattr(item, "finding", None) or ()
     if isinstance(labels, str):
         labels = (labels,)

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydicom.data import get_testdata_file
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
-from pydicom.data import get_testdata_file
 
 from tests._synthetic import ct_instance, write_files
 from tests.viewer_plugin.conftest import SeededNode
