@@ -21,6 +21,7 @@ from indexer import queue  # noqa: E402
 from node.app import Node  # noqa: E402
 from node.settings import Settings, load_settings  # noqa: E402
 from tests._peers import free_port  # noqa: E402
+from tests._synthetic import SyntheticStudy, make_studies, to_bytes  # noqa: E402
 
 pytest_plugins = ["tests._peers"]
 
@@ -81,6 +82,23 @@ class RunningNode:
                 return c.to_dict()
             time.sleep(0.1)
         raise TimeoutError(f"queue not drained: {self.counts()}")
+
+    def seed_demo(self, n_studies: int = 8, *, instances_per_study: int = 2,
+                  seed: int = 0) -> list[SyntheticStudy]:
+        """Store synthetic CT studies (findings cycling through ``FINDINGS``) with their
+        reports and labels, and wait until they are indexed. Returns the studies."""
+        from node.reports import Report, attach_report
+
+        studies = list(make_studies(n_studies, instances_per_study=instances_per_study,
+                                    seed=seed))
+        conn = self.services.connections.get()
+        for study in studies:
+            for ds in study.datasets:
+                self.services.ingest.store(to_bytes(ds), source="SEED")
+            attach_report(conn, Report(study.study_instance_uid, study.report,
+                                       labels=(study.finding,)))
+        self.wait_indexed()
+        return studies
 
     def http(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

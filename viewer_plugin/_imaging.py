@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels.processing import apply_modality_lut
 
 __all__ = [
     "WINDOW_PRESETS",
@@ -54,9 +54,8 @@ def _float(value: object, default: float | None = None) -> float | None:
     if value is None:
         return default
     try:
-        if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__") and not isinstance(
-                value, (str, bytes)):
-            value = value[0]  # type: ignore[index]
+        if not isinstance(value, (str, bytes, int, float)):  # multi-valued: the first
+            value = next(iter(value))  # type: ignore[call-overload]
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, IndexError):
         return default

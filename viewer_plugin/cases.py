@@ -153,7 +153,7 @@ class KosResult:
 def parse_similar_case(item: DicomJson) -> SimilarCase:
     """One element of the extension's DICOM JSON array → :class:`SimilarCase`."""
     if not isinstance(item, Mapping):
-        raise ValueError(f"a similar case must be a DICOM JSON object, got {type(item).__name__}")
+        raise TypeError(f"a similar case must be a DICOM JSON object, got {type(item).__name__}")
     study_uid = _first(item, "0020000D")
     if not study_uid:
         raise ValueError("a similar case has no StudyInstanceUID (0020,000D)")
@@ -200,7 +200,7 @@ def parse_similar_case(item: DicomJson) -> SimilarCase:
 def parse_similar_cases(items: Sequence[DicomJson]) -> tuple[SimilarCase, ...]:
     """The whole array, ordered by rank (then by score, best first)."""
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        raise ValueError("the similar-case answer must be a DICOM JSON array")
+        raise TypeError("the similar-case answer must be a DICOM JSON array")
     cases = [parse_similar_case(item) for item in items]
     if all(c.rank > 0 for c in cases):
         cases.sort(key=lambda c: c.rank)

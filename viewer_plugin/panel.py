@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 from collections.abc import Callable, Sequence
+from datetime import date
 from typing import Any
 
 from PySide6.QtCore import QDate, QSettings, QSize, Qt, Signal
@@ -391,7 +392,9 @@ class FindSimilarPanel(QWidget):
         self.destination_combo = QComboBox()
         self.destination_combo.setEditable(True)
         self.destination_combo.setToolTip("The PACS AE title to send the similar cases to")
-        self.destination_combo.lineEdit().setPlaceholderText("destination AE (node default)")
+        destination_edit = self.destination_combo.lineEdit()
+        if destination_edit is not None:
+            destination_edit.setPlaceholderText("destination AE (node default)")
         self.send_button = QPushButton("Send to PACS")
         self.send_button.setToolTip(
             "Store these similar cases as a Key Object Selection note and send it to the PACS")
@@ -446,7 +449,7 @@ class FindSimilarPanel(QWidget):
         except ValueError:
             level = LevelValues.STUDY
         try:
-            limit = min(100, max(1, int(s.value("defaults/limit", 10))))
+            limit = min(100, max(1, int(str(s.value("defaults/limit", 10)))))
         except (TypeError, ValueError):
             limit = 10
         return QueryState(
@@ -460,7 +463,7 @@ class FindSimilarPanel(QWidget):
         self.url_edit.setText(str(self.settings.value("node/url", DEFAULT_URL)))
         self.token_edit.setText(str(self.settings.value("node/token", "") or ""))
         try:
-            timeout = float(self.settings.value("node/timeout", 20.0))
+            timeout = float(str(self.settings.value("node/timeout", 20.0)))
         except (TypeError, ValueError):
             timeout = 20.0
         self.timeout_spin.setValue(timeout)
@@ -519,7 +522,7 @@ class FindSimilarPanel(QWidget):
         modality = self.modality_combo.currentText().strip()
         st.modality = "" if modality.lower() == "any" else modality.upper()
         if self.date_check.isChecked():
-            lo, hi = self.date_from.date().toPython(), self.date_to.date().toPython()
+            lo, hi = _pydate(self.date_from.date()), _pydate(self.date_to.date())
             st.date_from, st.date_to = min(lo, hi), max(lo, hi)
         else:
             st.date_from = st.date_to = None
@@ -683,9 +686,9 @@ class FindSimilarPanel(QWidget):
 
         def on_progress(gen: int, item: tuple[int, bytes]) -> None:
             index, data = item
-            if gen == self.model.generation and index < len(self._rows):
-                if self._rows[index].set_thumbnail(data):
-                    self._thumbnail_count += 1
+            if (gen == self.model.generation and index < len(self._rows)
+                    and self._rows[index].set_thumbnail(data)):
+                self._thumbnail_count += 1
 
         def on_done(gen: int, _n: int) -> None:
             if gen == self.model.generation:
@@ -801,3 +804,7 @@ class FindSimilarPanel(QWidget):
 
 def _html(text: str) -> str:
     return html.escape(text)
+
+
+def _pydate(d: QDate) -> date:
+    return date(d.year(), d.month(), d.day())

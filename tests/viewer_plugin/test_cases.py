@@ -86,7 +86,7 @@ def test_cases_come_back_in_rank_order_and_a_missing_score_is_nan() -> None:
 def test_an_answer_without_a_study_uid_is_an_error_that_says_so() -> None:
     with pytest.raises(ValueError, match="StudyInstanceUID"):
         parse_similar_case({"00111001": {"vr": "FD", "Value": [1.0]}})
-    with pytest.raises(ValueError, match="array"):
+    with pytest.raises(TypeError, match="array"):
         parse_similar_cases({"not": "a list"})  # type: ignore[arg-type]
 
 

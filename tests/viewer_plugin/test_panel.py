@@ -124,9 +124,9 @@ def test_a_text_query_highlights_its_words_in_the_report(
     word = next(label for s in seeded_node.studies for label in s.labels)
     panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token)
     panel.text_edit.setText(word)
-    with qtbot.waitSignal(panel.report_shown, timeout=WAIT_MS):
-        with qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS):
-            qtbot.mouseClick(panel.text_button, _left())
+    with (qtbot.waitSignal(panel.report_shown, timeout=WAIT_MS),
+          qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS)):
+        qtbot.mouseClick(panel.text_button, _left())
     assert panel.case_uids
     html = panel.report_view.toHtml()
     if word.lower() in panel.report_view.toPlainText().lower():
