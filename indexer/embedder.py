@@ -104,6 +104,7 @@ class Embedder:
         self.autocast_dtype = autocast_dtype
         self.batch_size = batch_size
         self.image_size = _image_size(model)
+        self._normalize = _standard_preprocess(preprocess, self.image_size)
         self.identity = identity or f"{_display_name(name)}@{weights_hash(model)}"
         self.dim = int(self.embed_images([np.zeros((8, 8, 3), np.uint8)]).shape[1])
 
@@ -121,18 +122,34 @@ class Embedder:
         dtype = torch.bfloat16 if self.autocast_dtype == PrecisionValues.BF16 else torch.float16
         return torch.autocast(self.device.split(":")[0], dtype=dtype)
 
-    def to_tensor(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """The model's own preprocessing (resize, crop, normalise) on a list of pictures."""
+    @property
+    def crops_to_square(self) -> bool:
+        """True when the model's preprocessing is resize-shortest-side + centre crop: the
+        worker then hands over ``image_size``² pictures, which skip the PIL transforms."""
+        return self._normalize is not None
+
+    def to_tensor(self, images: Sequence[ImageLike], *, fast: bool = True) -> torch.Tensor:
+        """The model's own preprocessing (resize, crop, normalise) on a list of pictures.
+
+        Pictures already ``image_size``² (what the worker sends) are only normalised, as
+        one tensor operation, when the preprocessing is the standard one.
+        """
         import torch
         from PIL import Image
 
-        tensors = []
+        arrays = []
         for item in images:
             pixels = item.pixels if isinstance(item, NormalisedImage) else item
             if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
                 raise ValueError(f"images must be H×W×3 uint8, got {pixels.dtype} {pixels.shape}")
-            tensors.append(self._preprocess(Image.fromarray(pixels, "RGB")))
-        return torch.stack(tensors)
+            arrays.append(pixels)
+        size = self.image_size
+        if fast and self._normalize is not None and all(a.shape[:2] == (size, size) for a in arrays):
+            mean, std = self._normalize
+            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+            normalised: torch.Tensor = (x - mean) / std
+            return normalised
+        return torch.stack([self._preprocess(Image.fromarray(a, "RGB")) for a in arrays])
 
     def embed_tensor(self, batch: torch.Tensor) -> npt.NDArray[np.float32]:
         """One forward of the image tower on preprocessed pixels (no batching)."""
@@ -161,6 +178,26 @@ class Embedder:
                 feats = self._model.encode_text(tokens.to(self.device))
             out.append(_unit_rows(feats.float().cpu().numpy()))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def _standard_preprocess(preprocess: Any, size: int) -> tuple[Any, Any] | None:
+    """(mean, std) tensors when ``preprocess`` is Resize(shortest side, bicubic) +
+    CenterCrop(size) + to-tensor + Normalize; otherwise None (use the transforms)."""
+    names = [type(t).__name__ for t in getattr(preprocess, "transforms", [])]
+    if names[:2] != ["Resize", "CenterCrop"] or names[-1] != "Normalize":
+        return None
+    if not set(names[2:-1]) <= {"MaybeConvertMode", "MaybeToTensor", "ToTensor", "_convert_to_rgb"}:
+        return None
+    resize, crop, norm = preprocess.transforms[0], preprocess.transforms[1], preprocess.transforms[-1]
+    if str(getattr(resize, "interpolation", "")).lower().find("bicubic") < 0:
+        return None
+    if tuple(crop.size) != (size, size) or resize.size not in (size, [size], (size,)):
+        return None
+    import torch
+
+    mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
+    return mean, std
 
 
 def _unit_rows(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:

@@ -1,6 +1,10 @@
 """The queue worker: claimed instances through decode ▶ normalise ▶ embed ▶ index.
 
-:func:`process_batch` is the pipeline, top to bottom; each stage is a plain function.
+The data path reads top to bottom in this module, each stage a plain function:
+:func:`decode` ▶ :func:`normalise` ▶ :func:`shrink` (wired per instance by
+:func:`decode_and_normalise`, which runs in the decode processes), then :func:`embed` ▶
+:func:`index` (wired per batch by :func:`process_batch`).
+
 Decoding and normalisation (the CPU-heavy part) run in a process pool when
 ``decode_processes > 0`` and, in :meth:`Worker.run`, the next batch is decoded while the
 current one is embedded, so the model is fed continuously.
@@ -115,23 +119,34 @@ def normalise(ds: object) -> NormalisedImage | SkipReason:
     return normalise_dataset(ds)
 
 
-def shrink(pixels: npt.NDArray[np.uint8], size: int, *, grey: bool = False) -> npt.NDArray[np.uint8]:
-    """Downscale so the shorter side is ``size`` (what the model's resize does anyway):
-    less to move between processes. ``grey`` pictures (three equal channels) are resized
+def shrink(
+    pixels: npt.NDArray[np.uint8], size: int, *, grey: bool = False, crop: bool = False
+) -> npt.NDArray[np.uint8]:
+    """Downscale so the shorter side is ``size`` (what the model's resize does anyway:
+    less to move between processes), then, with ``crop``, cut the centre ``size``² square
+    as the model's centre crop does. ``grey`` pictures (three equal channels) are resized
     as one channel."""
     h, w = pixels.shape[:2]
     short = min(h, w)
-    if short <= size:
-        return pixels
-    from PIL import Image
+    out = pixels
+    if short > size:
+        from PIL import Image
 
-    scale = size / short
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
-    bicubic = Image.Resampling.BICUBIC
-    if grey:
-        small = np.asarray(Image.fromarray(pixels[:, :, 0], "L").resize(new, bicubic, reducing_gap=3.0))
-        return np.stack([small, small, small], axis=-1)
-    return np.asarray(Image.fromarray(pixels, "RGB").resize(new, bicubic, reducing_gap=3.0))
+        scale = size / short
+        new = (max(1, round(w * scale)), max(1, round(h * scale)))
+        bicubic = Image.Resampling.BICUBIC
+        if grey:
+            one = Image.fromarray(np.ascontiguousarray(pixels[:, :, 0]), "L")
+            small = np.asarray(one.resize(new, bicubic, reducing_gap=3.0))
+            out = np.stack([small, small, small], axis=-1)
+        else:
+            rgb = Image.fromarray(pixels, "RGB")
+            out = np.asarray(rgb.resize(new, bicubic, reducing_gap=3.0))
+    if crop and min(out.shape[:2]) >= size:
+        h, w = out.shape[:2]
+        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+        out = np.ascontiguousarray(out[top : top + size, left : left + size])
+    return out
 
 
 def _text(ds: object, keyword: str) -> str | None:
@@ -139,7 +154,9 @@ def _text(ds: object, keyword: str) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def decode_and_normalise(sop_instance_uid: str, path: str, image_size: int) -> Decoded:
+def decode_and_normalise(
+    sop_instance_uid: str, path: str, image_size: int, crop: bool = False
+) -> Decoded:
     """decode ▶ normalise ▶ shrink for one instance; never raises (runs in a pool)."""
     try:
         ds = decode(Path(path))
@@ -157,7 +174,10 @@ def decode_and_normalise(sop_instance_uid: str, path: str, image_size: int) -> D
     return Decoded(
         sop_instance_uid,
         pixels=shrink(
-            result.pixels, image_size, grey=result.voi_source is not VoiSourceValues.COLOUR
+            result.pixels,
+            image_size,
+            grey=result.voi_source is not VoiSourceValues.COLOUR,
+            crop=crop,
         ),
         series_instance_uid=_text(ds, "SeriesInstanceUID") or "",
         study_instance_uid=_text(ds, "StudyInstanceUID") or "",
@@ -284,14 +304,14 @@ class Worker:
 
     def _submit(self, items: Sequence[queue.WorkItem]) -> list[cf.Future[Decoded] | Decoded]:
         pool = self._executor()
-        size = self.embedder.image_size
+        size, crop = self.embedder.image_size, self.embedder.crops_to_square
         paths = [(it.sop_instance_uid, str(self.data_dir / it.path)) for it in items]
         out: list[cf.Future[Decoded] | Decoded] = []
         for uid, p in paths:
             if pool is None:
-                out.append(decode_and_normalise(uid, p, size))
+                out.append(decode_and_normalise(uid, p, size, crop))
             else:
-                out.append(pool.submit(decode_and_normalise, uid, p, size))
+                out.append(pool.submit(decode_and_normalise, uid, p, size, crop))
         return out
 
     def _collect(

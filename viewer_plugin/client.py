@@ -328,10 +328,10 @@ class PrecedentClient:
 
     # ------------------------------------------------------ standard DICOMweb
 
-    def search_studies(self, **filters: str) -> list[dict[str, Any]]:
+    def search_studies(self, *, limit: int | None = None, **filters: str) -> list[dict[str, Any]]:
         """QIDO-RS ``/studies`` (filters by keyword, e.g. ``PatientID="…"``)."""
         return self._guard(lambda: self._dicomweb.search_for_studies(
-            search_filters=filters or None))
+            limit=limit, search_filters=filters or None, get_remaining=limit is None))
 
     def search_series(self, study_uid: str) -> list[dict[str, Any]]:
         """QIDO-RS ``/studies/{study}/series``."""

@@ -280,6 +280,7 @@ class FindSimilarPanel(QWidget):
         node_form.addRow("Token", self.token_edit)
         node_form.addRow("Timeout", self.timeout_spin)
         self.url_edit.editingFinished.connect(self.save_node_settings)
+        self.url_edit.editingFinished.connect(self.refresh_destinations)
         self.token_edit.editingFinished.connect(self.save_node_settings)
         self.timeout_spin.editingFinished.connect(self.save_node_settings)
         self.node_box.toggled.connect(self._toggle_node_box)
@@ -373,6 +374,7 @@ class FindSimilarPanel(QWidget):
         self.consensus_label.setObjectName("consensusLabel")
         self.consensus_label.setStyleSheet("font-weight:bold; font-size:14px; padding:2px;")
         root.addWidget(self.consensus_label)
+        self.consensus_label.setVisible(False)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         self.results_list = QListWidget()
@@ -494,6 +496,7 @@ class FindSimilarPanel(QWidget):
             self.timeout_spin.setValue(timeout)
         self.save_node_settings()
         self.node_box.setChecked(False)
+        self.refresh_destinations()
 
     def node_settings(self) -> NodeSettings:
         return NodeSettings(url=self.url_edit.text().strip() or DEFAULT_URL,
@@ -655,6 +658,7 @@ class FindSimilarPanel(QWidget):
             self._rows.append(row)
         self.results_list.blockSignals(False)
         self.consensus_label.setText(self.model.consensus_line)
+        self.consensus_label.setVisible(bool(self.model.consensus_line))
         if self.model.cases:
             self.results_list.setCurrentRow(0)
             self._on_row_changed(0)

@@ -47,6 +47,7 @@ __all__ = [
     "attribute_keyword",
     "find",
     "find_files",
+    "find_json",
     "instance_files",
     "supported_keys",
 ]
@@ -312,8 +313,9 @@ def _condition(attribute: _Attribute, raw: str) -> tuple[str, list[object]] | No
         if not values:
             return None
         marks = ",".join("?" * len(values))
+        # unary + keeps SQLite on the study index (not a scan of every MR series)
         sql = (f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_instance_uid = "
-               f"st.study_instance_uid AND {column} IN ({marks}))")
+               f"st.study_instance_uid AND +{column} IN ({marks}))")
         return sql, values
     column = attribute.sql
     if vr == "UI":
@@ -401,6 +403,46 @@ def find(conn: sqlite3.Connection, query: Query) -> list[Dataset]:
     """The matches of ``query``, each a data set holding its return keys."""
     sql, params = query.sql()
     return [_as_dataset(query, row) for row in conn.execute(sql, params)]
+
+
+def _json_value(vr: str, value: object) -> list[object]:
+    values = value if isinstance(value, list) else [value]
+    if vr == "PN":
+        out: list[object] = []
+        for v in values:
+            groups = str(v).split("=")
+            out.append({name: g for name, g in zip(("Alphabetic", "Ideographic", "Phonetic"),
+                                                   groups, strict=False) if g})
+        return out
+    if vr == "IS":
+        numbers: list[object] = []
+        for v in values:
+            try:
+                numbers.append(int(str(v).strip()))
+            except ValueError:
+                continue  # not an integer string: left out rather than sent wrong
+        return numbers
+    return list(values)
+
+
+def find_json(conn: sqlite3.Connection, query: Query) -> list[dict[str, dict[str, object]]]:
+    """The matches of ``query`` in the DICOM JSON model (PS3.18 F.2), as :func:`find`
+    then ``to_json_dict()`` would give them, without building data sets (QIDO-RS)."""
+    sql, params = query.sql()
+    columns = [(f"{tag_for_keyword(k):08X}", _ATTRIBUTES[k]) for k in query.return_keys]
+    answers = []
+    for row in conn.execute(sql, params):
+        answer: dict[str, dict[str, object]] = {}
+        for (tag, attribute), raw in zip(columns, tuple(row), strict=True):
+            value = _element_value(attribute, raw)
+            element: dict[str, object] = {"vr": attribute.vr}
+            if value is not None:
+                converted = _json_value(attribute.vr, value)
+                if converted:
+                    element["Value"] = converted
+            answer[tag] = element
+        answers.append(answer)
+    return answers
 
 
 # --------------------------------------------------------------------------- files

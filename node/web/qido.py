@@ -13,12 +13,12 @@ request's own base URL. Unknown parameters and bad values are 400 problems namin
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydicom.dataset import Dataset
 
 from node.runtime import Services
 from node.storage.query import (
@@ -26,7 +26,7 @@ from node.storage.query import (
     Query,
     QueryLevelValues,
     attribute_keyword,
-    find,
+    find_json,
     is_supported,
     supported_keys,
 )
@@ -138,12 +138,15 @@ def _uid_lists(filters: dict[str, str]) -> dict[str, str]:
     return {k: (v.replace(",", "\\") if k.endswith("UID") else v) for k, v in filters.items()}
 
 
-def _retrieve_url(base: str, ds: Dataset, level: QueryLevelValues) -> str:
-    url = f"{base}/studies/{ds.StudyInstanceUID}"
-    if level in (QueryLevelValues.SERIES, QueryLevelValues.IMAGE):
-        url += f"/series/{ds.SeriesInstanceUID}"
-    if level is QueryLevelValues.IMAGE:
-        url += f"/instances/{ds.SOPInstanceUID}"
+_AVAILABILITY, _RETRIEVE_URL, _CHARSET = "00080056", "00081190", "00080005"
+_UID_TAGS = (("0020000D", "studies"), ("0020000E", "series"), ("00080018", "instances"))
+
+
+def _retrieve_url(base: str, answer: dict[str, dict[str, Any]], level: QueryLevelValues) -> str:
+    """``…/studies/{s}``, ``…/studies/{s}/series/{se}`` or ``…/instances/{i}``."""
+    url = base
+    for tag, name in _UID_TAGS[:level.depth]:  # STUDY: 1, SERIES: 2, IMAGE: 3
+        url += f"/{name}/{answer[tag]['Value'][0]}"
     return url
 
 
@@ -166,17 +169,15 @@ def search(
     try:
         query = Query(level=level, filters=_uid_lists(filters), return_keys=keys,
                       limit=limit, offset=offset)
-        matches = find(services_of(request).connections.get(), query)
+        body = find_json(services_of(request).connections.get(), query)
     except InvalidQuery as exc:
         raise Problem(400, str(exc), attribute=exc.attribute) from exc
     base = dicomweb_base(request)
-    body: list[dict[str, Any]] = []
-    for ds in matches:
-        ds.InstanceAvailability = "ONLINE"
-        ds.RetrieveURL = _retrieve_url(base, ds, level)
-        if any(isinstance(e.value, str) and not e.value.isascii() for e in ds):
-            ds.SpecificCharacterSet = "ISO_IR 192"
-        body.append(ds.to_json_dict())
+    for answer in body:
+        answer[_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
+        answer[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(base, answer, level)]}
+        if not json.dumps(answer, ensure_ascii=False).isascii():
+            answer[_CHARSET] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     headers = {"Warning": ", ".join(warnings)} if warnings else None
     return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
 

@@ -34,6 +34,20 @@ def test_images_and_texts_become_unit_vectors(tiny_embedder: Embedder) -> None:
     assert tiny_embedder.embed_images([]).shape == (0, 32)
 
 
+def test_the_workers_square_pictures_embed_like_the_full_picture(tiny_embedder: Embedder) -> None:
+    from indexer.worker import shrink
+
+    assert tiny_embedder.crops_to_square and tiny_embedder.image_size == 64
+    img = np.random.default_rng(3).integers(0, 255, (300, 451, 3), dtype=np.uint8)
+    small = shrink(img, 64, crop=True)
+    assert small.shape == (64, 64, 3)
+    fast = tiny_embedder.embed_tensor(tiny_embedder.to_tensor([small]))
+    slow = tiny_embedder.embed_tensor(tiny_embedder.to_tensor([small], fast=False))
+    full = tiny_embedder.embed_images([img])
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
+    assert float(fast[0] @ full[0]) > 0.999
+
+
 def test_images_must_be_rgb_uint8(tiny_embedder: Embedder) -> None:
     with pytest.raises(ValueError, match="H×W×3 uint8"):
         tiny_embedder.embed_images([np.zeros((8, 8), np.uint8)])  # type: ignore[list-item]

@@ -34,6 +34,13 @@ class SeededNode:
     def token(self) -> str:
         return str(self.node.admin_token or self.node.read_token or "")
 
+    def stored_study_uids(self) -> set[str]:
+        """Every study the node holds (other test modules may have stored more)."""
+        from viewer_plugin.client import NodeSettings, PrecedentClient
+
+        with PrecedentClient(NodeSettings(url=self.url, token=self.token)) as client:
+            return {str(s["0020000D"]["Value"][0]) for s in client.search_studies()}
+
     def labels_of(self, uid: str) -> tuple[str, ...]:
         for s in self.studies:
             if s.study_instance_uid == uid:
@@ -62,7 +69,7 @@ def seeded_node(running_node: Any) -> SeededNode:
     seed = getattr(running_node, "seed_demo", None)
     if seed is None:
         pytest.skip("running_node.seed_demo is not available yet")
-    result = seed(n_studies=12)
+    result = seed(n_studies=12, seed=51)  # its own patients: other modules seed the node too
     if isinstance(result, dict):
         items: Sequence[Any] = list(result.items())
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QLineEdit
 
@@ -57,8 +58,7 @@ def test_find_similar_fills_the_panel_with_the_nodes_cases(
     assert panel.case_uids == [c.uid for c in expected.cases]
     assert 1 <= len(panel.case_uids) <= 5
     assert query_study not in panel.case_uids  # its own patient is excluded by default
-    seeded = {s.study_instance_uid for s in seeded_node.studies}
-    assert set(panel.case_uids) <= seeded
+    assert set(panel.case_uids) <= seeded_node.stored_study_uids()
     assert panel.results_list.count() == len(expected.cases)
     if expected.consensus is not None:
         assert panel.consensus_label.text() == expected.consensus.line
@@ -158,6 +158,44 @@ def test_send_to_pacs_writes_a_key_object_selection(
     with qtbot.waitSignal(panel.kos_sent, timeout=WAIT_MS) as sent:
         qtbot.mouseClick(panel.send_button, _left())
     assert sent.args[0].startswith("Key Object Selection stored on the node"), sent.args[0]
+
+
+@pytest.mark.parametrize(("label", "has_series", "has_instance"),
+                         [("Series", True, False), ("Image", True, True)])
+def test_series_and_image_levels_list_series_and_images(
+        qtbot: Any, qsettings: Any, seeded_node: SeededNode,
+        label: str, has_series: bool, has_instance: bool) -> None:
+    panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
+                       host=Host(seeded_node.studies[5].study_instance_uid))
+    panel.level_combo.setCurrentText(label)
+    find(qtbot, panel)
+    assert panel.model.cases
+    for case in panel.model.cases:
+        assert bool(case.series_instance_uid) is has_series
+        assert bool(case.sop_instance_uid) is has_instance
+        assert case.study_instance_uid != seeded_node.studies[5].study_instance_uid
+
+
+def test_filters_that_match_nothing_say_so(
+        qtbot: Any, qsettings: Any, seeded_node: SeededNode) -> None:
+    panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
+                       host=Host(seeded_node.studies[6].study_instance_uid))
+    panel.modality_combo.setCurrentText("MG")  # the demo studies are CT
+    find(qtbot, panel)
+    assert panel.case_uids == []
+    assert panel.status_label.text() == "No similar cases found with these filters."
+
+
+def test_a_node_without_its_model_says_why(
+        qtbot: Any, qsettings: Any, make_node: Any) -> None:
+    node = make_node(no_model=True)
+    panel = make_panel(qtbot, qsettings, url=node.http_url)
+    with qtbot.waitSignal(panel.query_failed, timeout=WAIT_MS):
+        panel.search_text("pneumothorax")
+    text = panel.error_label.text()
+    assert "cannot search right now" in text
+    assert "model" in text.lower()
+    assert "ask your IT admin" in text
 
 
 def test_an_unreachable_node_is_said_in_plain_words(qtbot: Any, qsettings: Any) -> None:

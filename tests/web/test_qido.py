@@ -246,3 +246,16 @@ def test_public_url_sets_retrieve_url(make_node) -> None:  # type: ignore[no-unt
     (study,) = DICOMwebClient(node.dicomweb_url).search_for_studies()
     assert study["00081190"]["Value"] == [
         f"https://pacs.example.org/node/dicom-web/studies/{S1}"]
+
+
+def test_non_ascii_names_come_back_in_utf8(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True)
+    ds = _catalogue()[0]
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Jörg=山田^太郎"
+    node.services.ingest.store(to_bytes(ds), source="TEST")
+    (study,) = DICOMwebClient(node.dicomweb_url).search_for_studies(
+        search_filters={"PatientName": "müller*"})
+    assert study["00080005"]["Value"] == ["ISO_IR 192"]
+    assert study["00100010"]["Value"] == [{"Alphabetic": "Müller^Jörg",
+                                           "Ideographic": "山田^太郎"}]
