@@ -35,8 +35,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests._peers import free_port, start_orthanc  # noqa: E402
-from tests._synthetic import ct_instance, to_bytes  # noqa: E402
+from tests._peers import free_port, start_orthanc
+from tests._synthetic import ct_instance, to_bytes
 
 MODALITIES = ("CT", "MR", "US", "CR")
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from node.errors import PrecedentError
+from node.errors import NotFound, PrecedentError
 from node.settings import Settings, load_settings
 
 __all__ = ["main"]
@@ -224,14 +224,14 @@ def cmd_ae(args: argparse.Namespace) -> int:
 
             dest = aes.get_destination(conn, args.ae_title)
             if dest is None:
-                raise aes.NotFound(f"destination AE title {args.ae_title!r} is not configured")
+                raise NotFound(f"destination AE title {args.ae_title!r} is not configured")
             status = echo(dest, calling_ae=settings.node.ae_title)
             print(f"C-ECHO {dest.ae_title}: status 0x{status:04X}")
             return 0 if status == 0 else 1
         else:
-            items = aes.list_destinations(conn)
-            _print([d.as_json() for d in items], args.json, "\n".join(
-                f"{d.ae_title:16} {d.host}:{d.port}" for d in items)
+            dests = aes.list_destinations(conn)
+            _print([d.as_json() for d in dests], args.json, "\n".join(
+                f"{d.ae_title:16} {d.host}:{d.port}" for d in dests)
                 or "no destinations configured")
     return 0
 

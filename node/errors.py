@@ -7,14 +7,25 @@
     ├── AdminError               an AE-title administration request cannot be done
     │   ├── AlreadyExists        409 on REST, an error line on the command line
     │   └── NotFound             404
-    └── IngestError              an instance cannot be stored; carries its DIMSE status
-        ├── InvalidInstance      undecodable, missing or inconsistent UIDs (0xC000 range)
-        ├── SopClassMismatch     the data set does not match its SOP class (0xA900)
-        ├── DuplicateRejected    same SOP Instance UID, policy "reject" (0xA700 range)
-        └── OutOfResources       the disk is full or below the reserve (0xA700)
+    ├── IngestError              an instance cannot be stored; carries its DIMSE status
+    │   ├── InvalidInstance      undecodable, missing or inconsistent UIDs (0xC000 range)
+    │   ├── SopClassMismatch     the data set does not match its SOP class (0xA900)
+    │   ├── DuplicateRejected    same SOP Instance UID, policy "reject" (0xA700 range)
+    │   └── OutOfResources       the disk is full or below the reserve (0xA700)
+    ├── QueryError               a query or similar-case request cannot be answered
+    │   ├── InvalidQuery         a key, parameter or upload cannot be used (400; C-FIND 0xA900)
+    │   ├── UnknownObject        the study, series or instance is not on the node (404)
+    │   └── NotIndexed           on the node but without a vector yet (409)
+    ├── ModelNotReady            the embedding model is not loaded (503, with the reason)
+    ├── ReportError              a report cannot be read (malformed SR, PDF, CSV)
+    └── KosError                 a Key Object Selection cannot be written or sent
+        ├── UnknownDestination   404
+        ├── NothingToSelect      409
+        └── SendFailed           stored on the node, refused by the destination (502)
 
-Handlers catch :class:`IngestError` only, and answer with its ``status``; anything
-else is a bug and is logged as such by the protocol adapter.
+Every class carries ``http_status``; :mod:`node.web.problems` turns any of them into an
+RFC 7807 answer, the DIMSE handlers turn :class:`IngestError` and :class:`InvalidQuery`
+into statuses. Anything else is a bug and is logged as such by the protocol adapter.
 """
 
 from __future__ import annotations
@@ -25,16 +36,28 @@ __all__ = [
     "DuplicateRejected",
     "IngestError",
     "InvalidInstance",
+    "InvalidQuery",
+    "KosError",
+    "ModelNotReady",
     "NotFound",
+    "NotIndexed",
+    "NothingToSelect",
     "OutOfResources",
     "PrecedentError",
+    "QueryError",
+    "ReportError",
+    "SendFailed",
     "SettingsError",
     "SopClassMismatch",
+    "UnknownDestination",
+    "UnknownObject",
 ]
 
 
 class PrecedentError(Exception):
     """Base of every error the node raises on purpose."""
+
+    http_status: int = 400
 
 
 class SettingsError(PrecedentError):
@@ -48,9 +71,13 @@ class AdminError(PrecedentError):
 class AlreadyExists(AdminError):
     """The AE title (or other key) is configured already."""
 
+    http_status = 409
+
 
 class NotFound(AdminError):
     """The named AE title (or other key) is not configured."""
+
+    http_status = 404
 
 
 class IngestError(PrecedentError):
@@ -90,3 +117,64 @@ class OutOfResources(IngestError):
 
     status = 0xA700
     http_status = 507
+
+
+class QueryError(PrecedentError):
+    """A query (C-FIND, QIDO-RS) or a similar-case request cannot be answered."""
+
+
+class InvalidQuery(QueryError):
+    """A query key, parameter or uploaded image cannot be used; the message says what to
+    change. ``attribute`` names the key; ``comment`` is the message in at most 64
+    characters (a DIMSE Error Comment is LO)."""
+
+    def __init__(self, message: str, *, attribute: str | None = None,
+                 short: str | None = None) -> None:
+        super().__init__(message)
+        self.attribute = attribute
+        self.comment = (short or message)[:64]
+
+
+class UnknownObject(QueryError):
+    """The study, series or instance is not on the node."""
+
+    http_status = 404
+
+
+class NotIndexed(QueryError):
+    """The object is on the node but has no vector (not yet indexed, or no picture)."""
+
+    http_status = 409
+
+
+class ModelNotReady(PrecedentError):
+    """The embedding model is not loaded (yet, or at all); the message says why."""
+
+    http_status = 503
+
+
+class ReportError(PrecedentError):
+    """A report cannot be read (a malformed SR, an unreadable PDF, a bad CSV file)."""
+
+
+class KosError(PrecedentError):
+    """A Key Object Selection document cannot be written or sent."""
+
+
+class UnknownDestination(KosError):
+    http_status = 404
+
+
+class NothingToSelect(KosError):
+    http_status = 409
+
+
+class SendFailed(KosError):
+    """The KOS was stored on the node but the destination did not take it."""
+
+    http_status = 502
+
+    def __init__(self, message: str, *, sop_instance_uid: str, series_instance_uid: str):
+        super().__init__(message)
+        self.sop_instance_uid = sop_instance_uid
+        self.series_instance_uid = series_instance_uid

@@ -21,12 +21,8 @@ listener that does the same in the background and sends to ``[kos] destination``
 A study whose latest instance is our own KOS is not answered again (storing the
 KOS makes the study unstable once more).
 
-Errors::
-
-    KosError (400)
-    ├── UnknownDestination (404)   the destination AE title is not configured
-    ├── NothingToSelect (409)      no similar case passed the filters
-    └── SendFailed (502)           the destination refused the association or the store
+Errors: :class:`node.errors.KosError` and its subclasses (UnknownDestination 404,
+NothingToSelect 409, SendFailed 502: the KOS is stored, the destination refused it).
 """
 
 from __future__ import annotations
@@ -48,13 +44,18 @@ from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, TM
 
 from indexer import LevelValues
-from node.errors import PrecedentError
+from node.errors import (
+    KosError,
+    NothingToSelect,
+    NotIndexed,
+    QueryError,
+    SendFailed,
+    UnknownDestination,
+    UnknownObject,
+)
 from node.similar import (
     Case,
-    NotIndexed,
-    RetrievalError,
     SimilarQuery,
-    UnknownObject,
     find_stored_object,
     similar_to_stored,
 )
@@ -71,11 +72,7 @@ __all__ = [
     "KOS_SOURCE",
     "KOS_TITLE",
     "AutoKos",
-    "KosError",
     "KosResult",
-    "NothingToSelect",
-    "SendFailed",
-    "UnknownDestination",
     "build_similar_cases_kos",
     "install",
     "install_auto_kos",
@@ -91,31 +88,6 @@ KOS_DESCRIPTION = "Similar cases"
 KOS_SOURCE = "PRECEDENT-KOS"
 KOS_SERIES_NUMBER = 9100
 KEY_OBJECT_SELECTION_STORAGE = "1.2.840.10008.5.1.4.1.1.88.59"
-
-
-class KosError(PrecedentError):
-    """A KOS cannot be written or sent; ``http_status`` is the REST answer."""
-
-    http_status = 400
-
-
-class UnknownDestination(KosError):
-    http_status = 404
-
-
-class NothingToSelect(KosError):
-    http_status = 409
-
-
-class SendFailed(KosError):
-    """The KOS was stored on the node but the destination did not take it."""
-
-    http_status = 502
-
-    def __init__(self, message: str, *, sop_instance_uid: str, series_instance_uid: str):
-        super().__init__(message)
-        self.sop_instance_uid = sop_instance_uid
-        self.series_instance_uid = series_instance_uid
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,7 +348,7 @@ class AutoKos:
     def _run(self, study_uid: str) -> KosResult | None:
         try:
             return self._answer(study_uid)
-        except (KosError, RetrievalError, PrecedentError) as exc:
+        except (KosError, QueryError) as exc:
             log.warning("automatic KOS not sent study=%s reason=%s", study_uid, exc)
         except Exception:  # the worker thread must survive any one study
             log.exception("automatic KOS failed study=%s", study_uid)

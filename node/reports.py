@@ -40,7 +40,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from node.errors import PrecedentError
+from node.errors import ReportError
 from node.storage import StoredInstance, StoreOutcomeValues, ThreadConnections
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "REPORT_SOP_CLASSES",
     "ImportSummary",
     "Report",
-    "ReportError",
     "ReportExtraction",
     "ReportSourceValues",
     "attach_report",
@@ -72,10 +71,6 @@ class ReportSourceValues(str, Enum):
     SR = "sr"
     PDF = "pdf"
     IMPORT = "import"
-
-
-class ReportError(PrecedentError):
-    """A report cannot be read (a malformed SR, an unreadable PDF, a bad CSV file)."""
 
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"

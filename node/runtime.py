@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from node.errors import PrecedentError
+from node.errors import ModelNotReady
 from node.settings import Settings
 from node.storage import Ingest, ThreadConnections
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
 
-__all__ = ["ModelNotReady", "ModelState", "ModelStatusValues", "Services"]
+__all__ = [ "ModelState", "ModelStatusValues", "Services"]
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,6 @@ class ModelStatusValues(str, Enum):
     LOADING = "loading"
     READY = "ready"
     UNAVAILABLE = "unavailable"
-
-
-class ModelNotReady(PrecedentError):
-    """The embedding model is not loaded (yet, or at all); the message says why."""
 
 
 class ModelState:

@@ -254,7 +254,7 @@ def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:
     where = ".".join(str(p) for p in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

@@ -14,12 +14,8 @@ Then relevance feedback (Rocchio) moves the vector towards ``positive`` and away
 ``negative`` UIDs of the same level, :func:`indexer.search.search` finds the cases
 that pass the filters, and each case gets its best-matching instance and its report.
 
-Errors (each carries the HTTP status the REST side answers with)::
-
-    RetrievalError (400)
-    ├── InvalidQuery (400)      a parameter or an upload that cannot be used
-    ├── UnknownObject (404)     the UID is not on the node
-    └── NotIndexed (409)        on the node, but without a vector (yet, or at all)
+Errors: :class:`node.errors.QueryError` and its subclasses (InvalidQuery 400,
+UnknownObject 404, NotIndexed 409).
 """
 
 from __future__ import annotations
@@ -37,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer import LevelValues
-from node.errors import PrecedentError
+from node.errors import InvalidQuery, NotIndexed, UnknownObject
 from node.reports import Report, get_reports
 
 if TYPE_CHECKING:
@@ -51,13 +47,9 @@ __all__ = [
     "RRF_K",
     "Case",
     "Consensus",
-    "InvalidQuery",
-    "NotIndexed",
-    "RetrievalError",
     "SimilarAnswer",
     "SimilarQuery",
     "StoredObject",
-    "UnknownObject",
     "bm25_studies",
     "consensus",
     "decode_upload",
@@ -78,28 +70,6 @@ EXCERPT_CHARS = 1000
 #: candidates each ranking contributes to a hybrid fusion, per requested result
 _FUSION_DEPTH = 5
 _DATE = re.compile(r"^\d{8}$")
-
-
-class RetrievalError(PrecedentError):
-    """A similar-case query cannot be answered; ``http_status`` is the REST answer."""
-
-    http_status = 400
-
-
-class InvalidQuery(RetrievalError):
-    """A parameter or an uploaded image cannot be used; the message says what to change."""
-
-
-class UnknownObject(RetrievalError):
-    """The study, series or instance is not on the node."""
-
-    http_status = 404
-
-
-class NotIndexed(RetrievalError):
-    """The object is on the node but has no vector (not yet indexed, or no picture)."""
-
-    http_status = 409
 
 
 # ------------------------------------------------------------------ the query

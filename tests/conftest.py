@@ -17,11 +17,10 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from indexer import queue  # noqa: E402
-from node.app import Node  # noqa: E402
-from node.settings import Settings, load_settings  # noqa: E402
-from tests._peers import free_port  # noqa: E402
-from tests._synthetic import SyntheticStudy, make_studies, to_bytes  # noqa: E402
+from indexer import queue
+from node.app import Node
+from node.settings import Settings, load_settings
+from tests._synthetic import SyntheticStudy, make_studies, to_bytes
 
 pytest_plugins = ["tests._peers"]
 
@@ -110,6 +109,8 @@ class RunningNode:
 
 def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> RunningNode:
     """Start a node: ``overrides`` are settings sections, e.g. ``node={"ae_title": "X"}``."""
+    from tests._peers import free_port
+
     dimse_port, http_port = free_port(), free_port()
     values: dict[str, Any] = {
         "node": {"ae_title": "PRECEDENT", "host": "127.0.0.1", "dimse_port": dimse_port,

@@ -35,12 +35,12 @@ from pynetdicom import build_context
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
+from node.errors import InvalidQuery
 from node.runtime import Services
 from node.storage.aes import get_destination
 from node.storage.query import (
     UNIQUE_KEYS,
     InstanceFile,
-    InvalidQuery,
     Query,
     QueryLevelValues,
     filters_from_identifier,

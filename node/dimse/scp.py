@@ -20,25 +20,26 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.presentation import (
     AllStoragePresentationContexts,
     QueryRetrievePresentationContexts,
 )
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
+from node.dimse import query_retrieve
 from node.errors import IngestError
 from node.runtime import Services
 from node.storage import aes
 from node.storage.aes import PermissionValues
 from node.storage.files import free_bytes
 
-__all__ = ["start_dimse_server", "handle_echo", "handle_store"]
+__all__ = ["handle_echo", "handle_store", "start_dimse_server"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def check_association(event: evt.Event, services: Services) -> None:
     """EVT_REQUESTED: reject callers the policy does not allow, with the proper reason."""
     assoc = event.assoc
     request = assoc.requestor.primitive
+    assert request is not None  # EVT_REQUESTED fires once the A-ASSOCIATE-RQ is in
     calling = str(request.calling_ae_title).strip()
     called = str(request.called_ae_title).strip()
     address = assoc.requestor.address
@@ -119,7 +121,7 @@ def handle_store(event: evt.Event, services: Services) -> int | Dataset:
     """C-STORE: durable write, catalog, queue; success only once all three are done."""
     if not _permitted(event, services, PermissionValues.STORE):
         return _failure(STATUS_NOT_AUTHORIZED, "this AE title may not store here")
-    request = event.request
+    request = cast(C_STORE, event.request)
     try:
         services.ingest.store(
             event.encoded_dataset(include_meta=True),
@@ -134,25 +136,29 @@ def handle_store(event: evt.Event, services: Services) -> int | Dataset:
     return 0x0000
 
 
-def _guarded(
-    handler: Callable[[evt.Event, Services], Any], permission: PermissionValues
-) -> Callable[[evt.Event, Services], Any]:
-    def guarded(event: evt.Event, services: Services) -> Any:
-        if not _permitted(event, services, permission):
-            yield _failure(STATUS_NOT_AUTHORIZED, "this AE title may not query or retrieve here"), None
-            return
-        yield from handler(event, services)
+def _refused() -> Dataset:
+    return _failure(STATUS_NOT_AUTHORIZED, "this AE title may not query or retrieve here")
 
-    guarded.__name__ = handler.__name__
-    return guarded
+
+def _guarded_find(event: evt.Event, services: Services) -> Any:
+    if not _permitted(event, services, PermissionValues.FIND):
+        yield _refused(), None
+        return
+    yield from query_retrieve.handle_find(event, services)
+
+
+def _guarded_get(event: evt.Event, services: Services) -> Any:
+    if not _permitted(event, services, PermissionValues.MOVE):
+        yield 1  # C-GET's first yield is the number of sub-operations
+        yield _refused(), None
+        return
+    yield from query_retrieve.handle_get(event, services)
 
 
 def _guarded_move(event: evt.Event, services: Services) -> Any:
     if not _permitted(event, services, PermissionValues.MOVE):
-        yield None, None  # no destination: pynetdicom answers 0xA801
+        yield None, None  # no destination for this caller: pynetdicom answers 0xA801
         return
-    from node.dimse import query_retrieve
-
     yield from query_retrieve.handle_move(event, services)
 
 
@@ -170,10 +176,11 @@ def build_ae(services: Services) -> AE:
     for context in AllStoragePresentationContexts:
         # scp_role/scu_role let C-GET send stored instances back over the association
         ae.add_supported_context(
-            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
+            cast(str, context.abstract_syntax), ALL_TRANSFER_SYNTAXES,
+            scu_role=True, scp_role=True,
         )
     for context in QueryRetrievePresentationContexts:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(cast(str, context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
     return ae
 
 
@@ -181,8 +188,7 @@ def _ssl_context(services: Services) -> ssl.SSLContext | None:
     tls = services.settings.node.tls
     if not tls.enabled:
         return None
-    if tls.cert_file is None or tls.key_file is None:
-        raise ValueError("node.tls.enabled needs node.tls.cert_file and node.tls.key_file")
+    assert tls.cert_file is not None and tls.key_file is not None  # settings check both
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.ca_file is not None:
@@ -193,23 +199,21 @@ def _ssl_context(services: Services) -> ssl.SSLContext | None:
 
 def start_dimse_server(services: Services) -> ThreadedAssociationServer:
     """Start listening (in pynetdicom's threads) and return the server to shut down."""
-    from node.dimse import query_retrieve
-
     settings = services.settings.node
-    handlers = [
+    handlers: list[Any] = [
         (evt.EVT_REQUESTED, check_association, [services]),
         (evt.EVT_C_ECHO, handle_echo, [services]),
         (evt.EVT_C_STORE, handle_store, [services]),
-        (evt.EVT_C_FIND, _guarded(query_retrieve.handle_find, PermissionValues.FIND), [services]),
-        (evt.EVT_C_GET, _guarded(query_retrieve.handle_get, PermissionValues.MOVE), [services]),
+        (evt.EVT_C_FIND, _guarded_find, [services]),
+        (evt.EVT_C_GET, _guarded_get, [services]),
         (evt.EVT_C_MOVE, _guarded_move, [services]),
     ]
-    server = build_ae(services).start_server(
+    server = cast(ThreadedAssociationServer, build_ae(services).start_server(
         (settings.host, settings.dimse_port),
         block=False,
         evt_handlers=handlers,
         ssl_context=_ssl_context(services),
-    )
+    ))
     services.dimse_ready.set()
     log.info("listening ae_title=%s port=%d tls=%s", settings.ae_title, settings.dimse_port,
              settings.tls.enabled)

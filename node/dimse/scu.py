@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_context
-from pynetdicom.sop_class import Verification
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from node.errors import PrecedentError
 from node.storage.aes import Destination
@@ -72,7 +72,7 @@ def send(
     ae = _ae(calling_ae, timeout)
     contexts = {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}
     for sop_class, syntax in sorted(contexts):
-        ae.add_requested_context(build_context(sop_class, [syntax]).abstract_syntax, [syntax])
+        ae.add_requested_context(sop_class, [syntax])
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
         raise DestinationUnreachable(

@@ -18,12 +18,12 @@ __all__ = [
     "add_destination",
     "add_source",
     "get_destination",
+    "get_node_config",
     "get_source",
     "list_destinations",
     "list_sources",
     "remove_destination",
     "remove_source",
-    "get_node_config",
     "set_node_config",
 ]
 

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from node.errors import OutOfResources
 
-__all__ = ["instance_relpath", "remove_leftovers", "write_durably", "free_bytes"]
+__all__ = ["free_bytes", "instance_relpath", "remove_leftovers", "write_durably"]
 
 
 def instance_relpath(study_uid: str, series_uid: str, sop_uid: str) -> PurePosixPath:

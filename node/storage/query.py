@@ -37,11 +37,10 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from node.errors import PrecedentError
+from node.errors import InvalidQuery
 
 __all__ = [
     "InstanceFile",
-    "InvalidQuery",
     "Query",
     "QueryLevelValues",
     "attribute_keyword",
@@ -51,19 +50,6 @@ __all__ = [
     "instance_files",
     "supported_keys",
 ]
-
-
-class InvalidQuery(PrecedentError):
-    """A query key or value cannot be used; ``attribute`` names the key (or parameter).
-
-    ``comment`` is the same in at most 64 characters (a DIMSE Error Comment is LO).
-    """
-
-    def __init__(self, message: str, *, attribute: str | None = None,
-                 short: str | None = None) -> None:
-        super().__init__(message)
-        self.attribute = attribute
-        self.comment = (short or message)[:64]
 
 
 class QueryLevelValues(str, Enum):

@@ -8,10 +8,10 @@ event once. A later instance makes the study unstable again and it fires again.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
-import sqlite3
 from pathlib import Path
 
 from node.storage._schema import connect

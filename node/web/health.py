@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from indexer import queue
 from node.runtime import Services
 
-__all__ = ["router", "node_status"]
+__all__ = ["node_status", "router"]
 
 router = APIRouter(tags=["health"])
 

@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from indexer import LevelValues
-from node.kos import KosError, SendFailed, write_similar_cases_kos
+from node.errors import KosError, SendFailed
+from node.kos import write_similar_cases_kos
 from node.runtime import Services
 from node.similar import MAX_LIMIT
 from node.storage.aes import list_destinations

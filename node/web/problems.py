@@ -10,8 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from node.errors import AlreadyExists, IngestError, NotFound
-from node.runtime import ModelNotReady
+from node.errors import AlreadyExists, IngestError, ModelNotReady, NotFound, PrecedentError
 
 __all__ = ["PROBLEM_MEDIA_TYPE", "Problem", "install_problem_handlers", "problem_response"]
 
@@ -65,6 +64,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
             parts.append(f"{where}: {error.get('msg')}")
         return problem_response(400, "; ".join(parts) or "the request is not valid")
+
+    @app.exception_handler(PrecedentError)
+    async def _precedent(_: Request, exc: PrecedentError) -> JSONResponse:
+        return problem_response(exc.http_status, str(exc))
 
     @app.exception_handler(ModelNotReady)
     async def _model(_: Request, exc: ModelNotReady) -> JSONResponse:

@@ -20,9 +20,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from node.errors import InvalidQuery
 from node.runtime import Services
 from node.storage.query import (
-    InvalidQuery,
     Query,
     QueryLevelValues,
     attribute_keyword,

@@ -25,12 +25,12 @@ from fastapi.responses import Response
 from pydicom.dataset import Dataset
 
 from indexer import LevelValues
+from node.errors import QueryError
 from node.runtime import Services
 from node.similar import (
     EXCERPT_CHARS,
     UPLOAD_MEDIA_TYPES,
     Case,
-    RetrievalError,
     SimilarAnswer,
     SimilarQuery,
     decode_upload,
@@ -68,10 +68,10 @@ MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 @contextmanager
 def retrieval_problems() -> Iterator[None]:
-    """Turn :class:`RetrievalError` into its problem answer (400, 404 or 409)."""
+    """Turn :class:`QueryError` into its problem answer (400, 404 or 409)."""
     try:
         yield
-    except RetrievalError as exc:
+    except QueryError as exc:
         raise Problem(exc.http_status, str(exc)) from exc
 
 

@@ -265,3 +265,27 @@ def test_full_disk_answers_out_of_resources(make_node, tmp_path: Path) -> None:
     assert "disk" in status.ErrorComment
     assert _catalogued(node) == set()
     assert not list((node.data_dir / "tmp").glob("*.part"))
+
+
+def test_find_and_get_refused_without_permission(make_node) -> None:
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+        StudyRootQueryRetrieveInformationModelFind as FIND,
+        StudyRootQueryRetrieveInformationModelGet as GET,
+    )
+
+    from node.storage import aes
+
+    node = make_node(no_model=True, node={"allow_any_source": False})
+    aes.add_source(node.services.connections.get(), "TESTSCU",
+                   permissions=aes.parse_permissions("echo"))
+    query = Dataset()
+    query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", "1.2.3"
+    assoc = _assoc(node, [FIND, GET, Verification])
+    try:
+        (status, _), = list(assoc.send_c_find(query, FIND))
+        assert status.Status == 0x0124 and "may not query" in status.ErrorComment
+        statuses = [s for s, _ in assoc.send_c_get(query, GET)]
+        assert statuses[-1].Status == 0x0124
+        assert assoc.send_c_echo().Status == 0x0000
+    finally:
+        assoc.release()

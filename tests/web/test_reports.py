@@ -20,8 +20,8 @@ from highdicom.sr import (
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from node.errors import ReportError
 from node.reports import (
-    ReportError,
     ReportSourceValues,
     catch_up_reports,
     extract_report,

@@ -363,3 +363,48 @@ def test_results_agree_with_qido_and_are_retrievable(cat: Catalogue) -> None:
         ds = client.retrieve_instance(study_uid, first_value(item, BEST_SERIES),
                                       first_value(item, BEST))
         assert ds.SOPInstanceUID == first_value(item, BEST)
+
+
+# ------------------------------------------------------------------ the pure parts
+
+
+def test_consensus_fusion_and_excerpt() -> None:
+    from indexer import LevelValues
+    from node.reports import Report
+    from node.similar import Case, consensus, excerpt, reciprocal_rank_fusion
+
+    def case(rank: int, *labels: str) -> Case:
+        report = Report("1.2", "t", labels) if labels else None
+        return Case(rank=rank, score=1.0, level=LevelValues.STUDY, uid=str(rank),
+                    study_instance_uid=str(rank), series_instance_uid=None,
+                    sop_instance_uid=None, best_instance_uid=None, best_series_uid=None,
+                    report=report)
+
+    votes = consensus([case(1, "Nodule"), case(2, "effusion", "nodule"), case(3, "Effusion"),
+                       case(4)])
+    assert votes is not None and (votes.label, votes.count, votes.of) == ("Nodule", 2, 4)
+    assert consensus([case(1), case(2)]) is None
+    # each case counts a label once
+    assert consensus([case(1, "a", "A"), case(2, "b")]).count == 1  # type: ignore[union-attr]
+
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])
+    assert [uid for uid, _ in fused] == ["a", "c", "b"]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+    assert excerpt("short") == "short"
+    long = "word " * 400
+    cut = excerpt(long)
+    assert len(cut) <= 1000 and cut.endswith("…") and not cut[:-1].endswith(" ")
+
+
+def test_study_date_ranges() -> None:
+    from node.errors import InvalidQuery
+    from node.similar import SimilarQuery
+
+    assert SimilarQuery(study_date="20240101").date_range == ("20240101", "20240101")
+    assert SimilarQuery(study_date="20240101-").date_range == ("20240101", None)
+    assert SimilarQuery(study_date="-20240101").date_range == (None, "20240101")
+    assert SimilarQuery(study_date="20240101-20241231").date_range == ("20240101", "20241231")
+    for bad in ("2024", "20240101-2024", "20241231-20240101"):
+        with pytest.raises(InvalidQuery, match="StudyDate"):
+            SimilarQuery(study_date=bad)
