@@ -30,6 +30,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs_durably(folder: Path) -> None:
+    """Create ``folder`` and the missing folders above it, fsyncing each new entry's
+    parent, so the path of an acknowledged instance survives a power loss too."""
+    if folder.is_dir():
+        return
+    _make_dirs_durably(folder.parent)
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return  # another association made it at the same moment
+    _fsync_dir(folder.parent)
+
+
 def write_durably(data_dir: Path, relpath: PurePosixPath, data: bytes, *, reserve: int) -> int:
     """Write ``data`` to ``data_dir/relpath``: temporary file, fsync, rename, fsync folder.
 
@@ -41,7 +54,7 @@ def write_durably(data_dir: Path, relpath: PurePosixPath, data: bytes, *, reserv
     if free_bytes(data_dir) - len(data) < reserve:
         raise OutOfResources("not enough free disk space on the node (below the reserve)")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs_durably(target.parent)
         tmp_dir.mkdir(exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
         try:
