@@ -144,7 +144,7 @@ def shrink(
             out = np.asarray(rgb.resize(new, bicubic, reducing_gap=3.0))
     if crop and min(out.shape[:2]) >= size:
         h, w = out.shape[:2]
-        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+        top, left = round((h - size) / 2.0), round((w - size) / 2.0)
         out = np.ascontiguousarray(out[top : top + size, left : left + size])
     return out
 

@@ -14,6 +14,7 @@ request's own base URL. Unknown parameters and bad values are 400 problems namin
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -150,6 +151,32 @@ def _retrieve_url(base: str, answer: dict[str, dict[str, Any]], level: QueryLeve
     return url
 
 
+def qido_answers(conn: sqlite3.Connection, level: QueryLevelValues, filters: dict[str, str],
+                 keys: list[str], base: str, *, limit: int | None = None,
+                 offset: int = 0) -> list[dict[str, dict[str, Any]]]:
+    """The QIDO-RS answers (DICOM JSON) at ``level``: the catalog's matches with
+    ``InstanceAvailability``, ``RetrieveURL`` and, when needed, the character set.
+    Also what the similar-case extension answers with, so both read the same."""
+    query = Query(level=level, filters=_uid_lists(filters), return_keys=keys,
+                  limit=limit, offset=offset)
+    body = find_json(conn, query)
+    for answer in body:
+        answer[_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
+        answer[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(base, answer, level)]}
+        if not json.dumps(answer, ensure_ascii=False).isascii():
+            answer[_CHARSET] = {"vr": "CS", "Value": ["ISO_IR 192"]}
+    return body
+
+
+def required_keys(level: QueryLevelValues,
+                  also: tuple[QueryLevelValues, ...] = ()) -> list[str]:
+    """The attributes every answer at ``level`` carries (and those of ``also``)."""
+    keys: list[str] = list(REQUIRED_KEYS[level])
+    for above in also:
+        keys += REQUIRED_KEYS[above]
+    return keys
+
+
 def search(
     request: Request,
     level: QueryLevelValues,
@@ -162,22 +189,13 @@ def search(
     filters, include, include_all, limit, offset, warnings = parse_search(
         request.query_params.multi_items(), level)
     filters.update(path_filters or {})
-    keys: list[str] = list(REQUIRED_KEYS[level])
-    for above in also:
-        keys += REQUIRED_KEYS[above]
+    keys = required_keys(level, also)
     keys += supported_keys(level) if include_all else include
     try:
-        query = Query(level=level, filters=_uid_lists(filters), return_keys=keys,
-                      limit=limit, offset=offset)
-        body = find_json(services_of(request).connections.get(), query)
+        body = qido_answers(services_of(request).connections.get(), level, filters, keys,
+                            dicomweb_base(request), limit=limit, offset=offset)
     except InvalidQuery as exc:
         raise Problem(400, str(exc), attribute=exc.attribute) from exc
-    base = dicomweb_base(request)
-    for answer in body:
-        answer[_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
-        answer[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(base, answer, level)]}
-        if not json.dumps(answer, ensure_ascii=False).isascii():
-            answer[_CHARSET] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     headers = {"Warning": ", ".join(warnings)} if warnings else None
     return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
 

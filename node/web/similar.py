@@ -22,7 +22,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydicom.dataset import Dataset
 
 from indexer import LevelValues
 from node.errors import QueryError
@@ -40,8 +39,10 @@ from node.similar import (
     similar_to_stored,
     similar_to_text,
 )
+from node.storage.query import QueryLevelValues
 from node.storage.uids import is_valid_uid
 from node.web.problems import Problem
+from node.web.qido import dicomweb_base, qido_answers, required_keys
 
 __all__ = [
     "CONSENSUS_HEADER",
@@ -82,8 +83,6 @@ def _services(request: Request) -> Services:
 
 def base_url(request: Request) -> str:
     """The DICOMweb base for RetrieveURL and report links (as QIDO-RS builds them)."""
-    from node.web.qido import dicomweb_base
-
     return dicomweb_base(request)
 
 
@@ -127,126 +126,81 @@ Feedback = Annotated[list[str], Query()]
 
 # ------------------------------------------------------------------ DICOM JSON
 
-
-def _rows(conn: sqlite3.Connection, sql: str, uids: list[str]) -> dict[str, sqlite3.Row]:
-    out: dict[str, sqlite3.Row] = {}
-    for start in range(0, len(uids), 500):
-        chunk = uids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(sql.format(marks=marks), chunk):
-            out[row[0]] = row
-    return out
-
-
-_STUDY_SQL = """SELECT st.study_instance_uid, st.*,
-    (SELECT group_concat(DISTINCT modality) FROM series s
-       WHERE s.study_instance_uid = st.study_instance_uid) AS modalities,
-    (SELECT count(*) FROM series s
-       WHERE s.study_instance_uid = st.study_instance_uid) AS n_series,
-    (SELECT count(*) FROM instances i
-       WHERE i.study_instance_uid = st.study_instance_uid) AS n_instances
-    FROM studies st WHERE st.study_instance_uid IN ({marks})"""
-_SERIES_SQL = """SELECT s.series_instance_uid, s.*,
-    (SELECT count(*) FROM instances i
-       WHERE i.series_instance_uid = s.series_instance_uid) AS n_instances
-    FROM series s WHERE s.series_instance_uid IN ({marks})"""
-_INSTANCE_SQL = """SELECT i.sop_instance_uid, i.* FROM instances i
-    WHERE i.sop_instance_uid IN ({marks})"""
+_QIDO_LEVEL = {LevelValues.STUDY: QueryLevelValues.STUDY,
+               LevelValues.SERIES: QueryLevelValues.SERIES,
+               LevelValues.INSTANCE: QueryLevelValues.IMAGE}
+#: the levels above whose attributes a result carries too (as the flat QIDO-RS routes)
+_ALSO = {QueryLevelValues.STUDY: (),
+         QueryLevelValues.SERIES: (QueryLevelValues.STUDY,),
+         QueryLevelValues.IMAGE: (QueryLevelValues.SERIES, QueryLevelValues.STUDY)}
+#: what the panel shows beside the required attributes
+_SHOWN = ["StudyDescription", "BodyPartExamined", "SeriesDate"]
+_UID_TAG = {QueryLevelValues.STUDY: "0020000D", QueryLevelValues.SERIES: "0020000E",
+            QueryLevelValues.IMAGE: "00080018"}
+_BODY_PART = "00180015"
 
 
-def _set(ds: Dataset, keyword: str, value: Any) -> None:
-    if value is not None and value != "":
-        setattr(ds, keyword, value)
+def _case_uid(case: Case, level: LevelValues) -> str | None:
+    if level is LevelValues.STUDY:
+        return case.study_instance_uid
+    if level is LevelValues.SERIES:
+        return case.series_instance_uid
+    return case.sop_instance_uid
 
 
-def _study_attributes(ds: Dataset, row: sqlite3.Row, *, full: bool) -> None:
-    _set(ds, "StudyDate", row["study_date"])
-    _set(ds, "StudyTime", row["study_time"])
-    _set(ds, "AccessionNumber", row["accession_number"])
-    _set(ds, "ReferringPhysicianName", row["referring_physician_name"])
-    _set(ds, "PatientName", row["patient_name"])
-    _set(ds, "PatientID", row["patient_id"])
-    _set(ds, "PatientBirthDate", row["patient_birth_date"])
-    _set(ds, "PatientSex", row["patient_sex"])
-    _set(ds, "StudyID", row["study_id"])
-    _set(ds, "StudyDescription", row["study_description"])
-    ds.StudyInstanceUID = row["study_instance_uid"]
-    if full:
-        modalities = sorted(m for m in (row["modalities"] or "").split(",") if m)
-        if modalities:
-            ds.ModalitiesInStudy = modalities
-        ds.NumberOfStudyRelatedSeries = int(row["n_series"])
-        ds.NumberOfStudyRelatedInstances = int(row["n_instances"])
-
-
-def _series_attributes(ds: Dataset, row: sqlite3.Row, *, full: bool) -> None:
-    _set(ds, "Modality", row["modality"])
-    _set(ds, "SeriesDescription", row["series_description"])
-    _set(ds, "SeriesNumber", row["series_number"])
-    _set(ds, "BodyPartExamined", row["body_part_examined"])
-    _set(ds, "SeriesDate", row["series_date"])
-    ds.SeriesInstanceUID = row["series_instance_uid"]
-    if full:
-        ds.NumberOfSeriesRelatedInstances = int(row["n_instances"])
-
-
-def _instance_attributes(ds: Dataset, row: sqlite3.Row) -> None:
-    ds.SOPClassUID = row["sop_class_uid"]
-    ds.SOPInstanceUID = row["sop_instance_uid"]
-    _set(ds, "InstanceNumber", row["instance_number"])
-    _set(ds, "Rows", row["rows"])
-    _set(ds, "Columns", row["columns"])
-    _set(ds, "NumberOfFrames", row["number_of_frames"])
-
-
-def _private_block(ds: Dataset, case: Case, base: str) -> None:
-    block = ds.private_block(PRIVATE_GROUP, PRIVATE_CREATOR, create=True)
-    block.add_new(0x01, "FD", round(case.score, 6))
-    block.add_new(0x02, "IS", case.rank)
+def _private_block(case: Case, base: str) -> dict[str, dict[str, Any]]:
+    """The PRECEDENT private block of one result (docs/internals.md)."""
+    block: dict[str, dict[str, Any]] = {
+        "00110010": {"vr": "LO", "Value": [PRIVATE_CREATOR]},
+        "00111001": {"vr": "FD", "Value": [round(case.score, 6)]},
+        "00111002": {"vr": "IS", "Value": [case.rank]},
+    }
     if case.best_instance_uid:
-        block.add_new(0x03, "UI", case.best_instance_uid)
+        block["00111003"] = {"vr": "UI", "Value": [case.best_instance_uid]}
     if case.report is not None:
-        block.add_new(0x04, "UT", excerpt(case.report.text, EXCERPT_CHARS))
-        block.add_new(0x05, "UR", f"{base}/studies/{case.study_instance_uid}/report")
+        block["00111004"] = {"vr": "UT", "Value": [excerpt(case.report.text, EXCERPT_CHARS)]}
+        block["00111005"] = {"vr": "UR",
+                             "Value": [f"{base}/studies/{case.study_instance_uid}/report"]}
         if case.report.labels:
-            block.add_new(0x06, "LO", [label[:64] for label in case.report.labels])
+            block["00111006"] = {"vr": "LO",
+                                 "Value": [label[:64] for label in case.report.labels]}
     if case.best_series_uid:
-        block.add_new(0x07, "UI", case.best_series_uid)
+        block["00111007"] = {"vr": "UI", "Value": [case.best_series_uid]}
+    return block
 
 
 def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
                 ) -> list[dict[str, Any]]:
-    """The QIDO-RS-shaped DICOM JSON array of an answer (catalog attributes of each case
-    at its level, ``RetrieveURL``, and the PRECEDENT private block)."""
-    cases = answer.cases
-    studies = _rows(conn, _STUDY_SQL, list({c.study_instance_uid for c in cases}))
-    series = _rows(conn, _SERIES_SQL, list({uid for c in cases
-                                            for uid in (c.series_instance_uid,
-                                                        c.best_series_uid) if uid}))
-    instances = _rows(conn, _INSTANCE_SQL, list({c.sop_instance_uid for c in cases
-                                                 if c.sop_instance_uid}))
-    items = []
-    for case in cases:
-        ds = Dataset()
-        study = studies.get(case.study_instance_uid)
-        if study is None:
+    """The QIDO-RS-shaped DICOM JSON array of an answer: each case as QIDO-RS answers
+    for it at its level (the same builder), then the PRECEDENT private block."""
+    level = _QIDO_LEVEL[answer.level]
+    uids = [uid for case in answer.cases if (uid := _case_uid(case, answer.level))]
+    if not uids:
+        return []
+    keyword = {"0020000D": "StudyInstanceUID", "0020000E": "SeriesInstanceUID",
+               "00080018": "SOPInstanceUID"}[_UID_TAG[level]]
+    found = qido_answers(conn, level, {keyword: "\\".join(uids)},
+                         required_keys(level, _ALSO[level]) + _SHOWN, base)
+    by_uid = {item[_UID_TAG[level]]["Value"][0]: item for item in found}
+    body_parts: dict[str, Any] = {}
+    if level is QueryLevelValues.STUDY:  # the body part of each case's best series
+        best = [c.best_series_uid for c in answer.cases if c.best_series_uid]
+        if best:
+            for item in qido_answers(conn, QueryLevelValues.SERIES,
+                                     {"SeriesInstanceUID": "\\".join(best)},
+                                     ["StudyInstanceUID", "SeriesInstanceUID",
+                                      "BodyPartExamined"], base):
+                if _BODY_PART in item:
+                    body_parts[item["0020000E"]["Value"][0]] = item[_BODY_PART]
+    items: list[dict[str, Any]] = []
+    for case in answer.cases:
+        found_item = by_uid.get(_case_uid(case, answer.level) or "")
+        if found_item is None:
             continue  # deleted between the search and now
-        _study_attributes(ds, study, full=answer.level is LevelValues.STUDY)
-        best_series = series.get(case.best_series_uid or "")
-        if answer.level is LevelValues.STUDY and best_series is not None:
-            _set(ds, "BodyPartExamined", best_series["body_part_examined"])
-        url = f"{base}/studies/{case.study_instance_uid}"
-        if case.series_instance_uid and case.series_instance_uid in series:
-            _series_attributes(ds, series[case.series_instance_uid],
-                               full=answer.level is LevelValues.SERIES)
-            url += f"/series/{case.series_instance_uid}"
-        if case.sop_instance_uid and case.sop_instance_uid in instances:
-            _instance_attributes(ds, instances[case.sop_instance_uid])
-            url += f"/instances/{case.sop_instance_uid}"
-        ds.RetrieveURL = url
-        ds.InstanceAvailability = "ONLINE"
-        _private_block(ds, case, base)
-        items.append(ds.to_json_dict())
+        if case.best_series_uid in body_parts:
+            found_item[_BODY_PART] = body_parts[case.best_series_uid]
+        found_item.update(_private_block(case, base))
+        items.append(found_item)
     return items
 
 
