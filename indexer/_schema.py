@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS vectors (
 );
 CREATE INDEX IF NOT EXISTS vectors_parent ON vectors (level, parent_uid);
 CREATE INDEX IF NOT EXISTS vectors_study ON vectors (level, study_instance_uid);
+-- covers every search filter: the allowed keys are found without reading a vector
+CREATE INDEX IF NOT EXISTS vectors_filter
+    ON vectors (level, modality, body_part, study_date, patient_id, uid);
 
 CREATE TABLE IF NOT EXISTS index_meta (
     key TEXT PRIMARY KEY,

@@ -4,13 +4,18 @@ Filters (modality, body part, study date range, excluded patient, excluded UIDs)
 into SQL over the ``vectors`` table, which gives the exact set of allowed keys. Then:
 
 - no filter: a plain HNSW search;
-- few allowed keys (at most ``exact_threshold``): an exact search over just those vectors
-  with numpy (exact, and faster than a graph walk at that size);
-- many allowed keys: HNSW searches with a widening ``count`` (×4 each round) keeping only
-  allowed keys, until ``k`` allowed results are found; if the widening reaches the index
-  size without ``k`` of them, an exact search over the allowed vectors finishes the job.
-  So ``k`` allowed results come back whenever ``k`` exist — nothing is over-fetched and
-  hoped for.
+- only exclusions (the query's own patient, the query object, negative feedback): nearly
+  every key is allowed, so HNSW searches with a widening ``count`` (×4 each round) check
+  each candidate's row against the filters;
+- few allowed keys (at most ``exact_threshold``), or so few among many that the widening
+  would have to walk past more than ``MAX_WIDENING`` candidates: an exact search over just
+  those vectors with numpy;
+- otherwise the same widening HNSW search, keeping only allowed keys.
+
+When a widening reaches the index size without ``k`` allowed results, an exact search
+over the allowed vectors finishes the job. So ``k`` allowed results come back whenever
+``k`` exist — nothing is over-fetched and hoped for. The filter columns have a covering
+index, so the allowed set is computed without reading any vector.
 
 usearch's Python API (2.26) has no predicate callback for filtered search, hence this.
 
@@ -33,7 +38,9 @@ from indexer.index import IndexSet, VectorRow
 
 __all__ = ["EXACT_THRESHOLD", "Hit", "SearchFilters", "rocchio", "search"]
 
-EXACT_THRESHOLD = 20_000
+EXACT_THRESHOLD = 2_000
+#: the most candidates a widening HNSW search may look at before exact search is cheaper
+MAX_WIDENING = 4_096
 _DATE = re.compile(r"^\d{8}$")
 
 
@@ -77,6 +84,27 @@ class SearchFilters:
                 self.exclude_uids,
             )
         )
+
+    @property
+    def narrows(self) -> bool:
+        """True when a filter keeps only some keys (not merely excludes a few)."""
+        return any((self.modality, self.body_part, self.study_date_from, self.study_date_to))
+
+    def matches(self, row: VectorRow) -> bool:
+        """The same test as :meth:`sql`, on one row."""
+        if self.modality and self.modality.upper() not in (row.modality or "").split("\\"):
+            return False
+        if self.body_part and self.body_part.upper() not in (
+            (row.body_part or "").upper().split("\\")
+        ):
+            return False
+        if self.study_date_from and not (row.study_date or "") >= self.study_date_from:
+            return False
+        if self.study_date_to and not (row.study_date and row.study_date <= self.study_date_to):
+            return False
+        if self.exclude_patient_id is not None and (row.patient_id or "") == self.exclude_patient_id:
+            return False
+        return row.uid not in self.exclude_uids
 
     def sql(self) -> tuple[str, list[Any]]:
         """A WHERE fragment over ``vectors`` and its parameters (multi-values are ``\\``)."""
@@ -181,18 +209,41 @@ def _filtered(
     flt: SearchFilters,
     exact_threshold: int,
 ) -> list[tuple[int, float]]:
-    allowed = _allowed(index_set, level, flt)
-    if len(allowed) <= exact_threshold:
-        return _exact(index_set, sorted(allowed), q, k)
     size = index_set.count(level)
-    count = k * 4
+    if not flt.narrows:
+        return _widening(index_set, level, q, k, flt, None, size)
+    allowed = _allowed(index_set, level, flt)
+    if len(allowed) <= exact_threshold or k * size > MAX_WIDENING * max(len(allowed), 1):
+        return _exact(index_set, sorted(allowed), q, k)
+    return _widening(index_set, level, q, k, flt, allowed, size)
+
+
+def _widening(
+    index_set: IndexSet,
+    level: LevelValues,
+    q: npt.NDArray[np.float32],
+    k: int,
+    flt: SearchFilters,
+    allowed: set[int] | None,
+    size: int,
+) -> list[tuple[int, float]]:
+    """HNSW searches, ×4 wider each round, keeping the candidates that pass ``flt``
+    (``allowed`` when it is known, else each candidate's row is checked)."""
+    count = k + len(flt.exclude_uids) + 16
     while True:
         count = min(count, size)
         keys, dist = index_set.ann(level, q, count)
-        out = [(int(a), 1.0 - float(b)) for a, b in zip(keys, dist) if int(a) in allowed]
+        candidates = [(int(a), 1.0 - float(b)) for a, b in zip(keys, dist)]
+        if allowed is None:
+            rows = index_set.rows([key for key, _ in candidates])
+            out = [c for c in candidates if c[0] in rows and flt.matches(rows[c[0]])]
+        else:
+            out = [c for c in candidates if c[0] in allowed]
         if len(out) >= k:
             return out[:k]
-        if count >= size:
+        if count >= size or count >= MAX_WIDENING:
+            if allowed is None:
+                allowed = _allowed(index_set, level, flt)
             return _exact(index_set, sorted(allowed), q, k)
         count *= 4
 

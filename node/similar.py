@@ -318,26 +318,7 @@ def _search(index_set: IndexSet, vector: npt.NDArray[np.float32], query: Similar
             k: int, flt: SearchFilters) -> list[Hit]:
     from indexer.search import search
 
-    size = index_set.count(query.level)
-    if size == 0:
-        return []
-    if flt.modality or flt.body_part or flt.study_date_from or flt.study_date_to:
-        return search(index_set, vector, level=query.level, k=k, filters=flt)
-    # Only exclusions (the query's patient, the query itself, negatives): a widening
-    # HNSW search, filtered afterwards, instead of an exact scan of every allowed vector
-    # (which indexer.search does for any active filter). The same answer as filtering
-    # the index's own ranking: once k results pass, they are its k best that pass.
-    count = min(size, k + len(flt.exclude_uids) + 16)
-    while True:
-        hits = [h for h in search(index_set, vector, level=query.level, k=count)
-                if h.uid not in flt.exclude_uids
-                and (flt.exclude_patient_id is None
-                     or (h.patient_id or "") != flt.exclude_patient_id)]
-        if len(hits) >= k or count >= size:
-            return hits[:k]
-        if count >= 4096:  # a patient with very many objects: let the index filter
-            return search(index_set, vector, level=query.level, k=k, filters=flt)
-        count = min(size, count * 4)
+    return search(index_set, vector, level=query.level, k=k, filters=flt)
 
 
 def _parents(conn: sqlite3.Connection, level: LevelValues, uids: Sequence[str]
