@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from node.runtime import Services
-from node.web import admin, health, kos, qido, reports, similar, stow, wado
+from node.web import admin, delete, health, kos, qido, reports, similar, stow, wado
 from node.web.auth import require_read
 from node.web.problems import install_problem_handlers
 
@@ -35,6 +35,7 @@ def create_app(services: Services) -> FastAPI:
     read = [Depends(require_read)]
     for module in (qido, wado, stow, similar, reports, kos):
         app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
+    app.include_router(delete.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(admin.router)
     app.include_router(health.router)
     return app
