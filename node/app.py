@@ -197,7 +197,7 @@ class Node:
             self._http.should_exit = True
         for thread in self._threads:
             thread.join(timeout=30)
-        for part in (self.report_extraction, self.auto_kos):
+        for part in (self.worker, self.report_extraction, self.auto_kos):
             if part is not None:
                 part.close()
         index_set = self.services.model.index_set
