@@ -189,7 +189,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     data = offline_status(settings)
-    lines = [f"{k}: {v}" for k, v in data.items()]
+    model = data["model"]
+    lines = [
+        f"node {data['ae_title']} (DIMSE {data['dimse_port']}, HTTP {data['http_port']}): "
+        + ("running" if data["running"] else "not running"),
+        f"data: {data['data_dir']}: {data['studies']} studies, {data['instances']} instances",
+        "queue: " + ", ".join(f"{k} {v}" for k, v in data["queue"]["by_state"].items()),
+        *(f"  failed: {n} × {why}" for why, n in data["queue"]["failed_reasons"].items()),
+        f"model: {model['status']}" + (f": {model['reason']}" if model.get("reason") else ""),
+        f"index built with: {data['index_model'] or '(nothing indexed yet)'}",
+    ]
     _print(data, args.json, "\n".join(lines))
     return 0
 
