@@ -96,6 +96,7 @@ class Node:
         self.services = build_services(settings)
         self._embedder_loader = embedder_loader
         self._stop = threading.Event()
+        self._stopped = False
         self._threads: list[threading.Thread] = []
         self._dimse: Any = None
         self._http: Any = None
@@ -190,6 +191,10 @@ class Node:
         return False
 
     def stop(self) -> None:
+        """Stop every part (once; later calls do nothing) and save the indexes."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stop.set()
         if self._dimse is not None:
             self._dimse.shutdown()

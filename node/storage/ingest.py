@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from indexer import queue
-from node.errors import DuplicateRejected, InvalidInstance, SopClassMismatch
+from node.errors import DuplicateRejected, InvalidInstance, OutOfResources, SopClassMismatch
 from node.settings import DuplicatePolicyValues
 from node.storage._local import ThreadConnections
 from node.storage.files import instance_relpath, write_durably
@@ -171,8 +171,13 @@ class Ingest:
 
         relpath = instance_relpath(study_uid, series_uid, sop_uid)
         size = write_durably(self.data_dir, relpath, data, reserve=self.reserve_bytes)
-        outcome = self._record(conn, ds, relpath=str(relpath), size=size, source=source,
-                               uids=(sop_uid, class_uid, series_uid, study_uid))
+        try:
+            outcome = self._record(conn, ds, relpath=str(relpath), size=size, source=source,
+                                   uids=(sop_uid, class_uid, series_uid, study_uid))
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):  # SQLITE_FULL: the catalog cannot grow
+                raise OutOfResources("the node's disk is full (catalog)") from exc
+            raise
         stored = StoredInstance(sop_uid, class_uid, series_uid, study_uid, str(relpath), outcome)
         log.info("stored instance=%s study=%s outcome=%s source=%s",
                  sop_uid, study_uid, outcome.value, source)

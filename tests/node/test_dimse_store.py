@@ -289,3 +289,41 @@ def test_find_and_get_refused_without_permission(make_node) -> None:
         assert assoc.send_c_echo().Status == 0x0000
     finally:
         assoc.release()
+
+
+def test_a_really_full_disk_answers_a700_and_keeps_what_it_acknowledged(
+        make_node, tmp_path: Path) -> None:
+    """The data folder on a 4 MiB file system: stores succeed until it is full, then
+    0xA700; every acknowledged instance is catalogued and readable; echo still works."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {result.stderr.strip()}")
+    try:
+        node = make_node(no_model=True, data_dir=mount / "data")
+        assoc = _assoc(node, [CTImageStorage])
+        statuses = {}
+        for i in range(12):  # 12 × 512 KiB > 4 MiB
+            ds = ct_instance(study_uid="1.2.840.11", series_uid="1.2.840.11.1",
+                             patient_id="PFULL", instance_number=i, size=512, seed=i)
+            statuses[str(ds.SOPInstanceUID)] = assoc.send_c_store(ds)
+        assoc.release()
+        codes = [s.Status for s in statuses.values()]
+        assert 0x0000 in codes and 0xA700 in codes
+        assert all(c in (0x0000, 0xA700) for c in codes)
+        full = next(s for s in statuses.values() if s.Status == 0xA700)
+        assert "disk" in full.ErrorComment
+        acknowledged = {uid for uid, s in statuses.items() if s.Status == 0x0000}
+        rows = dict(node.services.connections.get().execute(
+            "SELECT sop_instance_uid, path FROM instances").fetchall())
+        assert set(rows) == acknowledged
+        for path in rows.values():
+            assert pydicom.dcmread(node.data_dir / path).Rows == 512
+        assert echoscu(node.dimse_port, called=node.ae_title).returncode == 0
+        node.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
