@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from node.runtime import ModelState, Services
+from node.runtime import ModelState, Services, load_model, open_index
 from node.settings import Settings
 from node.storage import Ingest, StabilityMonitor, ThreadConnections
 from node.storage.files import remove_leftovers
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
 
-__all__ = ["EmbedderLoader", "Node", "build_services", "load_model"]
+__all__ = ["EmbedderLoader", "Node", "build_services"]
 
 log = logging.getLogger(__name__)
 
@@ -53,38 +53,6 @@ def build_services(settings: Settings) -> Services:
         ingest=ingest,
         connections=ThreadConnections(settings.db_path),
         model=ModelState(),
-    )
-
-
-def load_model(settings: Settings) -> Embedder:
-    """The embedder named by ``[model]`` (raises ``ModelUnavailable`` with the fix)."""
-    from indexer.embedder import load_embedder
-
-    m = settings.model
-    return load_embedder(
-        name=m.name,
-        path=m.path,
-        pretrained=m.pretrained,
-        device=m.device,
-        precision=m.precision,
-        batch_size=m.batch_size,
-    )
-
-
-def open_index(settings: Settings, embedder: Embedder) -> IndexSet:
-    """The per-level usearch indexes for this model, rebuilt from the catalog if needed."""
-    from indexer.index import IndexSet
-
-    ix = settings.index
-    return IndexSet.open(
-        db_path=settings.db_path,
-        index_dir=settings.node.data_dir / "index",
-        model_id=embedder.identity,
-        dim=embedder.dim,
-        dtype=ix.dtype,
-        connectivity=ix.connectivity,
-        expansion_add=ix.expansion_add,
-        expansion_search=ix.expansion_search,
     )
 
 

@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from indexer import queue
-from node.app import build_services, load_model, open_index
+from node.app import build_services
 from node.errors import IngestError
+from node.runtime import load_model, open_index
 from node.settings import Settings
 from node.storage import connect
 
@@ -135,16 +136,10 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{count:8d}  {what}")
         if args.no_index:
             return 0
-    from indexer.index import IndexSet
-
     embedder = load_model(settings)
     if args.action == "rebuild":
         # a rebuild re-embeds everything: the way to change the model
-        ix = settings.index
-        index_set = IndexSet.open(db_path=settings.db_path,
-                                  index_dir=settings.node.data_dir / "index", dtype=ix.dtype,
-                                  connectivity=ix.connectivity, expansion_add=ix.expansion_add,
-                                  expansion_search=ix.expansion_search)
+        index_set = open_index(settings)
         requeued = index_set.switch_model(embedder.identity, embedder.dim)
         console.print(f"re-embedding {requeued} instances with {embedder.identity}")
     else:
@@ -172,14 +167,9 @@ def reports_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from indexer.evaluate import evaluate as run_evaluation
-    from indexer.index import IndexSet
 
     # the stored vectors are all it needs: no model is loaded
-    ix = settings.index
-    index_set = IndexSet.open(db_path=settings.db_path,
-                              index_dir=settings.node.data_dir / "index", dtype=ix.dtype,
-                              connectivity=ix.connectivity, expansion_add=ix.expansion_add,
-                              expansion_search=ix.expansion_search)
+    index_set = open_index(settings)
     result = run_evaluation(index_set, args.labels, k=args.k)
     print(result.format_table())
     return 0

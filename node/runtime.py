@@ -1,8 +1,9 @@
 """The running node's parts, built once at start-up and passed down (no globals).
 
 ``Services`` is what the protocol adapters (DIMSE handlers, REST routes) are given:
-the settings, the ingest path, per-thread catalog connections, the model state and
-the DIMSE client for sending to destinations.
+the settings, the ingest path, per-thread catalog connections and the model state.
+:func:`load_model` and :func:`open_index` build the embedder and the indexes from the
+settings (torch and open_clip are imported only then).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
 
-__all__ = [ "ModelState", "ModelStatusValues", "Services"]
+__all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index"]
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +76,36 @@ class Services:
     model: ModelState = field(default_factory=ModelState)
     #: set once the DIMSE listener accepts associations
     dimse_ready: threading.Event = field(default_factory=threading.Event)
+
+
+def load_model(settings: Settings) -> Embedder:
+    """The embedder named by ``[model]`` (raises ``ModelUnavailable`` with the fix)."""
+    from indexer.embedder import load_embedder
+
+    m = settings.model
+    return load_embedder(
+        name=m.name,
+        path=m.path,
+        pretrained=m.pretrained,
+        device=m.device,
+        precision=m.precision,
+        batch_size=m.batch_size,
+    )
+
+
+def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSet:
+    """The per-level usearch indexes, rebuilt from the catalog if needed; bound to
+    ``embedder``'s model when given (its vectors only), else as the catalog holds them."""
+    from indexer.index import IndexSet
+
+    ix = settings.index
+    return IndexSet.open(
+        db_path=settings.db_path,
+        index_dir=settings.node.data_dir / "index",
+        model_id=embedder.identity if embedder is not None else None,
+        dim=embedder.dim if embedder is not None else None,
+        dtype=ix.dtype,
+        connectivity=ix.connectivity,
+        expansion_add=ix.expansion_add,
+        expansion_search=ix.expansion_search,
+    )

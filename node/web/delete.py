@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from indexer.index import IndexSet
-from node.runtime import Services
+from node.runtime import Services, open_index
 from node.storage.delete import delete_objects
 from node.storage.uids import is_valid_uid
 from node.web.auth import require_admin
@@ -26,9 +25,7 @@ def _delete(request: Request, study: str, series: str | None = None,
                                "at most 64 characters)")
     services: Services = request.app.state.services
     settings = services.settings
-    index_set = services.model.index_set or IndexSet.open(
-        db_path=settings.db_path, index_dir=settings.node.data_dir / "index",
-        dtype=settings.index.dtype)
+    index_set = services.model.index_set or open_index(settings)
     delete_objects(services.connections.get(), settings.node.data_dir, index_set,
                    study=study, series=series, sop=sop)
     return Response(status_code=204)
