@@ -240,8 +240,8 @@ class IndexSet:
                 raise ModelMismatch(
                     f"the index holds vectors of model {current} (dim {current_dim}); the "
                     f"loaded model is {identity} (dim {dim}). Changing the model needs an "
-                    "explicit rebuild: `precedent index rebuild --model-changed` "
-                    "(IndexSet.switch_model), which re-embeds every instance."
+                    "explicit rebuild, which re-embeds every instance: stop the node and run "
+                    "`precedent index rebuild` (with --model to name the new model)."
                 )
         with self._lock:
             for level in _LEVELS:

@@ -79,3 +79,31 @@ def test_import_of_a_missing_path_says_so(tmp_path: Path) -> None:
     result = _cli("index", "import", str(tmp_path / "nope"), "--no-index",
                   "--data-dir", str(tmp_path))
     assert result.returncode == 2 and "is neither a file nor a folder" in result.stderr
+
+
+def test_a_node_started_with_another_model_refuses_to_mix_and_says_how(
+        make_node, tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Vectors of one model in the catalog, the node started with another: the model is
+    reported unavailable with the rebuild command, the node still receives."""
+    import shutil
+
+    from indexer.embedder import write_random_model_dir
+    from tests.conftest import TINY_MODEL_CONFIG
+
+    first = make_node(data_dir=tmp_path / "data")
+    first.seed_demo(2, instances_per_study=1, seed=5)
+    first.stop()
+    other = write_random_model_dir(TINY_MODEL_CONFIG, tmp_path / "other-model", seed=1)
+    second = make_node(data_dir=tmp_path / "data", model={"name": f"local-dir:{other}"})
+    import time
+
+    deadline = time.monotonic() + 60
+    while second.services.model.status.value == "loading" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert second.services.model.status.value == "unavailable"
+    reason = second.services.model.reason or ""
+    assert "the index holds vectors of model" in reason
+    assert "precedent index rebuild" in reason
+    with second.http() as client:
+        assert "precedent index rebuild" in client.get("/health").json()["model"]["reason"]
+    shutil.rmtree(other)
