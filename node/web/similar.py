@@ -17,9 +17,10 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -124,6 +125,42 @@ ExcludePatient = Annotated[bool | None, Query(alias="excludePatient")]
 Feedback = Annotated[list[str], Query()]
 
 
+@dataclass(frozen=True, slots=True)
+class SimilarParams:
+    """The query parameters every similar-case route shares."""
+
+    limit: int
+    modality: str | None
+    body_part: str | None
+    study_date: str | None
+    exclude_patient: bool | None
+    positive: list[str]
+    negative: list[str]
+
+    def query(self, level: str | LevelValues, *,
+              exclude_patient: bool | None = None) -> SimilarQuery:
+        """The query at ``level``; ``exclude_patient`` overrides the parameter."""
+        return similar_query(
+            level=level, limit=self.limit, modality=self.modality, body_part=self.body_part,
+            study_date=self.study_date,
+            exclude_patient=self.exclude_patient if exclude_patient is None
+            else exclude_patient,
+            positive=self.positive, negative=self.negative)
+
+
+def _similar_params(
+    limit: Limit = 10, modality: Modality = None, body_part: BodyPart = None,
+    study_date: StudyDate = None, exclude_patient: ExcludePatient = None,
+    positive: Feedback = [],  # noqa: B006
+    negative: Feedback = [],  # noqa: B006
+) -> SimilarParams:
+    return SimilarParams(limit, modality, body_part, study_date, exclude_patient,
+                         positive, negative)
+
+
+Params = Annotated[SimilarParams, Depends(_similar_params)]
+
+
 # ------------------------------------------------------------------ DICOM JSON
 
 _QIDO_LEVEL = {LevelValues.STUDY: QueryLevelValues.STUDY,
@@ -216,12 +253,12 @@ def _respond(services: Services, answer: SimilarAnswer, base: str) -> Response:
 
 
 def _stored(request: Request, *, study: str, series: str | None, sop: str | None,
-            level: LevelValues, query_args: dict[str, Any]) -> Response:
+            level: LevelValues, params: SimilarParams) -> Response:
     services = _services(request)
     study = _uid(study, "StudyInstanceUID")
     series = _uid(series, "SeriesInstanceUID") if series is not None else None
     sop = _uid(sop, "SOPInstanceUID") if sop is not None else None
-    query = similar_query(level=level, **query_args)
+    query = params.query(level)
     conn = services.connections.get()
     with retrieval_problems():
         obj = find_stored_object(conn, study=study, series=series, sop=sop)
@@ -231,45 +268,25 @@ def _stored(request: Request, *, study: str, series: str | None, sop: str | None
 
 
 @router.get("/studies/{study}/similar")
-def similar_to_study(
-    request: Request, study: str, limit: Limit = 10, modality: Modality = None,
-    body_part: BodyPart = None, study_date: StudyDate = None,
-    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
-    negative: Feedback = [],  # noqa: B006
-) -> Response:
+def similar_to_study(request: Request, study: str, params: Params) -> Response:
     """Studies similar to a stored study (its own vector; no model time)."""
     return _stored(request, study=study, series=None, sop=None, level=LevelValues.STUDY,
-                   query_args={"limit": limit, "modality": modality, "body_part": body_part,
-                               "study_date": study_date, "exclude_patient": exclude_patient,
-                               "positive": positive, "negative": negative})
+                   params=params)
 
 
 @router.get("/studies/{study}/series/{series}/similar")
-def similar_to_series(
-    request: Request, study: str, series: str, limit: Limit = 10, modality: Modality = None,
-    body_part: BodyPart = None, study_date: StudyDate = None,
-    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
-    negative: Feedback = [],  # noqa: B006
-) -> Response:
+def similar_to_series(request: Request, study: str, series: str, params: Params) -> Response:
     """Series similar to a stored series."""
     return _stored(request, study=study, series=series, sop=None, level=LevelValues.SERIES,
-                   query_args={"limit": limit, "modality": modality, "body_part": body_part,
-                               "study_date": study_date, "exclude_patient": exclude_patient,
-                               "positive": positive, "negative": negative})
+                   params=params)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/similar")
-def similar_to_instance(
-    request: Request, study: str, series: str, sop: str, limit: Limit = 10,
-    modality: Modality = None, body_part: BodyPart = None, study_date: StudyDate = None,
-    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
-    negative: Feedback = [],  # noqa: B006
-) -> Response:
+def similar_to_instance(request: Request, study: str, series: str, sop: str,
+                        params: Params) -> Response:
     """Instances similar to a stored instance."""
     return _stored(request, study=study, series=series, sop=sop, level=LevelValues.INSTANCE,
-                   query_args={"limit": limit, "modality": modality, "body_part": body_part,
-                               "study_date": study_date, "exclude_patient": exclude_patient,
-                               "positive": positive, "negative": negative})
+                   params=params)
 
 
 def _parse_bool(value: str | None, name: str, default: bool) -> bool:
@@ -285,11 +302,8 @@ def _parse_bool(value: str | None, name: str, default: bool) -> bool:
 
 @router.get("/similar")
 def similar_to_text_route(
-    request: Request, text: str | None = None, level: str = "study",
-    hybrid: str | None = None, limit: Limit = 10, modality: Modality = None,
-    body_part: BodyPart = None, study_date: StudyDate = None,
-    positive: Feedback = [],  # noqa: B006
-    negative: Feedback = [],  # noqa: B006
+    request: Request, params: Params, text: str | None = None, level: str = "study",
+    hybrid: str | None = None,
 ) -> Response:
     """Cases matching a text (the model's text tower; ``hybrid=true`` adds BM25 over the
     reports, fused by reciprocal rank fusion)."""
@@ -298,9 +312,7 @@ def similar_to_text_route(
         raise Problem(400, "text is missing: GET /similar needs text=… (or POST an image "
                       "to /similar)")
     use_hybrid = _parse_bool(hybrid, "hybrid", False)
-    query = similar_query(level=level, limit=limit, modality=modality, body_part=body_part,
-                   study_date=study_date, exclude_patient=False, positive=positive,
-                   negative=negative)
+    query = params.query(level, exclude_patient=False)  # a text has no patient
     with retrieval_problems():
         embedder, index_set = services.model.require()
         answer = similar_to_text(services.connections.get(), embedder, index_set, text,
@@ -309,12 +321,8 @@ def similar_to_text_route(
 
 
 @router.post("/similar")
-async def similar_to_upload(
-    request: Request, level: str = "study", limit: Limit = 10, modality: Modality = None,
-    body_part: BodyPart = None, study_date: StudyDate = None,
-    exclude_patient: ExcludePatient = None, positive: Feedback = [],  # noqa: B006
-    negative: Feedback = [],  # noqa: B006
-) -> Response:
+async def similar_to_upload(request: Request, params: Params,
+                            level: str = "study") -> Response:
     """Cases similar to an uploaded image: a DICOM file (``application/dicom``), PNG or
     JPEG; a DICOM upload's own patient is left out unless ``excludePatient=false``."""
     services = _services(request)
@@ -326,9 +334,7 @@ async def similar_to_upload(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         raise Problem(413, f"the upload is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
-    query = similar_query(level=level, limit=limit, modality=modality, body_part=body_part,
-                   study_date=study_date, exclude_patient=exclude_patient,
-                   positive=positive, negative=negative)
+    query = params.query(level)
     data = await request.body()
 
     def run() -> SimilarAnswer:
