@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer_plugin._gc import install_ui_thread_gc
 from viewer_plugin._worker import TaskRunner
 from viewer_plugin.cases import KosResult, Report, SimilarCase, SimilarResult
 from viewer_plugin.client import (
@@ -238,6 +239,7 @@ class FindSimilarPanel(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        install_ui_thread_gc()  # widgets must never be collected off the UI thread
         self.setObjectName("FindSimilarPanel")
         self.host = host
         self.settings = settings if settings is not None else QSettings("Precedent", "Viewer")
