@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests._peers import free_port, start_orthanc, wait_for_port  # noqa: E402
-from tests._synthetic import ct_instance, write_files  # noqa: E402
+from tests._peers import free_port, start_orthanc, wait_for_port
+from tests._synthetic import ct_instance, write_files
 
 BARE_SCP = textwrap.dedent(
     """

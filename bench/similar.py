@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,10 +38,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.embedder import write_random_model_dir  # noqa: E402
-from indexer.index import IndexSet  # noqa: E402
-from node.storage import connect  # noqa: E402
-from tests._peers import free_port  # noqa: E402
+from indexer.embedder import write_random_model_dir
+from indexer.index import IndexSet
+from node.storage import connect
+from tests._peers import free_port
 
 DIM = 512
 MODALITIES = ("CT", "MR", "CR", "US")

@@ -95,7 +95,9 @@ class Embedder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if autocast_dtype not in (None, PrecisionValues.FP16, PrecisionValues.BF16):
-            raise ValueError(f"autocast_dtype must be None, 'fp16' or 'bf16', got {autocast_dtype!r}")
+            raise ValueError(
+                f"autocast_dtype must be None, 'fp16' or 'bf16', got {autocast_dtype!r}"
+            )
         self._model = model
         self._preprocess = preprocess
         self._tokenizer = tokenizer
@@ -144,7 +146,8 @@ class Embedder:
                 raise ValueError(f"images must be H×W×3 uint8, got {pixels.dtype} {pixels.shape}")
             arrays.append(pixels)
         size = self.image_size
-        if fast and self._normalize is not None and all(a.shape[:2] == (size, size) for a in arrays):
+        square = all(a.shape[:2] == (size, size) for a in arrays)
+        if fast and self._normalize is not None and square:
             mean, std = self._normalize
             x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
             normalised: torch.Tensor = (x - mean) / std
@@ -188,7 +191,8 @@ def _standard_preprocess(preprocess: Any, size: int) -> tuple[Any, Any] | None:
         return None
     if not set(names[2:-1]) <= {"MaybeConvertMode", "MaybeToTensor", "ToTensor", "_convert_to_rgb"}:
         return None
-    resize, crop, norm = preprocess.transforms[0], preprocess.transforms[1], preprocess.transforms[-1]
+    steps = preprocess.transforms
+    resize, crop, norm = steps[0], steps[1], steps[-1]
     if str(getattr(resize, "interpolation", "")).lower().find("bicubic") < 0:
         return None
     if tuple(crop.size) != (size, size) or resize.size not in (size, [size], (size,)):

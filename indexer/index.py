@@ -551,7 +551,8 @@ class IndexSet:
         return 0 if index is None else len(index)
 
     def ann(
-        self, level: LevelValues, vector: npt.NDArray[np.float32], count: int, *, exact: bool = False
+        self, level: LevelValues, vector: npt.NDArray[np.float32], count: int, *,
+        exact: bool = False,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
         """Raw usearch search: keys and cosine *distances* (1 - similarity), best first."""
         with self._lock:
@@ -564,7 +565,8 @@ class IndexSet:
     def get_vector(self, level: LevelValues | str, uid: str) -> npt.NDArray[np.float32] | None:
         """The stored (float32) vector of a study, series or instance UID."""
         row = self.connection().execute(
-            "SELECT vector FROM vectors WHERE level = ? AND uid = ?", (LevelValues(level).value, uid)
+            "SELECT vector FROM vectors WHERE level = ? AND uid = ?",
+            (LevelValues(level).value, uid),
         ).fetchone()
         return None if row is None else _unblob(row[0])
 

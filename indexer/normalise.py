@@ -105,7 +105,9 @@ def choose_frame(number_of_frames: int) -> int:
 def normalise_dataset(ds: Dataset) -> NormalisedImage | SkipReason:
     """Turn a data set into a :class:`NormalisedImage`, or say why it has none."""
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        return SkipReason(SkipReasonValues.NO_PIXEL_DATA, f"{_sop_class_name(ds)} has no pixel data")
+        return SkipReason(
+            SkipReasonValues.NO_PIXEL_DATA, f"{_sop_class_name(ds)} has no pixel data"
+        )
     try:
         n_frames = max(1, int(ds.get("NumberOfFrames") or 1))
     except (TypeError, ValueError):
@@ -117,7 +119,7 @@ def normalise_dataset(ds: Dataset) -> NormalisedImage | SkipReason:
         return SkipReason(SkipReasonValues.UNDECODABLE, f"{type(exc).__name__}: {exc}"[:500])
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     try:
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4) or photometric == "PALETTE COLOR":
+        if (arr.ndim == 3 and arr.shape[-1] in (3, 4)) or photometric == "PALETTE COLOR":
             return _colour(ds, arr, photometric, index, n_frames)
         if arr.ndim != 2:
             return SkipReason(

@@ -102,7 +102,8 @@ class SearchFilters:
             return False
         if self.study_date_to and not (row.study_date and row.study_date <= self.study_date_to):
             return False
-        if self.exclude_patient_id is not None and (row.patient_id or "") == self.exclude_patient_id:
+        excluded = self.exclude_patient_id
+        if excluded is not None and (row.patient_id or "") == excluded:
             return False
         return row.uid not in self.exclude_uids
 
@@ -163,7 +164,7 @@ def search(
     flt = filters or SearchFilters()
     if not flt.active:
         keys, dist = index_set.ann(lvl, q, k)
-        ranked = [(int(a), 1.0 - float(b)) for a, b in zip(keys, dist)]
+        ranked = [(int(a), 1.0 - float(b)) for a, b in zip(keys, dist, strict=True)]
     else:
         ranked = _filtered(index_set, lvl, q, k, flt, exact_threshold)
     rows = index_set.rows([key for key, _ in ranked])
@@ -233,7 +234,7 @@ def _widening(
     while True:
         count = min(count, size)
         keys, dist = index_set.ann(level, q, count)
-        candidates = [(int(a), 1.0 - float(b)) for a, b in zip(keys, dist)]
+        candidates = [(int(a), 1.0 - float(b)) for a, b in zip(keys, dist, strict=True)]
         if allowed is None:
             rows = index_set.rows([key for key, _ in candidates])
             out = [c for c in candidates if c[0] in rows and flt.matches(rows[c[0]])]

@@ -209,7 +209,7 @@ def index(
                 body_part=d.body_part,
                 study_date=d.study_date,
             )
-            for d, v in zip(decoded, vectors)
+            for d, v in zip(decoded, vectors, strict=True)
         ],
         identity=identity,
     )
@@ -319,7 +319,7 @@ class Worker:
     ) -> list[Decoded]:
         out: list[Decoded] = []
         broken = False
-        for it, f in zip(items, pending):
+        for it, f in zip(items, pending, strict=True):
             if isinstance(f, Decoded):
                 out.append(f)
                 continue

@@ -219,7 +219,8 @@ def cmd_ae(args: argparse.Namespace) -> int:
         else:
             items = aes.list_sources(conn)
             _print([s.as_json() for s in items], args.json, "\n".join(
-                f"{s.ae_title:16} {s.host or '*':20} {','.join(sorted(p.value for p in s.permissions))}"
+                f"{s.ae_title:16} {s.host or '*':20} "
+                f"{','.join(sorted(p.value for p in s.permissions))}"
                 for s in items) or "no sources configured")
     else:
         if args.action == "add":

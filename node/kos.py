@@ -257,8 +257,10 @@ def write_similar_cases_kos(
     if destination is not None:
         target = get_destination(conn, destination)
         if target is None:
-            raise UnknownDestination(f"destination {destination!r} is not configured: add it "
-                                     "with 'precedent destinations add' or POST /config/destinations")
+            raise UnknownDestination(
+                f"destination {destination!r} is not configured: add it with "
+                "'precedent ae destination add NAME HOST PORT' or POST /config/destination"
+            )
     obj = find_stored_object(conn, study=study_instance_uid)
     _, index_set = services.model.require()
     answer = similar_to_stored(conn, index_set, obj, query)

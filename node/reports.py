@@ -23,6 +23,7 @@ study has none: what a crash between the store and the extraction left behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -151,10 +152,8 @@ def _num_text(item: Dataset) -> str:
         return ""
     measured = seq[0]
     value: object = measured.get("NumericValue", "")
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         value = format(float(value), "g")  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        pass
     unit = _code_meaning(measured.get("MeasurementUnitsCodeSequence"))
     return f"{value} {unit}".strip() if unit and unit != "no units" else str(value)
 

@@ -285,7 +285,7 @@ def _own_syntax_config(paths: Sequence[Path]) -> list[object]:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
             pairs.add((str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)))
-        except Exception:  # noqa: BLE001, S112 — storescu reports the unreadable file itself
+        except Exception:  # noqa: BLE001 — storescu reports the unreadable file itself
             continue
     syntaxes = sorted({ts for _, ts in pairs} | set(_UNCOMPRESSED))
     ts_names = {ts: f"TS{i}" for i, ts in enumerate(syntaxes)}
@@ -437,7 +437,7 @@ def test_files(*, include_pydicom_data: bool = False, sendable: bool = True) -> 
                         and getattr(ds, "file_meta", None) is not None \
                         and ds.file_meta.get("TransferSyntaxUID"):
                     found.append(path)
-            except Exception:  # noqa: BLE001, S112 — malformed files are skipped on purpose
+            except Exception:  # noqa: BLE001 — malformed files are skipped on purpose
                 continue
     return found
 

@@ -120,7 +120,10 @@ class BadQuery(NodeRefused):
 class ModelNotLoaded(NodeRefused):
     """503: the node's model is not loaded, so it cannot compare images."""
 
-    default_hint = "Similar-case search is unavailable until the node's model is loaded; ask your IT admin."
+    default_hint = (
+        "Similar-case search is unavailable until the node's model is loaded; "
+        "ask your IT admin."
+    )
 
 
 class NodeFailed(NodeRefused):

@@ -86,7 +86,8 @@ def check_association(event: evt.Event, services: Services) -> None:
     elif not settings.allow_any_source:
         source = aes.get_source(services.connections.get(), calling)
         if source is None:
-            reject, why = REJECT_CALLING_AE, f"calling AE title {calling!r} is not a configured source"
+            why = f"calling AE title {calling!r} is not a configured source"
+            reject = REJECT_CALLING_AE
         elif source.host and _resolve(source.host) != address:
             reject, why = REJECT_CALLING_AE, (
                 f"calling AE title {calling!r} is bound to host {source.host}, not {address}"

@@ -5,4 +5,12 @@ from node.storage._schema import connect
 from node.storage.ingest import Ingest, StoredInstance, StoreOutcomeValues, parse_part10
 from node.storage.stability import StabilityMonitor
 
-__all__ = ["Ingest", "StabilityMonitor", "StoreOutcomeValues", "StoredInstance", "ThreadConnections", "connect", "parse_part10"]
+__all__ = [
+    "Ingest",
+    "StabilityMonitor",
+    "StoreOutcomeValues",
+    "StoredInstance",
+    "ThreadConnections",
+    "connect",
+    "parse_part10",
+]

@@ -76,7 +76,9 @@ def parse_permissions(value: str | list[str] | None) -> frozenset[PermissionValu
         return frozenset(PermissionValues(item.strip().lower()) for item in items if item.strip())
     except ValueError as exc:
         allowed = ", ".join(p.value for p in PermissionValues)
-        raise ValueError(f"permissions {value!r} are not valid: use all or any of {allowed}") from exc
+        raise ValueError(
+            f"permissions {value!r} are not valid: use all or any of {allowed}"
+        ) from exc
 
 
 def _source(row: sqlite3.Row) -> Source:
@@ -116,7 +118,9 @@ def list_sources(conn: sqlite3.Connection) -> list[Source]:
     return [_source(r) for r in conn.execute("SELECT * FROM ae_sources ORDER BY ae_title")]
 
 
-def add_destination(conn: sqlite3.Connection, ae_title: str, *, host: str, port: int) -> Destination:
+def add_destination(
+    conn: sqlite3.Connection, ae_title: str, *, host: str, port: int
+) -> Destination:
     validate_ae_title(ae_title)
     if not host:
         raise ValueError("host must not be empty")

@@ -91,7 +91,9 @@ def _column(keyword: str, level: QueryLevelValues, sql: str) -> _Attribute:
 _P, _ST, _SE, _IM = (QueryLevelValues.PATIENT, QueryLevelValues.STUDY,
                      QueryLevelValues.SERIES, QueryLevelValues.IMAGE)
 
-_PATIENT_STUDIES = "(SELECT y.study_instance_uid FROM studies y WHERE y.patient_id IS st.patient_id)"
+_PATIENT_STUDIES = (
+    "(SELECT y.study_instance_uid FROM studies y WHERE y.patient_id IS st.patient_id)"
+)
 
 _ATTRIBUTES: dict[str, _Attribute] = {a.keyword: a for a in [
     _column("PatientName", _P, "st.patient_name"),

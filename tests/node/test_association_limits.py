@@ -44,9 +44,9 @@ def test_tls_without_certificate_stops_start_up(tmp_path: Path) -> None:
     from node.errors import SettingsError
     from node.settings import load_settings
 
-    with pytest.raises(SettingsError, match="setting 'node.tls' cert_file and key_file"):
+    with pytest.raises(SettingsError, match=r"setting 'node\.tls' cert_file and key_file"):
         load_settings(None, {"node": {"tls": {"enabled": True}}})
-    with pytest.raises(SettingsError, match="cert_file .* does not exist"):
+    with pytest.raises(SettingsError, match=r"cert_file .* does not exist"):
         load_settings(None, {"node": {"tls": {"enabled": True, "cert_file": tmp_path / "x",
                                               "key_file": tmp_path / "y"}}})
 

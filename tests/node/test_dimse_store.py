@@ -67,8 +67,9 @@ def test_bytes_are_kept_exactly_as_received(make_node, name: str) -> None:
 
 
 def _meta_end(raw: bytes) -> int:
-    from pydicom.filereader import read_preamble, _read_file_meta_info
     import io
+
+    from pydicom.filereader import _read_file_meta_info, read_preamble
 
     fp = io.BytesIO(raw)
     read_preamble(fp, False)
@@ -177,8 +178,8 @@ def _send_announced_as(node, ds: Dataset, sop_class: str):  # type: ignore[no-un
 
     assoc = _assoc_with(node, sop_class, "1.2.840.10008.1.2")
     context = assoc.accepted_contexts[0]
-    from pydicom.filewriter import write_dataset
     from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
 
     body = DicomBytesIO()
     body.is_little_endian, body.is_implicit_VR = True, True
@@ -270,6 +271,8 @@ def test_full_disk_answers_out_of_resources(make_node, tmp_path: Path) -> None:
 def test_find_and_get_refused_without_permission(make_node) -> None:
     from pynetdicom.sop_class import (  # type: ignore[attr-defined]
         StudyRootQueryRetrieveInformationModelFind as FIND,
+    )
+    from pynetdicom.sop_class import (
         StudyRootQueryRetrieveInformationModelGet as GET,
     )
 

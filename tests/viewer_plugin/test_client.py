@@ -171,7 +171,7 @@ def test_an_unreachable_node_says_so() -> None:
 def test_a_slow_node_times_out_with_a_plain_message() -> None:
     with stand_in(delay_s=2.0) as node:
         client = PrecedentClient(NodeSettings(url=node.url, timeout=0.3))
-        with pytest.raises(NodeTimeout, match="did not answer within 0.3 s"):
+        with pytest.raises(NodeTimeout, match=r"did not answer within 0\.3 s"):
             client.similar_to_text("anything", query=SimilarQuery())
 
 
