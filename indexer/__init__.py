@@ -4,13 +4,18 @@ the queue worker and evaluation.
 The package imports nothing from ``node``, FastAPI, pynetdicom or Qt, and nothing heavy
 (torch, open_clip) at import time: the embedder imports them when a model is loaded.
 
-Submodules: ``normalise``, ``embedder``, ``queue``, ``index``, ``search``, ``worker``,
-``evaluate``, ``errors``.
+Submodules: ``normalise``, ``embedder``, ``queue``, ``index``, ``filters``, ``search``,
+``worker``, ``evaluate``, ``errors``.
+
+The indexer owns three tables of the catalog (``work``, ``vectors``, ``index_meta``),
+created by :func:`ensure_schema`; other packages read and change them only through
+:mod:`indexer.queue` and :mod:`indexer.index`, never with SQL of their own.
 """
 
 from __future__ import annotations
 
 from indexer._levels import LevelValues
+from indexer._schema import ensure_schema
 from indexer.errors import (
     DecodeError,
     IndexerError,
@@ -26,4 +31,5 @@ __all__ = [
     "ModelMismatch",
     "ModelUnavailable",
     "QueueError",
+    "ensure_schema",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from node.runtime import Services, open_index
-from node.storage.delete import delete_objects
+from node.storage.deletion import delete_objects
 from node.storage.uids import is_valid_uid
 from node.web.auth import require_admin
 from node.web.problems import Problem

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.embedder import Embedder, ModelUnavailable, load_embedder, write_random_model_dir
+from indexer.embedder import Embedder, ModelUnavailable, load_embedder
 from indexer.normalise import normalise_dataset
+from tests._models import write_random_model_dir
 from tests.indexer._dicom import PYDICOM_FILES
 
 MODELS = Path(__file__).parent.parent / "assets" / "models"
@@ -35,7 +36,7 @@ def test_images_and_texts_become_unit_vectors(tiny_embedder: Embedder) -> None:
 
 
 def test_the_workers_square_pictures_embed_like_the_full_picture(tiny_embedder: Embedder) -> None:
-    from indexer.worker import shrink
+    from indexer.stages import shrink
 
     assert tiny_embedder.crops_to_square and tiny_embedder.image_size == 64
     img = np.random.default_rng(3).integers(0, 255, (300, 451, 3), dtype=np.uint8)

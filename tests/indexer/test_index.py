@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from database import connect
 from indexer import LevelValues, queue
 from indexer.errors import ModelMismatch
-from indexer.index import IndexSet, InstanceVector, connect
+from indexer.index import IndexSet, InstanceVector
 
 DIM = 16
 MODEL = "local-dir:test@000000000001"

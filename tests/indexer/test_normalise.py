@@ -280,7 +280,7 @@ def test_histogram_percentiles_equal_numpys() -> None:
 
 
 def test_grey_shrink_equals_colour_shrink() -> None:
-    from indexer.worker import shrink
+    from indexer.stages import shrink
 
     rng = np.random.default_rng(6)
     grey = np.repeat(rng.integers(0, 255, (300, 500, 1), dtype=np.uint8), 3, axis=2)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer import queue
+from database import connect
+from indexer import ensure_schema, queue
 from indexer.errors import QueueError
-from indexer.index import connect
 from indexer.queue import WorkStateValues
 
 
@@ -17,8 +17,8 @@ from indexer.queue import WorkStateValues
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "catalog.sqlite"
     conn = connect(path)
-    queue.ensure_schema(conn)
-    queue.ensure_schema(conn)  # idempotent
+    ensure_schema(conn)
+    ensure_schema(conn)  # idempotent
     conn.close()
     return path
 

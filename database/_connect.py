@@ -1,0 +1,46 @@
+"""Opening a catalog connection: autocommit (transactions are explicit), WAL,
+``synchronous=FULL``, a busy timeout, rows readable by name and by position."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from database._dialect import DialectValues, dialect_for
+
+__all__ = ["BUSY_TIMEOUT_S", "Connection", "connect"]
+
+#: how long a writer waits for another one's lock before SQLite gives up
+BUSY_TIMEOUT_S = 30.0
+
+#: what :func:`connect` returns; a second dialect widens this alias
+Connection = sqlite3.Connection
+
+
+def _path(target: str | os.PathLike[str]) -> Path:
+    text = os.fspath(target)
+    return Path(text.removeprefix("sqlite://")) if text.startswith("sqlite://") else Path(text)
+
+
+def connect(target: str | os.PathLike[str]) -> Connection:
+    """Open the catalog at ``target`` (a file path, or ``sqlite:///path``).
+
+    The connection is in autocommit mode: every write goes inside :func:`transaction`.
+    Changes are durable when the transaction commits (WAL, ``synchronous=FULL``). A
+    connection belongs to the thread that uses it (see :class:`ThreadConnections`); it
+    may be handed to another thread before use, so the sqlite3 module's own thread check
+    is off. The folder is created when missing; no table is.
+    """
+    dialect = dialect_for(target)
+    assert dialect is DialectValues.SQLITE
+    path = _path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    return conn
