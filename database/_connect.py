@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from database._dialect import DialectValues, dialect_for
@@ -18,11 +19,6 @@ BUSY_TIMEOUT_S = 30.0
 Connection = sqlite3.Connection
 
 
-def _path(target: str | os.PathLike[str]) -> Path:
-    text = os.fspath(target)
-    return Path(text.removeprefix("sqlite://")) if text.startswith("sqlite://") else Path(text)
-
-
 def connect(target: str | os.PathLike[str]) -> Connection:
     """Open the catalog at ``target`` (a file path, or ``sqlite:///path``).
 
@@ -32,9 +28,11 @@ def connect(target: str | os.PathLike[str]) -> Connection:
     may be handed to another thread before use, so the sqlite3 module's own thread check
     is off. The folder is created when missing; no table is.
     """
-    dialect = dialect_for(target)
-    assert dialect is DialectValues.SQLITE
-    path = _path(target)
+    return _CONNECTORS[dialect_for(target)](os.fspath(target))
+
+
+def _connect_sqlite(target: str) -> Connection:
+    path = Path(target.removeprefix("sqlite://"))
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
@@ -44,3 +42,9 @@ def connect(target: str | os.PathLike[str]) -> Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     return conn
+
+
+#: one connector per dialect
+_CONNECTORS: dict[DialectValues, Callable[[str], Connection]] = {
+    DialectValues.SQLITE: _connect_sqlite,
+}
