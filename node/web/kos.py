@@ -12,9 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from indexer import LevelValues
 from node.errors import KosError, SendFailed
-from node.kos import write_similar_cases_kos
+from node.key_objects import write_similar_cases_kos
+from node.retrieval import MAX_LIMIT
 from node.runtime import Services
-from node.similar import MAX_LIMIT
 from node.storage.aes import list_destinations
 from node.storage.uids import is_valid_uid
 from node.web.problems import Problem

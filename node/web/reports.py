@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from node.reports import get_report
 from node.runtime import Services
+from node.storage.study_reports import get_report
 from node.storage.uids import is_valid_uid
 from node.web.problems import Problem
 

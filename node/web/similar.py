@@ -7,7 +7,7 @@
 
 The answer is a QIDO-RS-shaped ``application/dicom+json`` array for the level; each
 element carries the PRECEDENT private block (docs/api.md) and the response the
-``Precedent-Consensus`` header. The logic lives in :mod:`node.similar`; these routes
+``Precedent-Consensus`` header. The logic lives in :mod:`node.retrieval`; these routes
 parse parameters, call it, and turn its answer into DICOM JSON.
 """
 
@@ -26,8 +26,7 @@ from fastapi.responses import Response
 
 from indexer import LevelValues
 from node.errors import QueryError
-from node.runtime import Services
-from node.similar import (
+from node.retrieval import (
     EXCERPT_CHARS,
     UPLOAD_MEDIA_TYPES,
     Case,
@@ -40,6 +39,7 @@ from node.similar import (
     similar_to_stored,
     similar_to_text,
 )
+from node.runtime import Services
 from node.storage.query import QueryLevelValues
 from node.storage.uids import is_valid_uid
 from node.web.problems import Problem
