@@ -178,7 +178,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from node.supervisor import Node
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level,
+    logging.basicConfig(level=settings.log_level.value,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for note in catalog_notes(settings):
         log.info("%s", note)

@@ -51,6 +51,7 @@ __all__ = [
     "HttpSettings",
     "IndexSettings",
     "KosSettings",
+    "LogLevelValues",
     "ModelSettings",
     "NodeSettings",
     "Settings",
@@ -74,6 +75,15 @@ class DuplicatePolicyValues(str, Enum):
     KEEP_FIRST = "keep_first"  #: answer success, keep the stored bytes (PACS behaviour)
     REPLACE = "replace"  #: overwrite the bytes and re-index
     REJECT = "reject"  #: answer 0xA700-range failure "duplicate" (0x0111 is for N-CREATE)
+
+
+class LogLevelValues(str, Enum):
+    """How much the node logs (patient names only at DEBUG)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
 
 
 def validate_ae_title(value: str) -> str:
@@ -237,16 +247,18 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     worker: WorkerSettings = WorkerSettings()
     kos: KosSettings = KosSettings()
-    log_level: str = "INFO"
+    log_level: LogLevelValues = LogLevelValues.INFO
     #: the ``[node]`` values the catalog held when loaded (see :func:`catalog_notes`)
     _catalog: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    @field_validator("log_level")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _check_level(cls, v: str) -> str:
-        if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError(f"{v!r} is not a log level: use DEBUG, INFO, WARNING or ERROR")
-        return v.upper()
+    def _check_level(cls, v: object) -> LogLevelValues:
+        try:
+            return LogLevelValues(str(getattr(v, "value", v)).upper())
+        except ValueError:
+            raise ValueError(f"{v!r} is not a log level: use DEBUG, INFO, WARNING or "
+                             "ERROR") from None
 
     @property
     def db_path(self) -> Path:
@@ -265,16 +277,6 @@ class _DictSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._data)
-
-
-def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(low)
-    for key, value in high.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def _describe(error: Any) -> str:
