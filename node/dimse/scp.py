@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Iterator
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -145,14 +146,15 @@ def _refused() -> Dataset:
     return _failure(STATUS_NOT_AUTHORIZED, "this AE title may not query or retrieve here")
 
 
-def _guarded_find(event: evt.Event, services: Services) -> Any:
+def _guarded_find(event: evt.Event, services: Services
+                  ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
     if not _permitted(event, services, PermissionValues.FIND):
         yield _refused(), None
         return
     yield from query_retrieve.handle_find(event, services)
 
 
-def _guarded_get(event: evt.Event, services: Services) -> Any:
+def _guarded_get(event: evt.Event, services: Services) -> Iterator[object]:
     if not _permitted(event, services, PermissionValues.MOVE):
         yield 1  # C-GET's first yield is the number of sub-operations
         yield _refused(), None
@@ -160,7 +162,7 @@ def _guarded_get(event: evt.Event, services: Services) -> Any:
     yield from query_retrieve.handle_get(event, services)
 
 
-def _guarded_move(event: evt.Event, services: Services) -> Any:
+def _guarded_move(event: evt.Event, services: Services) -> Iterator[object]:
     if not _permitted(event, services, PermissionValues.MOVE):
         yield None, None  # no destination for this caller: pynetdicom answers 0xA801
         return
