@@ -3,6 +3,10 @@ so stopping never hangs on a model that is still loading."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,8 +15,9 @@ from indexer.embedder import Embedder
 from indexer.errors import ModelUnavailable
 from node.runtime import ModelStatusValues
 from node.settings import Settings, load_settings
+from node.storage import aes, connect
 from node.supervisor import Node
-from tests._peers import free_port
+from tests._peers import echoscu, free_port, wait_for_port
 from tests._synthetic import ct_instance, to_bytes
 
 #: far below the 600 s the automatic KOS may wait for the model, and the 30 s a part's
@@ -64,3 +69,32 @@ def test_stop_ends_an_automatic_kos_waiting_on_a_model_that_never_loads(
     finally:
         release.set()
         node.stop()
+
+
+def test_serve_logs_the_catalog_settings_and_stops_on_sigterm(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "catalog.sqlite")
+    aes.set_node_config(conn, ae_title="FROMREST", dimse_port=str(free_port()))
+    conn.close()
+    dimse_port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "node", "serve", "--data-dir", str(tmp_path),
+         "--host", "127.0.0.1", "--dimse-port", str(dimse_port),
+         "--http-port", str(free_port()), "--model", "local-dir:/nonexistent",
+         "--allow-any-source"],
+        stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PRECEDENT_")},
+    )
+    try:
+        wait_for_port(dimse_port, timeout=60)
+        # the catalog's AE title applies; its port gives way to the flag
+        assert echoscu(dimse_port, called="FROMREST").returncode == 0
+        serve.send_signal(signal.SIGTERM)
+        _, log = serve.communicate(timeout=STOP_WITHIN_S + 20)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.communicate()
+    assert serve.returncode == 0, log
+    assert "node.ae_title = FROMREST from the catalog (set with PUT /config/ae" in log
+    assert (f"node.dimse_port = {dimse_port}: the catalog's" in log
+            and "is overridden by PRECEDENT_NODE__DIMSE_PORT or a command-line flag" in log)

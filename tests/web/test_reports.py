@@ -3,6 +3,7 @@ attached at ingest, caught up after a crash, imported from CSV, served as JSON."
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -211,6 +212,10 @@ def test_catch_up_attaches_what_a_crash_left_out(tmp_path: Path) -> None:
     ingest.store(to_bytes(ct_instance(study_uid=study_a, series_uid=generate_uid(),
                                       patient_id="A", size=8)), source="X")
     conn = connect(tmp_path / "catalog.sqlite")
+    stopped = threading.Event()
+    stopped.set()
+    assert catch_up_reports(conn, tmp_path, stop=stopped) == 0  # left for the next start
+    assert get_report(conn, study_a) is None
     assert catch_up_reports(conn, tmp_path) == 2
     assert get_report(conn, study_a).text.endswith("Finding: Pneumothorax")  # type: ignore[union-attr]
     assert "Two." in get_report(conn, study_b).text  # type: ignore[union-attr]
