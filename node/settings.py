@@ -1,19 +1,13 @@
 """The one settings object of the node.
 
-Loaded once at start-up, in increasing precedence:
-
-1. built-in defaults;
-2. the TOML file (``--config``; ``conf/node.example.toml`` documents every key);
-3. the catalog: the node's own AE title and DIMSE port as an admin set them over REST
-   (``PUT /config/ae``, kept in the catalog's ``node_config`` table), when the caller
-   passes a reader for it (the ``precedent`` command does);
-4. ``PRECEDENT_*`` environment variables (nested with ``__``:
-   ``PRECEDENT_NODE__AE_TITLE``);
-5. command-line flags.
-
-Nothing is read at import time: :func:`load_settings` is called by the command line
-and the result is passed down; :func:`catalog_notes` says what the catalog decided, for
-the start-up log.
+Loaded once at start-up, in increasing precedence: built-in defaults; the TOML file
+(``--config``; ``conf/node.example.toml`` documents every key); the catalog, i.e. the
+node's own AE title and DIMSE port as an admin set them over REST (``PUT /config/ae``,
+the ``node_config`` table), when the caller passes a reader for it (the ``precedent``
+command does); ``PRECEDENT_*`` environment variables (nested with ``__``:
+``PRECEDENT_NODE__AE_TITLE``); command-line flags. Nothing is read at import time:
+:func:`load_settings` is called by the command line and the result is passed down;
+:func:`catalog_notes` says what the catalog decided, for the start-up log.
 """
 
 from __future__ import annotations
@@ -34,11 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from indexer.embedder import DEFAULT_MODEL
 from node.errors import SettingsError

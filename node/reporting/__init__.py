@@ -2,7 +2,7 @@
 
 Along the data path:
 
-- :mod:`.document` — which SOP classes carry a report, and the report a data set
+- :mod:`.report_document` — which SOP classes carry a report, and the report a data set
   carries: a Structured Report's content tree (:mod:`.sr`) or an Encapsulated PDF's
   text (:mod:`.pdf`);
 - :mod:`.extraction` — at ingest, off the network path, and the catch-up at start-up;
@@ -13,13 +13,13 @@ owned by :mod:`node.storage.study_reports`; this package reads and writes it the
 """
 
 from node.reporting.csv_import import ImportSummary, import_reports_csv
-from node.reporting.document import REPORT_SOP_CLASSES, extract_report
 from node.reporting.extraction import (
     ReportExtraction,
     catch_up_reports,
     install_report_extraction,
 )
 from node.reporting.pdf import extract_pdf_text
+from node.reporting.report_document import REPORT_SOP_CLASSES, extract_report
 from node.reporting.sr import FINDING_CONCEPTS, extract_sr
 
 __all__ = [

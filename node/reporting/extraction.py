@@ -26,7 +26,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from node.errors import ReportError
-from node.reporting.document import REPORT_SOP_CLASSES, extract_report
+from node.reporting.report_document import REPORT_SOP_CLASSES, extract_report
 from node.storage import StoredInstance, StoreOutcomeValues, ThreadConnections
 from node.storage.study_reports import Report, attach_report, report_instances_to_extract
 

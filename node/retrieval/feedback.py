@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from node.errors import InvalidQuery
-from node.retrieval.query import SimilarQuery
+from node.retrieval.similar_query import SimilarQuery
 
 if TYPE_CHECKING:
     from indexer.index import IndexSet

@@ -8,7 +8,7 @@ The query's vector comes from what the query is:
   over the reports (:mod:`.text`).
 
 Then relevance feedback (:mod:`.feedback`), the indexer's filtered search, and the
-cases with their reports and consensus (:mod:`.cases`).
+cases with their reports and consensus (:mod:`.ranked_cases`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy.typing as npt
 
 from node.errors import InvalidQuery
 from node.retrieval.answer import SimilarAnswer
-from node.retrieval.cases import answer, ranked_hits
 from node.retrieval.feedback import relevance_feedback
-from node.retrieval.query import SimilarQuery
+from node.retrieval.ranked_cases import answer, ranked_hits
+from node.retrieval.similar_query import SimilarQuery
 from node.retrieval.stored import StoredObject, stored_vector
 from node.retrieval.text import MAX_TEXT_CHARS, hybrid_ranking
 from node.retrieval.upload import DecodedUpload

@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from indexer import LevelValues
-from node.retrieval.cases import Ranked, parents_of
 from node.retrieval.fusion import reciprocal_rank_fusion
-from node.retrieval.query import SimilarQuery
+from node.retrieval.ranked_cases import Ranked, parents_of
+from node.retrieval.similar_query import SimilarQuery
 from node.storage.study_reports import search_reports
 
 if TYPE_CHECKING:
