@@ -52,11 +52,19 @@ class QueryLevelValues(str, Enum):
 
     @classmethod
     def of(cls, level: LevelValues | str) -> QueryLevelValues:
-        """The Query/Retrieve level of an index level (``instance`` is IMAGE): the one
-        mapping between the indexer's levels and the node's."""
+        """The Query/Retrieve level of an index level (``instance`` is IMAGE)."""
         return _OF_INDEX_LEVEL[LevelValues(level)]
 
+    @property
+    def index_level(self) -> LevelValues:
+        """The index level of this level (IMAGE is ``instance``); PATIENT has none."""
+        for index_level, level in _OF_INDEX_LEVEL.items():
+            if level is self:
+                return index_level
+        raise ValueError(f"the {self.value} level has no vectors: use STUDY, SERIES or IMAGE")
 
+
+#: the one mapping between the indexer's levels and the node's
 _OF_INDEX_LEVEL = {
     LevelValues.STUDY: QueryLevelValues.STUDY,
     LevelValues.SERIES: QueryLevelValues.SERIES,

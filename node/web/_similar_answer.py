@@ -10,7 +10,6 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
-from indexer import LevelValues
 from node.similar import EXCERPT_CHARS, Case, SimilarAnswer, excerpt
 from node.storage.query import QueryLevelValues
 from node.web._qido_answer import qido_answers, required_keys
@@ -33,10 +32,10 @@ def _tag(keyword: str) -> str:
     return f"{tag_for_keyword(keyword):08X}"
 
 
-def _case_uid(case: Case, level: LevelValues) -> str | None:
-    if level is LevelValues.STUDY:
+def _case_uid(case: Case, level: QueryLevelValues) -> str | None:
+    if level is QueryLevelValues.STUDY:
         return case.study_instance_uid
-    if level is LevelValues.SERIES:
+    if level is QueryLevelValues.SERIES:
         return case.series_instance_uid
     return case.sop_instance_uid
 
@@ -79,7 +78,7 @@ def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
     """The QIDO-RS-shaped DICOM JSON array of an answer, best first; a case deleted
     since the search is left out."""
     level = QueryLevelValues.of(answer.level)
-    uids = [uid for case in answer.cases if (uid := _case_uid(case, answer.level))]
+    uids = [uid for case in answer.cases if (uid := _case_uid(case, level))]
     if not uids:
         return []
     uid_tag = _tag(level.unique_key)
@@ -90,7 +89,7 @@ def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
                   if level is QueryLevelValues.STUDY else {})
     items: list[dict[str, Any]] = []
     for case in answer.cases:
-        found_item = by_uid.get(_case_uid(case, answer.level) or "")
+        found_item = by_uid.get(_case_uid(case, level) or "")
         if found_item is None:
             continue  # deleted between the search and now
         if case.best_series_uid in body_parts:

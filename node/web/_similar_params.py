@@ -11,8 +11,8 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from indexer import LevelValues
 from node.similar import SimilarQuery
+from node.storage.query import QueryLevelValues
 from node.web._deps import check_uid
 
 __all__ = ["SimilarParams", "SimilarParamsDep", "similar_query"]
@@ -25,14 +25,16 @@ def _uids(values: Sequence[str], name: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def similar_query(*, level: str | LevelValues, limit: int, modality: str | None,
+def similar_query(*, level: QueryLevelValues | str, limit: int, modality: str | None,
                   body_part: str | None, study_date: str | None,
                   exclude_patient: bool | None, positive: Sequence[str],
                   negative: Sequence[str]) -> SimilarQuery:
     """The query the parameters describe; a :class:`~node.errors.BadRequest` or
-    :class:`~node.errors.InvalidQuery` names the wrong one."""
+    :class:`~node.errors.InvalidQuery` names the wrong one. ``level`` is a level, or the
+    ``level`` parameter as sent (``study``, ``series`` or ``instance``)."""
+    index_level = level.index_level if isinstance(level, QueryLevelValues) else level
     return SimilarQuery(
-        level=level,  # type: ignore[arg-type]  # a str is converted and checked there
+        level=index_level,  # type: ignore[arg-type]  # a str is converted and checked there
         limit=limit, modality=modality, body_part=body_part,
         study_date=study_date, exclude_patient=exclude_patient,
         positive=_uids(positive, "positive"), negative=_uids(negative, "negative"),
@@ -61,7 +63,7 @@ class SimilarParams:
     positive: list[str]
     negative: list[str]
 
-    def query(self, level: str | LevelValues, *,
+    def query(self, level: QueryLevelValues | str, *,
               exclude_patient: bool | None = None) -> SimilarQuery:
         """The query at ``level``; ``exclude_patient`` overrides the parameter."""
         return similar_query(

@@ -17,11 +17,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from indexer import LevelValues
 from node.errors import BadRequest
 from node.kos import write_similar_cases_kos
 from node.similar import MAX_LIMIT
 from node.storage.aes import list_destinations
+from node.storage.query import QueryLevelValues
 from node.web._deps import ServicesDep, check_uid
 from node.web._similar_params import similar_query
 
@@ -92,7 +92,7 @@ async def similar_cases_kos(request: Request, study: str,
     ``{"SOPInstanceUID", "SeriesInstanceUID", "sent_to"}``."""
     check_uid(study, "StudyInstanceUID")
     body = await _body(request)
-    query = similar_query(level=LevelValues.STUDY,
+    query = similar_query(level=QueryLevelValues.STUDY,
                           limit=body.limit or services.settings.kos.limit,
                           modality=body.modality, body_part=body.body_part,
                           study_date=body.study_date, exclude_patient=body.exclude_patient,

@@ -20,7 +20,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from indexer import LevelValues
 from node.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from node.runtime import Services
 from node.similar import (
@@ -32,6 +31,7 @@ from node.similar import (
     similar_to_stored,
     similar_to_text,
 )
+from node.storage.query import QueryLevelValues
 from node.web._deps import DICOM_JSON, BaseUrlDep, ServicesDep, check_uid
 from node.web._similar_answer import answer_headers, answer_json
 from node.web._similar_params import SimilarParams, SimilarParamsDep
@@ -49,7 +49,7 @@ def _respond(services: Services, answer: SimilarAnswer, base: str) -> Response:
 
 
 def _stored(services: Services, base: str, *, study: str, series: str | None,
-            sop: str | None, level: LevelValues, params: SimilarParams) -> Response:
+            sop: str | None, level: QueryLevelValues, params: SimilarParams) -> Response:
     study = check_uid(study, "StudyInstanceUID")
     series = check_uid(series, "SeriesInstanceUID") if series is not None else None
     sop = check_uid(sop, "SOPInstanceUID") if sop is not None else None
@@ -66,7 +66,7 @@ def similar_to_study(study: str, params: SimilarParamsDep, services: ServicesDep
                      base: BaseUrlDep) -> Response:
     """Studies similar to a stored study (its own vector; no model time)."""
     return _stored(services, base, study=study, series=None, sop=None,
-                   level=LevelValues.STUDY, params=params)
+                   level=QueryLevelValues.STUDY, params=params)
 
 
 @router.get("/studies/{study}/series/{series}/similar")
@@ -74,7 +74,7 @@ def similar_to_series(study: str, series: str, params: SimilarParamsDep,
                       services: ServicesDep, base: BaseUrlDep) -> Response:
     """Series similar to a stored series."""
     return _stored(services, base, study=study, series=series, sop=None,
-                   level=LevelValues.SERIES, params=params)
+                   level=QueryLevelValues.SERIES, params=params)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/similar")
@@ -82,7 +82,7 @@ def similar_to_instance(study: str, series: str, sop: str, params: SimilarParams
                         services: ServicesDep, base: BaseUrlDep) -> Response:
     """Instances similar to a stored instance."""
     return _stored(services, base, study=study, series=series, sop=sop,
-                   level=LevelValues.INSTANCE, params=params)
+                   level=QueryLevelValues.IMAGE, params=params)
 
 
 def _parse_bool(value: str | None, name: str, default: bool) -> bool:
