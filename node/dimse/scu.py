@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 class DestinationUnreachable(PrecedentError):
     """The destination did not accept an association (down, wrong port or AE title)."""
 
+    http_status = 502
+    title = "Destination unreachable"
+
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
