@@ -147,6 +147,9 @@ class HttpSettings(_Section):
     cors_origins: list[str] = []
     #: the public base URL used in RetrieveURL attributes; default from the request
     public_url: str | None = None
+    #: the largest STOW-RS request body, in bytes (413 beyond); each part is held in
+    #: memory until it is stored
+    max_request_bytes: int = Field(2 * 1024**3, ge=1)
 
 
 class ModelSettings(_Section):

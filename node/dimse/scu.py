@@ -28,6 +28,9 @@ NO_STATUS = 0xFFFF
 class DestinationUnreachable(PrecedentError):
     """The destination did not accept an association (down, wrong port or AE title)."""
 
+    http_status = 502
+    title = "Destination unreachable"
+
 
 @dataclass(frozen=True, slots=True)
 class SendResult:

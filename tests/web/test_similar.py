@@ -349,6 +349,7 @@ def test_results_agree_with_qido_and_are_retrievable(cat: Catalogue) -> None:
 
     client = DICOMwebClient(url=cat.node.dicomweb_url)
     items = _get(cat, f"/studies/{cat.studies[5].study_instance_uid}/similar", limit=3).json()
+    assert len(items) == 3  # other patients' studies are indexed: the limit is reached
     for item in items:
         study_uid = first_value(item, "0020000D")
         (qido,) = client.search_for_studies(search_filters={"StudyInstanceUID": study_uid})
