@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from indexer import queue
-from node.app import build_services
 from node.errors import IngestError
 from node.runtime import load_model, open_index
 from node.settings import Settings
 from node.storage import connect
+from node.supervisor import build_services
 
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
@@ -150,7 +150,7 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def reports_import(args: argparse.Namespace, settings: Settings) -> int:
-    from node.reports import import_reports_csv
+    from node.reporting import import_reports_csv
 
     conn = connect(settings.db_path)
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
-from node.similar import EXCERPT_CHARS, Case, SimilarAnswer, excerpt
+from node.retrieval import EXCERPT_CHARS, Case, SimilarAnswer, excerpt
 from node.storage.query import QueryLevelValues
 from node.web._qido_answer import qido_answers, required_keys
 

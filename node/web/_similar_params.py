@@ -1,7 +1,7 @@
 """The similar-case extension's parameters, shared by its routes and the KOS route:
 ``limit``, ``Modality``, ``BodyPartExamined``, ``StudyDate``, ``excludePatient``,
 ``positive`` and ``negative`` as one dependency (``params: SimilarParamsDep``), and
-:func:`similar_query`, which checks them into a :class:`~node.similar.SimilarQuery`."""
+:func:`similar_query`, which checks them into a :class:`~node.retrieval.SimilarQuery`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from node.similar import SimilarQuery
+from node.retrieval import SimilarQuery
 from node.storage.query import QueryLevelValues
 from node.web._deps import check_uid
 

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from node.errors import BadRequest
-from node.kos import write_similar_cases_kos
-from node.similar import MAX_LIMIT
+from node.key_objects import write_similar_cases_kos
+from node.retrieval import MAX_LIMIT
 from node.storage.aes import list_destinations
 from node.storage.query import QueryLevelValues
 from node.web._deps import ServicesDep, check_uid

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from node.errors import UnknownObject
-from node.reports import get_report
+from node.storage.study_reports import get_report
 from node.web._deps import ServicesDep, check_uid
 
 __all__ = ["router"]

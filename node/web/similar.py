@@ -7,7 +7,7 @@
 
 The answer is a QIDO-RS-shaped ``application/dicom+json`` array for the level; each
 element carries the PRECEDENT private block (docs/api.md) and the response the
-``Precedent-Consensus`` header. The logic lives in :mod:`node.similar`; these routes
+``Precedent-Consensus`` header. The logic lives in :mod:`node.retrieval`; these routes
 parse parameters, call it, and answer with :mod:`node.web._similar_answer`. Failures
 are the domain's exceptions, answered by :mod:`node.web.problems`.
 """
@@ -21,8 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from node.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from node.runtime import Services
-from node.similar import (
+from node.retrieval import (
     UPLOAD_MEDIA_TYPES,
     SimilarAnswer,
     decode_upload,
@@ -31,6 +30,7 @@ from node.similar import (
     similar_to_stored,
     similar_to_text,
 )
+from node.runtime import Services
 from node.storage.query import QueryLevelValues
 from node.web._deps import DICOM_JSON, BaseUrlDep, ServicesDep, check_uid
 from node.web._similar_answer import answer_headers, answer_json
