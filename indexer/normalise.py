@@ -41,7 +41,9 @@ __all__ = [
     "SkipReason",
     "SkipReasonValues",
     "VoiSourceValues",
+    "apply_window",
     "choose_frame",
+    "first_window",
     "normalise_dataset",
 ]
 
@@ -248,10 +250,10 @@ def _voi(
         lo, hi = _lut_range(ds.VOILUTSequence[0])
         if hi > lo:
             return (lut_out - lo) / (hi - lo), VoiSourceValues.VOI_LUT, None
-    centre_width = _first_window(ds)
+    centre_width = first_window(ds)
     if centre_width is not None:
         function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper()
-        unit = _window(values, centre_width[0], centre_width[1], function)
+        unit = apply_window(values, centre_width[0], centre_width[1], function)
         return unit, VoiSourceValues.WINDOW, centre_width
     counts = None if count_values is None else count_values()
     lo, hi = _percentiles(values, counts, (_LOW_PERCENTILE, _HIGH_PERCENTILE))
@@ -261,7 +263,7 @@ def _voi(
     if hi <= lo:
         return np.zeros_like(values), VoiSourceValues.PIXEL_RANGE, None
     window = ((lo + hi) / 2.0, hi - lo)
-    unit = _window(values, window[0], window[1], "LINEAR_EXACT")
+    unit = apply_window(values, window[0], window[1], "LINEAR_EXACT")
     return unit, VoiSourceValues.PIXEL_RANGE, window
 
 
@@ -285,7 +287,9 @@ def _percentiles(
     return out[0], out[1]
 
 
-def _first_window(ds: Dataset) -> tuple[float, float] | None:
+def first_window(ds: Dataset) -> tuple[float, float] | None:
+    """The data set's first window (centre, width), or ``None`` when it has none usable
+    (missing, not numbers, or a width that is not above 0)."""
     if "WindowCenter" not in ds or "WindowWidth" not in ds:
         return None
     c, w = ds.WindowCenter, ds.WindowWidth
@@ -303,10 +307,12 @@ def _is_multi(value: object) -> bool:
     return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
 
 
-def _window(
+def apply_window(
     x: npt.NDArray[np.float64], centre: float, width: float, function: str
 ) -> npt.NDArray[np.float64]:
-    """The VOI LUT functions of PS3.3 C.11.2.1.2, to [0, 1]."""
+    """The VOI LUT functions of PS3.3 C.11.2.1.2 (``function`` as VOI LUT Function
+    (0028,1056) names it: LINEAR, LINEAR_EXACT or SIGMOID), to [0, 1]; values of the
+    linear forms outside the window fall outside [0, 1] (clip them)."""
     if function == "SIGMOID":
         return np.asarray(1.0 / (1.0 + np.exp(-4.0 * (x - centre) / width)))
     if function == "LINEAR" and width > 1:

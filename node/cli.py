@@ -14,7 +14,9 @@
     precedent viewer [--url URL] [--study UID | --folder DIR]
 
 Every command finds the catalog through ``--data-dir`` or ``--config`` like ``serve``,
-and works whether or not the node is running.
+and works whether or not the node is running. Every command reads its settings the same
+way (:func:`node.settings.load_settings`): defaults < ``--config`` file < the AE title
+and port set over REST (kept in the catalog) < ``PRECEDENT_*`` environment < flags.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from node.errors import NotFound, PrecedentError
-from node.settings import Settings, load_settings
+from node.settings import Settings, catalog_notes, load_settings
 
 __all__ = ["main"]
+
+log = logging.getLogger("node.cli")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -125,7 +130,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _node_config(db_path: Path) -> dict[str, str]:
+    """The catalog's ``node_config`` (the AE title and port set over REST); nothing
+    when there is no catalog yet."""
+    if not db_path.exists():
+        return {}
+    from node.storage import aes, connect
+
+    conn = connect(db_path)
+    try:
+        return aes.get_node_config(conn)
+    finally:
+        conn.close()
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    """Defaults < ``--config`` < catalog (``PUT /config/ae``) < environment < flags."""
     overrides: dict[str, dict[str, Any]] = {"node": {}, "http": {}, "model": {}}
     if getattr(args, "data_dir", None) is not None:
         overrides["node"]["data_dir"] = args.data_dir
@@ -138,7 +158,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             overrides[section][key] = value
     return load_settings(getattr(args, "config", None),
-                         {k: v for k, v in overrides.items() if v})
+                         {k: v for k, v in overrides.items() if v}, catalog=_node_config)
 
 
 def _print(data: Any, as_json: bool, table: str) -> None:
@@ -148,38 +168,20 @@ def _print(data: Any, as_json: bool, table: str) -> None:
         print(table)
 
 
-def _conn(settings: Settings):  # type: ignore[no-untyped-def]
+def _conn(settings: Settings) -> sqlite3.Connection:
     from node.storage import connect
 
     return connect(settings.db_path)
 
 
-def _with_catalog_ae(settings: Settings, args: argparse.Namespace) -> Settings:
-    """The AE title and port an admin set through REST apply, unless given as flags."""
-    from node.storage import aes
-
-    conn = _conn(settings)
-    try:
-        stored = aes.get_node_config(conn)
-    finally:
-        conn.close()
-    node: dict[str, Any] = {}
-    if "ae_title" in stored and args.ae_title is None:
-        node["ae_title"] = stored["ae_title"]
-    if "dimse_port" in stored and args.dimse_port is None:
-        node["dimse_port"] = int(stored["dimse_port"])
-    if not node:
-        return settings
-    return settings.model_copy(update={"node": settings.node.model_copy(update=node)})
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from node.app import Node
+    from node.supervisor import Node
 
     settings = _settings(args)
-    settings = _with_catalog_ae(settings, args)
-    logging.basicConfig(level=settings.log_level,
+    logging.basicConfig(level=settings.log_level.value,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for note in catalog_notes(settings):
+        log.info("%s", note)
     Node(settings).serve_forever()
     return 0
 
@@ -230,6 +232,8 @@ def cmd_ae(args: argparse.Namespace) -> int:
             aes.remove_destination(conn, args.ae_title)
             print(f"destination {args.ae_title} removed")
         elif args.action == "echo":
+            from pynetdicom.status import Status
+
             from node.dimse.scu import echo
 
             dest = aes.get_destination(conn, args.ae_title)
@@ -237,7 +241,7 @@ def cmd_ae(args: argparse.Namespace) -> int:
                 raise NotFound(f"destination AE title {args.ae_title!r} is not configured")
             status = echo(dest, calling_ae=settings.node.ae_title)
             print(f"C-ECHO {dest.ae_title}: status 0x{status:04X}")
-            return 0 if status == 0 else 1
+            return 0 if status == Status.SUCCESS else 1
         else:
             dests = aes.list_destinations(conn)
             _print([d.as_json() for d in dests], args.json, "\n".join(

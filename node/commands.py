@@ -17,11 +17,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from indexer import queue
 from indexer.index import model_identity, vector_counts
-from node.app import build_services
 from node.errors import IngestError
 from node.runtime import load_model, open_index
 from node.settings import Settings
 from node.storage import connect
+from node.supervisor import build_services
 
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
@@ -151,7 +151,7 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def reports_import(args: argparse.Namespace, settings: Settings) -> int:
-    from node.reports import import_reports_csv
+    from node.reporting import import_reports_csv
 
     conn = connect(settings.db_path)
     try:

@@ -18,46 +18,71 @@
     │   └── NotIndexed           on the node but without a vector yet (409)
     ├── ModelNotReady            the embedding model is not loaded (503, with the reason)
     ├── ReportError              a report cannot be read (malformed SR, PDF, CSV)
-    └── KosError                 a Key Object Selection cannot be written or sent
-        ├── UnknownDestination   404
-        ├── NothingToSelect      409
-        └── SendFailed           stored on the node, refused by the destination (502)
+    ├── KosError                 a Key Object Selection cannot be written or sent
+    │   ├── UnknownDestination   404
+    │   ├── NothingToSelect      409
+    │   └── SendFailed           stored on the node, refused by the destination (502)
+    └── RequestError             a REST request cannot be used as sent
+        ├── BadRequest           a parameter, header or body cannot be used (400)
+        ├── Unauthorized         no bearer token, or not a valid one (401, with a challenge)
+        ├── Forbidden            a valid token without the right scope (403)
+        ├── NotAcceptable        the node cannot answer in the media type asked for (406)
+        ├── PayloadTooLarge      the body is over the limit (413)
+        └── UnsupportedMediaType the body's media type is not one the route takes (415)
 
-Every class carries ``http_status``; :mod:`node.web.problems` turns any of them into an
-RFC 7807 answer, the DIMSE handlers turn :class:`IngestError` and :class:`InvalidQuery`
-into statuses. Anything else is a bug and is logged as such by the protocol adapter.
+Every class carries ``http_status``, and ``title`` and ``headers`` where its answer needs
+them (ModelNotReady: ``Retry-After``; Unauthorized: ``WWW-Authenticate``);
+:mod:`node.web.problems` turns any of them into an RFC 7807 answer, the DIMSE handlers
+turn :class:`IngestError` and :class:`InvalidQuery` into statuses. Anything else is a bug
+and is logged as such by the protocol adapter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 __all__ = [
     "AdminError",
     "AlreadyExists",
+    "BadRequest",
     "DuplicateRejected",
+    "Forbidden",
     "IngestError",
     "InvalidInstance",
     "InvalidQuery",
     "KosError",
     "ModelNotReady",
+    "NotAcceptable",
     "NotFound",
     "NotIndexed",
     "NothingToSelect",
     "OutOfResources",
+    "PayloadTooLarge",
     "PrecedentError",
     "QueryError",
     "ReportError",
+    "RequestError",
     "SendFailed",
     "SettingsError",
     "SopClassMismatch",
+    "Unauthorized",
     "UnknownDestination",
     "UnknownObject",
+    "UnsupportedMediaType",
 ]
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class PrecedentError(Exception):
     """Base of every error the node raises on purpose."""
 
     http_status: int = 400
+    #: the problem's title on REST; ``None``: the HTTP status's reason phrase
+    title: str | None = None
+    #: HTTP headers the REST answer carries
+    headers: Mapping[str, str] = _NO_HEADERS
 
 
 class SettingsError(PrecedentError):
@@ -136,7 +161,8 @@ class InvalidQuery(QueryError):
 
 
 class UnknownObject(QueryError):
-    """The study, series or instance is not on the node."""
+    """The study, series or instance is not on the node (or the part of it asked for: a
+    frame, a bulk data element, a report)."""
 
     http_status = 404
 
@@ -151,6 +177,8 @@ class ModelNotReady(PrecedentError):
     """The embedding model is not loaded (yet, or at all); the message says why."""
 
     http_status = 503
+    title = "Model not loaded"
+    headers = MappingProxyType({"Retry-After": "30"})
 
 
 class ReportError(PrecedentError):
@@ -178,3 +206,49 @@ class SendFailed(KosError):
         super().__init__(message)
         self.sop_instance_uid = sop_instance_uid
         self.series_instance_uid = series_instance_uid
+
+
+class RequestError(PrecedentError):
+    """A REST request cannot be used as sent; the message says what to send instead.
+    ``headers`` adds to (or replaces) the class's headers for this answer."""
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        if headers is not None:
+            self.headers = MappingProxyType({**type(self).headers, **headers})
+
+
+class BadRequest(RequestError):
+    """A parameter, header or body cannot be used (its name is in the message)."""
+
+
+class Unauthorized(RequestError):
+    """No bearer token, or one this node does not know; answered with a challenge
+    (RFC 6750)."""
+
+    http_status = 401
+    headers = MappingProxyType({"WWW-Authenticate": 'Bearer realm="precedent"'})
+
+
+class Forbidden(RequestError):
+    """A valid token whose scope does not cover the route (a read token on an admin route)."""
+
+    http_status = 403
+
+
+class NotAcceptable(RequestError):
+    """The node cannot answer in any media type the request accepts."""
+
+    http_status = 406
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is over the node's limit."""
+
+    http_status = 413
+
+
+class UnsupportedMediaType(RequestError):
+    """The body's media type is not one the route takes."""
+
+    http_status = 415

@@ -68,7 +68,7 @@ class ModelState:
 
 @dataclass
 class Services:
-    """Everything a protocol adapter needs, built by :func:`node.app.build_services`."""
+    """Everything a protocol adapter needs, built by :func:`node.supervisor.build_services`."""
 
     settings: Settings
     ingest: Ingest

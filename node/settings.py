@@ -1,16 +1,20 @@
 """The one settings object of the node.
 
-Loaded once at start-up, in increasing precedence: built-in defaults, the TOML file
-(``--config``; ``conf/node.example.toml`` documents every key), ``PRECEDENT_*``
-environment variables (nested with ``__``: ``PRECEDENT_NODE__AE_TITLE``), then
-command-line flags. Nothing is read at import time: :func:`load_settings` is called
-by the command line and the result is passed down.
+Loaded once at start-up, in increasing precedence: built-in defaults; the TOML file
+(``--config``; ``conf/node.example.toml`` documents every key); the catalog, i.e. the
+node's own AE title and DIMSE port as an admin set them over REST (``PUT /config/ae``,
+the ``node_config`` table), when the caller passes a reader for it (the ``precedent``
+command does); ``PRECEDENT_*`` environment variables (nested with ``__``:
+``PRECEDENT_NODE__AE_TITLE``); command-line flags. Nothing is read at import time:
+:func:`load_settings` is called by the command line and the result is passed down;
+:func:`catalog_notes` says what the catalog decided, for the start-up log.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -19,33 +23,39 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from indexer.embedder import DEFAULT_MODEL
 from node.errors import SettingsError
 
 __all__ = [
+    "CATALOG_KEYS",
     "DEFAULT_MODEL",
+    "CatalogReader",
     "DuplicatePolicyValues",
     "HttpSettings",
     "IndexSettings",
     "KosSettings",
+    "LogLevelValues",
     "ModelSettings",
     "NodeSettings",
     "Settings",
     "TlsSettings",
     "WorkerSettings",
+    "catalog_notes",
     "load_settings",
+    "validate_ae_title",
 ]
 
-DEFAULT_MODEL = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+#: the ``[node]`` settings the catalog may hold (``PUT /config/ae``)
+CATALOG_KEYS = ("ae_title", "dimse_port")
+#: reads the catalog's ``node_config`` (key → value) given the catalog's path
+CatalogReader = Callable[[Path], Mapping[str, str]]
 _AE_TITLE = re.compile(r"^[\x21-\x5b\x5d-\x7e](?:[\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")
 
 
@@ -55,6 +65,15 @@ class DuplicatePolicyValues(str, Enum):
     KEEP_FIRST = "keep_first"  #: answer success, keep the stored bytes (PACS behaviour)
     REPLACE = "replace"  #: overwrite the bytes and re-index
     REJECT = "reject"  #: answer 0xA700-range failure "duplicate" (0x0111 is for N-CREATE)
+
+
+class LogLevelValues(str, Enum):
+    """How much the node logs (patient names only at DEBUG)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
 
 
 def validate_ae_title(value: str) -> str:
@@ -128,6 +147,9 @@ class HttpSettings(_Section):
     cors_origins: list[str] = []
     #: the public base URL used in RetrieveURL attributes; default from the request
     public_url: str | None = None
+    #: the largest STOW-RS request body, in bytes (413 beyond); each part is held in
+    #: memory until it is stored
+    max_request_bytes: int = Field(2 * 1024**3, ge=1)
 
 
 class ModelSettings(_Section):
@@ -218,21 +240,27 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     worker: WorkerSettings = WorkerSettings()
     kos: KosSettings = KosSettings()
-    log_level: str = "INFO"
+    log_level: LogLevelValues = LogLevelValues.INFO
+    #: the ``[node]`` values the catalog held when loaded (see :func:`catalog_notes`)
+    _catalog: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    @field_validator("log_level")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _check_level(cls, v: str) -> str:
-        if v.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError(f"{v!r} is not a log level: use DEBUG, INFO, WARNING or ERROR")
-        return v.upper()
+    def _check_level(cls, v: object) -> LogLevelValues:
+        try:
+            return LogLevelValues(str(getattr(v, "value", v)).upper())
+        except ValueError:
+            raise ValueError(f"{v!r} is not a log level: use DEBUG, INFO, WARNING or "
+                             "ERROR") from None
 
     @property
     def db_path(self) -> Path:
         return self.node.data_dir / "catalog.sqlite"
 
 
-class _TomlSource(PydanticBaseSettingsSource):
+class _DictSource(PydanticBaseSettingsSource):
+    """Settings from a dictionary nested like the file: the TOML file, the catalog."""
+
     def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
         super().__init__(settings_cls)
         self._data = data
@@ -244,16 +272,6 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
-def _deep_merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(low)
-    for key, value in high.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _describe(error: Any) -> str:
     where = ".".join(str(p) for p in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -262,25 +280,10 @@ def _describe(error: Any) -> str:
     return f"setting '{where}' {message}"
 
 
-def load_settings(
-    config_file: Path | None = None, overrides: dict[str, Any] | None = None
-) -> Settings:
-    """Build the settings: defaults < ``config_file`` < environment < ``overrides``.
-
-    ``overrides`` is nested like the file (``{"node": {"ae_title": "X"}}``) and holds
-    the command-line flags. Any wrong value raises :class:`SettingsError` naming the
-    setting and what is allowed.
-    """
-    file_data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            file_data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise SettingsError(f"config file {config_file} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
-
-    flags = overrides or {}
+def _build(flags: dict[str, Any], file_data: dict[str, Any],
+           catalog: dict[str, str]) -> Settings:
+    """Settings from flags < environment < catalog < file < defaults (highest first)."""
+    catalog_data: dict[str, Any] = {"node": dict(catalog)} if catalog else {}
 
     class _Loaded(Settings):
         @classmethod
@@ -292,10 +295,58 @@ def load_settings(
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, _TomlSource(settings_cls, file_data))
+            return (init_settings, env_settings, _DictSource(settings_cls, catalog_data),
+                    _DictSource(settings_cls, file_data))
 
     try:
         loaded = _Loaded(**flags)
     except ValidationError as exc:
-        raise SettingsError("; ".join(_describe(e) for e in exc.errors())) from exc
+        where = " (check the values set with PUT /config/ae)" if catalog else ""
+        raise SettingsError("; ".join(_describe(e) for e in exc.errors()) + where) from exc
+    loaded._catalog = dict(catalog)
     return loaded
+
+
+def load_settings(
+    config_file: Path | None = None, overrides: dict[str, Any] | None = None, *,
+    catalog: CatalogReader | None = None,
+) -> Settings:
+    """Build the settings: defaults < ``config_file`` < catalog < environment <
+    ``overrides``.
+
+    ``overrides`` is nested like the file (``{"node": {"ae_title": "X"}}``) and holds
+    the command-line flags. ``catalog`` reads the catalog's ``node_config`` (the AE
+    title and DIMSE port set over REST) from the catalog file the other sources point
+    to; without it the catalog is not a source. Any wrong value raises
+    :class:`SettingsError` naming the setting and what is allowed.
+    """
+    file_data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {config_file} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    flags = overrides or {}
+    settings = _build(flags, file_data, {})
+    if catalog is None:
+        return settings
+    # the catalog lives in the data folder, which the other sources name
+    stored = {k: str(v) for k, v in catalog(settings.db_path).items() if k in CATALOG_KEYS}
+    return _build(flags, file_data, stored) if stored else settings
+
+
+def catalog_notes(settings: Settings) -> list[str]:
+    """One line for each ``[node]`` value the catalog held: applied, or overridden by
+    the environment or a flag (for the start-up log)."""
+    notes = []
+    for key, stored in settings._catalog.items():
+        value = getattr(settings.node, key)
+        if str(value) == stored:
+            notes.append(f"node.{key} = {stored} from the catalog (set with PUT /config/ae; "
+                         "it overrides the config file)")
+        else:
+            notes.append(f"node.{key} = {value}: the catalog's {stored} (PUT /config/ae) is "
+                         f"overridden by PRECEDENT_NODE__{key.upper()} or a command-line flag")
+    return notes

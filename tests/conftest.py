@@ -18,8 +18,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from indexer import queue
-from node.app import Node
 from node.settings import Settings, load_settings
+from node.supervisor import Node
 from tests._synthetic import SyntheticStudy, make_studies, to_bytes
 
 pytest_plugins = ["tests._peers"]
@@ -86,7 +86,7 @@ class RunningNode:
                   seed: int = 0) -> list[SyntheticStudy]:
         """Store synthetic CT studies (findings cycling through ``FINDINGS``) with their
         reports and labels, and wait until they are indexed. Returns the studies."""
-        from node.reports import Report, attach_report
+        from node.storage.study_reports import Report, attach_report
 
         studies = list(make_studies(n_studies, instances_per_study=instances_per_study,
                                     seed=seed))

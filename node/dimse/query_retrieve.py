@@ -35,6 +35,7 @@ from pynetdicom import build_context
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
+from node.dimse._identifier import filters_from_identifier
 from node.errors import InvalidQuery
 from node.runtime import Services
 from node.storage.aes import get_destination
@@ -43,7 +44,6 @@ from node.storage.query import (
     InstanceFile,
     Query,
     QueryLevelValues,
-    filters_from_identifier,
     find,
     find_files,
     is_supported,

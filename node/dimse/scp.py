@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Iterator
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -30,6 +31,7 @@ from pynetdicom.presentation import (
     QueryRetrievePresentationContexts,
 )
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.status import Status
 from pynetdicom.transport import ThreadedAssociationServer
 
 from node.dimse import query_retrieve
@@ -48,6 +50,9 @@ REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_CONGESTION = (0x02, 0x03, 0x01)
 
+#: PS3.7 C.4 general status "Refused: Not Authorized" (pynetdicom's ``Status`` names
+#: only success, cancel, pending and move destination unknown; its status tables call
+#: this one a failure)
 STATUS_NOT_AUTHORIZED = 0x0124
 MAX_PDU_SIZE = 4 * 1024 * 1024
 
@@ -115,7 +120,7 @@ def _permitted(event: evt.Event, services: Services, permission: PermissionValue
 def handle_echo(event: evt.Event, services: Services) -> int:
     if not _permitted(event, services, PermissionValues.ECHO):
         return STATUS_NOT_AUTHORIZED
-    return 0x0000
+    return Status.SUCCESS
 
 
 def handle_store(event: evt.Event, services: Services) -> int | Dataset:
@@ -134,21 +139,22 @@ def handle_store(event: evt.Event, services: Services) -> int | Dataset:
         log.warning("store refused calling=%s status=0x%04X reason=%s",
                     _calling_ae(event), exc.status, exc)
         return _failure(exc.status, str(exc))
-    return 0x0000
+    return Status.SUCCESS
 
 
 def _refused() -> Dataset:
     return _failure(STATUS_NOT_AUTHORIZED, "this AE title may not query or retrieve here")
 
 
-def _guarded_find(event: evt.Event, services: Services) -> Any:
+def _guarded_find(event: evt.Event, services: Services
+                  ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
     if not _permitted(event, services, PermissionValues.FIND):
         yield _refused(), None
         return
     yield from query_retrieve.handle_find(event, services)
 
 
-def _guarded_get(event: evt.Event, services: Services) -> Any:
+def _guarded_get(event: evt.Event, services: Services) -> Iterator[object]:
     if not _permitted(event, services, PermissionValues.MOVE):
         yield 1  # C-GET's first yield is the number of sub-operations
         yield _refused(), None
@@ -156,7 +162,7 @@ def _guarded_get(event: evt.Event, services: Services) -> Any:
     yield from query_retrieve.handle_get(event, services)
 
 
-def _guarded_move(event: evt.Event, services: Services) -> Any:
+def _guarded_move(event: evt.Event, services: Services) -> Iterator[object]:
     if not _permitted(event, services, PermissionValues.MOVE):
         yield None, None  # no destination for this caller: pynetdicom answers 0xA801
         return

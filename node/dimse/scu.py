@@ -11,17 +11,25 @@ import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
 
 from node.errors import PrecedentError
 from node.storage.aes import Destination
 
-__all__ = ["DestinationUnreachable", "SendResult", "echo", "send"]
+__all__ = ["NO_STATUS", "DestinationUnreachable", "SendResult", "echo", "send"]
 
 log = logging.getLogger(__name__)
+
+#: what we record when the peer sent no status (aborted, or timed out): not a DIMSE
+#: status, and :func:`code_to_category` calls it unknown
+NO_STATUS = 0xFFFF
 
 
 class DestinationUnreachable(PrecedentError):
     """The destination did not accept an association (down, wrong port or AE title)."""
+
+    http_status = 502
+    title = "Destination unreachable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +39,8 @@ class SendResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in (0x0000, 0xB000, 0xB007, 0xB006)
+        """Stored: success, or a warning (PS3.4 B.2.3: coercion, elements discarded…)."""
+        return code_to_category(self.status) in (STATUS_SUCCESS, STATUS_WARNING)
 
 
 def _ae(calling_ae: str, timeout: float) -> AE:
@@ -52,7 +61,7 @@ def echo(destination: Destination, *, calling_ae: str, timeout: float = 10.0) ->
         )
     try:
         status = assoc.send_c_echo()
-        return int(status.Status) if status else 0xFFFF
+        return int(status.Status) if status else NO_STATUS
     finally:
         assoc.release()
 
@@ -83,7 +92,7 @@ def send(
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)
-            code = int(status.Status) if status else 0xFFFF
+            code = int(status.Status) if status else NO_STATUS
             results.append(SendResult(str(ds.SOPInstanceUID), code))
     finally:
         assoc.release()

@@ -1,10 +1,12 @@
 """One matching engine for C-FIND and QIDO-RS over the catalog (PS3.4 C.2.2.2).
 
 A :class:`Query` names a level (PATIENT, STUDY, SERIES, IMAGE), the matching keys and
-the return keys; :func:`find` turns it into one parameterised SQL statement over
-``studies``/``series``/``instances`` and answers pydicom data sets. :func:`find_files`
-runs the same matching at instance level and answers the stored files (C-MOVE, C-GET,
-WADO-RS); :func:`instance_files` looks them up by UID.
+the return keys; it compiles to one parameterised SQL statement over
+``studies``/``series``/``instances``. :func:`find` answers pydicom data sets (C-FIND),
+:func:`find_values` the plain values (QIDO-RS encodes them as DICOM JSON in
+:mod:`node.web`). :func:`find_files` runs the same matching at instance level and
+answers the stored files (C-MOVE, C-GET); :func:`instance_files` looks them up by UID
+(WADO-RS). The attributes, their levels and VRs are in :mod:`node.storage._attributes`.
 
 Matching, per key (an empty value, or ``*``, matches everything):
 
@@ -29,141 +31,42 @@ import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import PurePosixPath
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.tag import Tag
 
 from node.errors import InvalidQuery
+from node.storage._attributes import (
+    ATTRIBUTES,
+    CONSTANT_KEYS,
+    UNIQUE_KEYS,
+    Attribute,
+    QueryLevelValues,
+    attribute_keyword,
+    attribute_vr,
+    element_value,
+    is_supported,
+    supported_keys,
+)
 
 __all__ = [
+    "CONSTANT_KEYS",
+    "UNIQUE_KEYS",
     "InstanceFile",
     "Query",
     "QueryLevelValues",
     "attribute_keyword",
+    "attribute_vr",
     "find",
     "find_files",
-    "find_json",
+    "find_values",
     "instance_files",
+    "is_supported",
     "supported_keys",
 ]
 
-
-class QueryLevelValues(str, Enum):
-    """Query/Retrieve levels (0008,0052)."""
-
-    PATIENT = "PATIENT"
-    STUDY = "STUDY"
-    SERIES = "SERIES"
-    IMAGE = "IMAGE"
-
-    @property
-    def depth(self) -> int:
-        return _DEPTH[self]
-
-
-_DEPTH = {
-    QueryLevelValues.PATIENT: 0,
-    QueryLevelValues.STUDY: 1,
-    QueryLevelValues.SERIES: 2,
-    QueryLevelValues.IMAGE: 3,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Attribute:
-    keyword: str
-    level: QueryLevelValues
-    sql: str  #: an SQL expression over the aliases st (studies), se (series), i (instances)
-    vr: str
-    computed: bool = False
-    multi: bool = False  #: values are stored joined (``\\`` or ``,``) and returned split
-    matchable: bool = True
-
-
-def _column(keyword: str, level: QueryLevelValues, sql: str) -> _Attribute:
-    return _Attribute(keyword, level, sql, dictionary_VR(keyword))
-
-
 _P, _ST, _SE, _IM = (QueryLevelValues.PATIENT, QueryLevelValues.STUDY,
                      QueryLevelValues.SERIES, QueryLevelValues.IMAGE)
-
-_PATIENT_STUDIES = (
-    "(SELECT y.study_instance_uid FROM studies y WHERE y.patient_id IS st.patient_id)"
-)
-
-_ATTRIBUTES: dict[str, _Attribute] = {a.keyword: a for a in [
-    _column("PatientName", _P, "st.patient_name"),
-    _column("PatientID", _P, "st.patient_id"),
-    _column("PatientBirthDate", _P, "st.patient_birth_date"),
-    _column("PatientSex", _P, "st.patient_sex"),
-    _column("StudyInstanceUID", _ST, "st.study_instance_uid"),
-    _column("StudyDate", _ST, "st.study_date"),
-    _column("StudyTime", _ST, "st.study_time"),
-    _column("AccessionNumber", _ST, "st.accession_number"),
-    _column("StudyID", _ST, "st.study_id"),
-    _column("StudyDescription", _ST, "st.study_description"),
-    _column("ReferringPhysicianName", _ST, "st.referring_physician_name"),
-    _column("SeriesInstanceUID", _SE, "se.series_instance_uid"),
-    _column("Modality", _SE, "se.modality"),
-    _column("SeriesNumber", _SE, "se.series_number"),
-    _column("SeriesDescription", _SE, "se.series_description"),
-    _column("BodyPartExamined", _SE, "se.body_part_examined"),
-    _column("SeriesDate", _SE, "se.series_date"),
-    _column("SeriesTime", _SE, "se.series_time"),
-    _column("SOPInstanceUID", _IM, "i.sop_instance_uid"),
-    _column("SOPClassUID", _IM, "i.sop_class_uid"),
-    _column("InstanceNumber", _IM, "i.instance_number"),
-    _column("Rows", _IM, "i.rows"),
-    _column("Columns", _IM, "i.columns"),
-    _column("NumberOfFrames", _IM, "i.number_of_frames"),
-    _Attribute("AvailableTransferSyntaxUID", _IM, "i.transfer_syntax_uid", "UI"),
-    # computed attributes (PS3.4 C.3): subqueries, evaluated only when returned
-    _Attribute("NumberOfPatientRelatedStudies", _P,
-               "(SELECT count(*) FROM studies y WHERE y.patient_id IS st.patient_id)",
-               "IS", computed=True, matchable=False),
-    _Attribute("NumberOfPatientRelatedSeries", _P,
-               f"(SELECT count(*) FROM series x WHERE x.study_instance_uid IN {_PATIENT_STUDIES})",
-               "IS", computed=True, matchable=False),
-    _Attribute("NumberOfPatientRelatedInstances", _P,
-               "(SELECT count(*) FROM instances x "
-               f"WHERE x.study_instance_uid IN {_PATIENT_STUDIES})",
-               "IS", computed=True, matchable=False),
-    _Attribute("ModalitiesInStudy", _ST,
-               "(SELECT group_concat(DISTINCT x.modality) FROM series x "
-               "WHERE x.study_instance_uid = st.study_instance_uid)",
-               "CS", computed=True, multi=True),
-    _Attribute("SOPClassesInStudy", _ST,
-               "(SELECT group_concat(DISTINCT x.sop_class_uid) FROM instances x "
-               "WHERE x.study_instance_uid = st.study_instance_uid)",
-               "UI", computed=True, multi=True),
-    _Attribute("NumberOfStudyRelatedSeries", _ST,
-               "(SELECT count(*) FROM series x WHERE x.study_instance_uid = st.study_instance_uid)",
-               "IS", computed=True, matchable=False),
-    _Attribute("NumberOfStudyRelatedInstances", _ST,
-               "(SELECT count(*) FROM instances x "
-               "WHERE x.study_instance_uid = st.study_instance_uid)",
-               "IS", computed=True, matchable=False),
-    _Attribute("NumberOfSeriesRelatedInstances", _SE,
-               "(SELECT count(*) FROM instances x "
-               "WHERE x.series_instance_uid = se.series_instance_uid)",
-               "IS", computed=True, matchable=False),
-]}
-
-#: the unique key of each level
-UNIQUE_KEYS = {
-    _P: "PatientID",
-    _ST: "StudyInstanceUID",
-    _SE: "SeriesInstanceUID",
-    _IM: "SOPInstanceUID",
-}
-
-#: keys answered with a constant (they need the caller's context: the node's AE title)
-_CONSTANT_KEYS = frozenset({"QueryRetrieveLevel", "RetrieveAETitle", "InstanceAvailability",
-                            "SpecificCharacterSet"})
 
 _FROM = {
     _P: "studies st",
@@ -178,26 +81,6 @@ _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _INT = re.compile(r"^[+-]?\d+$")
 _LIST_KEYS = frozenset({"Modality", "ModalitiesInStudy"})
-
-
-def attribute_keyword(name: str) -> str | None:
-    """The DICOM keyword for ``name``: a keyword (``PatientID``) or a tag (``00100020``);
-    ``None`` when it is neither."""
-    if re.fullmatch(r"[0-9A-Fa-f]{8}", name):
-        keyword = keyword_for_tag(Tag(int(name, 16)))
-        return keyword or None
-    return name if tag_for_keyword(name) is not None else None
-
-
-def supported_keys(level: QueryLevelValues | str) -> list[str]:
-    """The attributes that can be matched or returned at ``level`` (its own and above)."""
-    depth = QueryLevelValues(level).depth
-    return [k for k, a in _ATTRIBUTES.items() if a.level.depth <= depth]
-
-
-def is_supported(keyword: str, level: QueryLevelValues | str) -> bool:
-    attribute = _ATTRIBUTES.get(keyword)
-    return attribute is not None and attribute.level.depth <= QueryLevelValues(level).depth
 
 
 class Query:
@@ -234,8 +117,8 @@ class Query:
         self.filters: dict[str, str] = {}
         self.ignored: list[str] = []
         for keyword, value in (filters or {}).items():
-            if not is_supported(keyword, self.level) or not _ATTRIBUTES[keyword].matchable:
-                if ignore_unsupported or keyword in _CONSTANT_KEYS:
+            if not is_supported(keyword, self.level) or not ATTRIBUTES[keyword].matchable:
+                if ignore_unsupported or keyword in CONSTANT_KEYS:
                     self.ignored.append(keyword)
                     continue
                 raise InvalidQuery(
@@ -252,7 +135,7 @@ class Query:
         self._where, self._params = _where(self.filters)
 
     def matching_keys(self) -> list[str]:
-        return [k for k in supported_keys(self.level) if _ATTRIBUTES[k].matchable]
+        return [k for k in supported_keys(self.level) if ATTRIBUTES[k].matchable]
 
     def sql(self) -> tuple[str, list[object]]:
         """The SELECT statement and its parameters."""
@@ -267,7 +150,7 @@ class Query:
 
 
 def _select(level: QueryLevelValues, keyword: str) -> str:
-    attribute = _ATTRIBUTES[keyword]
+    attribute = ATTRIBUTES[keyword]
     if level is _P and not attribute.computed:
         return f"max({attribute.sql})"  # one value per patient (the rows agree, or close)
     return attribute.sql
@@ -277,7 +160,7 @@ def _where(filters: Mapping[str, str]) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     for keyword, raw in filters.items():
-        condition = _condition(_ATTRIBUTES[keyword], raw)
+        condition = _condition(ATTRIBUTES[keyword], raw)
         if condition is not None:
             clauses.append(condition[0])
             params.extend(condition[1])
@@ -289,7 +172,7 @@ def _glob(value: str) -> str:
     return value.replace("[", "[[]")
 
 
-def _condition(attribute: _Attribute, raw: str) -> tuple[str, list[object]] | None:
+def _condition(attribute: Attribute, raw: str) -> tuple[str, list[object]] | None:
     value = raw.strip().strip("\x00").strip()
     if value in ("", "*"):
         return None  # universal matching
@@ -366,70 +249,23 @@ def _range(keyword: str, vr: str, column: str, value: str) -> tuple[str, list[ob
     return " AND ".join(clauses), params
 
 
-def _element_value(attribute: _Attribute, value: object) -> object:
-    if value is None or value == "":
-        return None
-    if attribute.multi:
-        return sorted(str(value).split(","))
-    if attribute.vr in ("US", "UL", "SS", "SL"):
-        return int(value)  # type: ignore[call-overload]
-    if attribute.vr == "IS":
-        return str(value)
-    text = str(value)
-    return text.split("\\") if "\\" in text else text
-
-
-def _as_dataset(query: Query, row: sqlite3.Row | tuple[object, ...]) -> Dataset:
-    ds = Dataset()
-    for keyword, value in zip(query.return_keys, tuple(row), strict=True):
-        attribute = _ATTRIBUTES[keyword]
-        setattr(ds, keyword, _element_value(attribute, value))
-    return ds
+def find_values(conn: sqlite3.Connection, query: Query) -> list[dict[str, object]]:
+    """The matches of ``query``, each its return keys (in order) to their values as
+    data element values (``None`` when empty, multi-valued ones as lists)."""
+    sql, params = query.sql()
+    return [{keyword: element_value(keyword, value)
+             for keyword, value in zip(query.return_keys, tuple(row), strict=True)}
+            for row in conn.execute(sql, params)]
 
 
 def find(conn: sqlite3.Connection, query: Query) -> list[Dataset]:
     """The matches of ``query``, each a data set holding its return keys."""
-    sql, params = query.sql()
-    return [_as_dataset(query, row) for row in conn.execute(sql, params)]
-
-
-def _json_value(vr: str, value: object) -> list[object]:
-    values = value if isinstance(value, list) else [value]
-    if vr == "PN":
-        out: list[object] = []
-        for v in values:
-            groups = str(v).split("=")
-            out.append({name: g for name, g in zip(("Alphabetic", "Ideographic", "Phonetic"),
-                                                   groups, strict=False) if g})
-        return out
-    if vr == "IS":
-        numbers: list[object] = []
-        for v in values:
-            try:
-                numbers.append(int(str(v).strip()))
-            except ValueError:
-                continue  # not an integer string: left out rather than sent wrong
-        return numbers
-    return list(values)
-
-
-def find_json(conn: sqlite3.Connection, query: Query) -> list[dict[str, dict[str, object]]]:
-    """The matches of ``query`` in the DICOM JSON model (PS3.18 F.2), as :func:`find`
-    then ``to_json_dict()`` would give them, without building data sets (QIDO-RS)."""
-    sql, params = query.sql()
-    columns = [(f"{tag_for_keyword(k):08X}", _ATTRIBUTES[k]) for k in query.return_keys]
     answers = []
-    for row in conn.execute(sql, params):
-        answer: dict[str, dict[str, object]] = {}
-        for (tag, attribute), raw in zip(columns, tuple(row), strict=True):
-            value = _element_value(attribute, raw)
-            element: dict[str, object] = {"vr": attribute.vr}
-            if value is not None:
-                converted = _json_value(attribute.vr, value)
-                if converted:
-                    element["Value"] = converted
-            answer[tag] = element
-        answers.append(answer)
+    for values in find_values(conn, query):
+        ds = Dataset()
+        for keyword, value in values.items():
+            setattr(ds, keyword, value)
+        answers.append(ds)
     return answers
 
 
@@ -497,24 +333,3 @@ def instance_files(
         params.append(sop_instance_uid)
     sql += " ORDER BY i.series_instance_uid, CAST(i.instance_number AS INTEGER), i.rowid"
     return [_file(row) for row in conn.execute(sql, params)]
-
-
-def filters_from_identifier(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
-    """C-FIND/C-MOVE identifier to (matching values, return keys); sequences and the
-    constant keys are not matched."""
-    filters: dict[str, str] = {}
-    keys: list[str] = []
-    for element in identifier:
-        keyword = element.keyword
-        if not keyword or element.VR == "SQ" or keyword in _CONSTANT_KEYS:
-            continue
-        keys.append(keyword)
-        value = element.value
-        if value is None:
-            text = ""
-        elif isinstance(value, MultiValue | list):
-            text = "\\".join(str(v) for v in value)
-        else:
-            text = str(value)
-        filters[keyword] = text
-    return filters, keys

@@ -10,25 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pynetdicom.status import STATUS_SUCCESS, code_to_category
 
-from node.dimse.scu import DestinationUnreachable, echo
-from node.errors import NotFound
-from node.runtime import Services
+from node.dimse.scu import echo
+from node.errors import BadRequest, NotFound
 from node.settings import validate_ae_title
 from node.storage import aes
+from node.web._deps import ServicesDep
 from node.web.auth import require_admin
-from node.web.problems import Problem
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/config", tags=["admin"], dependencies=[Depends(require_admin)])
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 class _Body(BaseModel):
@@ -58,8 +53,7 @@ class NodeAeIn(_Body):
 
 
 @router.get("/ae")
-def get_node_ae(request: Request) -> dict[str, Any]:
-    services = _services(request)
+def get_node_ae(services: ServicesDep) -> dict[str, Any]:
     stored = aes.get_node_config(services.connections.get())
     node = services.settings.node
     return {
@@ -71,62 +65,61 @@ def get_node_ae(request: Request) -> dict[str, Any]:
 
 
 @router.put("/ae")
-def put_node_ae(body: NodeAeIn, request: Request) -> dict[str, Any]:
+def put_node_ae(body: NodeAeIn, services: ServicesDep) -> dict[str, Any]:
     values = {k: str(v) for k, v in body.model_dump(exclude_none=True).items()}
     if not values:
-        raise Problem(400, "give ae_title and/or dimse_port")
-    aes.set_node_config(_services(request).connections.get(), **values)
-    return {**get_node_ae(request), "detail": "takes effect when the node restarts"}
+        raise BadRequest("give ae_title and/or dimse_port")
+    aes.set_node_config(services.connections.get(), **values)
+    return {**get_node_ae(services), "detail": "takes effect when the node restarts"}
 
 
 @router.get("/source")
-def list_sources(request: Request) -> list[dict[str, Any]]:
-    return [s.as_json() for s in aes.list_sources(_services(request).connections.get())]
+def list_sources(services: ServicesDep) -> list[dict[str, Any]]:
+    return [s.as_json() for s in aes.list_sources(services.connections.get())]
 
 
 @router.post("/source", status_code=201)
-def add_source(body: SourceIn, request: Request) -> dict[str, Any]:
+def add_source(body: SourceIn, services: ServicesDep) -> dict[str, Any]:
     try:
         permissions = aes.parse_permissions(body.permissions)
     except ValueError as exc:
-        raise Problem(400, str(exc)) from exc
-    source = aes.add_source(_services(request).connections.get(), body.ae_title,
+        raise BadRequest(str(exc)) from exc
+    source = aes.add_source(services.connections.get(), body.ae_title,
                             host=body.host, permissions=permissions)
     return source.as_json()
 
 
 @router.delete("/source/{ae_title}", status_code=204)
-def remove_source(ae_title: str, request: Request) -> Response:
-    aes.remove_source(_services(request).connections.get(), ae_title)
+def remove_source(ae_title: str, services: ServicesDep) -> Response:
+    aes.remove_source(services.connections.get(), ae_title)
     return Response(status_code=204)
 
 
 @router.get("/destination")
-def list_destinations(request: Request) -> list[dict[str, Any]]:
-    return [d.as_json() for d in aes.list_destinations(_services(request).connections.get())]
+def list_destinations(services: ServicesDep) -> list[dict[str, Any]]:
+    return [d.as_json() for d in aes.list_destinations(services.connections.get())]
 
 
 @router.post("/destination", status_code=201)
-def add_destination(body: DestinationIn, request: Request) -> dict[str, Any]:
-    dest = aes.add_destination(_services(request).connections.get(), body.ae_title,
+def add_destination(body: DestinationIn, services: ServicesDep) -> dict[str, Any]:
+    dest = aes.add_destination(services.connections.get(), body.ae_title,
                                host=body.host, port=body.port)
     return dest.as_json()
 
 
 @router.delete("/destination/{ae_title}", status_code=204)
-def remove_destination(ae_title: str, request: Request) -> Response:
-    aes.remove_destination(_services(request).connections.get(), ae_title)
+def remove_destination(ae_title: str, services: ServicesDep) -> Response:
+    aes.remove_destination(services.connections.get(), ae_title)
     return Response(status_code=204)
 
 
 @router.post("/destination/{ae_title}/echo")
-def echo_destination(ae_title: str, request: Request) -> dict[str, Any]:
-    services = _services(request)
+def echo_destination(ae_title: str, services: ServicesDep) -> dict[str, Any]:
+    """C-ECHO the destination: its status; 502 (DestinationUnreachable) when it does not
+    accept an association."""
     dest = aes.get_destination(services.connections.get(), ae_title)
     if dest is None:
         raise NotFound(f"destination AE title {ae_title!r} is not configured")
-    try:
-        status = echo(dest, calling_ae=services.settings.node.ae_title)
-    except DestinationUnreachable as exc:
-        raise Problem(502, str(exc), title="Destination unreachable") from exc
-    return {"ae_title": ae_title, "status": status, "success": status == 0}
+    status = echo(dest, calling_ae=services.settings.node.ae_title)
+    return {"ae_title": ae_title, "status": status,
+            "success": code_to_category(status) == STATUS_SUCCESS}

@@ -1,5 +1,6 @@
-"""The REST side: ``create_app(services)`` wires DICOMweb, the similar-case extension,
-the admin routes and the health route into one FastAPI application."""
+"""The REST side's composition root: ``create_app(services)`` wires DICOMweb, the
+similar-case extension, the admin routes and the health route into one FastAPI
+application. Nothing imports this module but :mod:`node.web`'s ``__init__``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,23 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from node.runtime import Services
-from node.web import admin, delete, health, kos, qido, reports, similar, stow, wado
+from node.web import (
+    admin,
+    delete,
+    health,
+    kos,
+    qido,
+    rendered,
+    reports,
+    similar,
+    stow,
+    wado,
+)
+from node.web._deps import DICOMWEB_PREFIX
 from node.web.auth import require_read
 from node.web.problems import install_problem_handlers
 
-__all__ = ["DICOMWEB_PREFIX", "create_app"]
-
-DICOMWEB_PREFIX = "/dicom-web"
+__all__ = ["create_app"]
 
 
 def create_app(services: Services) -> FastAPI:
@@ -33,7 +44,7 @@ def create_app(services: Services) -> FastAPI:
             expose_headers=["Precedent-Consensus"],
         )
     read = [Depends(require_read)]
-    for module in (qido, wado, stow, similar, reports, kos):
+    for module in (qido, wado, rendered, stow, similar, reports, kos):
         app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(delete.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(admin.router)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from indexer import queue
 from node.runtime import Services
+from node.web._deps import ServicesDep
 
 __all__ = ["node_status", "router"]
 
@@ -33,7 +34,6 @@ def node_status(services: Services) -> dict[str, Any]:
 
 
 @router.get("/health")
-def health(request: Request) -> JSONResponse:
-    services: Services = request.app.state.services
+def health(services: ServicesDep) -> JSONResponse:
     body = node_status(services)
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)

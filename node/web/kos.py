@@ -1,5 +1,11 @@
 """``POST /studies/{study}/similar/kos``: the similar cases as a Key Object Selection
-document, stored on the node and, when asked, sent to a destination (read scope)."""
+document, stored on the node and, when asked, sent to a destination (read scope);
+``GET /destinations``: where it can be sent.
+
+Failures are the domain's exceptions (:class:`~node.errors.KosError` and its subclasses,
+:class:`~node.errors.QueryError`, :class:`~node.errors.ModelNotReady`), answered by
+:mod:`node.web.problems`: a send the destination refused is a 502 whose body still names
+the stored KOS."""
 
 from __future__ import annotations
 
@@ -7,18 +13,17 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from indexer import LevelValues
-from node.errors import KosError, SendFailed
-from node.kos import write_similar_cases_kos
-from node.runtime import Services
-from node.similar import MAX_LIMIT
+from node.errors import BadRequest
+from node.key_objects import write_similar_cases_kos
+from node.retrieval import MAX_LIMIT
 from node.storage.aes import list_destinations
-from node.storage.uids import is_valid_uid
-from node.web.problems import Problem
-from node.web.similar import retrieval_problems, similar_query
+from node.storage.query import QueryLevelValues
+from node.web._deps import ServicesDep, check_uid
+from node.web._similar_params import similar_query
 
 __all__ = ["KosRequest", "router"]
 
@@ -62,39 +67,36 @@ async def _body(request: Request) -> KosRequest:
     try:
         data: Any = json.loads(raw)
     except ValueError as exc:
-        raise Problem(400, f"the body is not JSON: {exc}") from exc
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise Problem(400, "the body must be a JSON object")
+        raise BadRequest("the body must be a JSON object")
     try:
         return KosRequest.model_validate(data)
     except ValidationError as exc:
-        raise Problem(400, _describe(exc)) from exc
+        raise BadRequest(_describe(exc)) from exc
 
 
 @router.get("/destinations")
-def destinations(request: Request) -> JSONResponse:
+def destinations(services: ServicesDep) -> JSONResponse:
     """The AE titles a KOS can be sent to (titles only, so the read scope may list them);
     ``[kos] destination`` is flagged ``"default": true``."""
-    services: Services = request.app.state.services
     default = services.settings.kos.destination
     titles = [d.ae_title for d in list_destinations(services.connections.get())]
     return JSONResponse([{"ae_title": t, "default": t == default} for t in titles])
 
 
 @router.post("/studies/{study}/similar/kos", status_code=201)
-async def similar_cases_kos(request: Request, study: str) -> JSONResponse:
+async def similar_cases_kos(request: Request, study: str,
+                            services: ServicesDep) -> JSONResponse:
     """Write the study's similar cases as a KOS; 201 with
     ``{"SOPInstanceUID", "SeriesInstanceUID", "sent_to"}``."""
-    from fastapi.concurrency import run_in_threadpool
-
-    if not is_valid_uid(study):
-        raise Problem(400, f"StudyInstanceUID {study[:80]!r} is not a valid UID")
-    services: Services = request.app.state.services
+    check_uid(study, "StudyInstanceUID")
     body = await _body(request)
-    query = similar_query(level=LevelValues.STUDY, limit=body.limit or services.settings.kos.limit,
-                   modality=body.modality, body_part=body.body_part,
-                   study_date=body.study_date, exclude_patient=body.exclude_patient,
-                   positive=body.positive, negative=body.negative)
+    query = similar_query(level=QueryLevelValues.STUDY,
+                          limit=body.limit or services.settings.kos.limit,
+                          modality=body.modality, body_part=body.body_part,
+                          study_date=body.study_date, exclude_patient=body.exclude_patient,
+                          positive=body.positive, negative=body.negative)
     destination = body.destination
     if destination is None and body.send is not False:
         destination = services.settings.kos.destination
@@ -102,16 +104,8 @@ async def similar_cases_kos(request: Request, study: str) -> JSONResponse:
         destination = None
 
     def run() -> dict[str, Any]:
-        with retrieval_problems():
-            try:
-                return write_similar_cases_kos(services, study, query,
-                                               destination=destination).as_json()
-            except SendFailed as exc:
-                raise Problem(exc.http_status, str(exc), title="Bad Gateway",
-                              SOPInstanceUID=exc.sop_instance_uid,
-                              SeriesInstanceUID=exc.series_instance_uid) from exc
-            except KosError as exc:
-                raise Problem(exc.http_status, str(exc)) from exc
+        return write_similar_cases_kos(services, study, query,
+                                       destination=destination).as_json()
 
     result = await run_in_threadpool(run)
     return JSONResponse(result, status_code=201)

@@ -5,7 +5,7 @@ Each part goes through ``services.ingest.store(…, source="STOW-RS")``: the sam
 path as C-STORE (file written and fsynced, catalogued and queued in one transaction)
 before it is reported stored. The body is parsed as it arrives (python-multipart) and
 each part is stored as soon as it is complete; the request is bounded
-(:data:`MAX_REQUEST_BYTES`, 413 beyond).
+(``[http] max_request_bytes``, 413 beyond).
 
 The answer is a DICOM JSON data set with ``ReferencedSOPSequence`` (stored, with their
 ``RetrieveURL``) and ``FailedSOPSequence`` (with ``FailureReason``: the DIMSE status the
@@ -28,24 +28,28 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from node.errors import IngestError
+from node.errors import (
+    BadRequest,
+    IngestError,
+    PayloadTooLarge,
+    SopClassMismatch,
+    UnsupportedMediaType,
+)
 from node.runtime import Services
 from node.storage import parse_part10
-from node.web.problems import Problem
-from node.web.qido import DICOM_JSON, dicomweb_base, services_of
+from node.web._deps import DICOM, DICOM_JSON, BaseUrlDep, ServicesDep
 
-__all__ = ["MAX_REQUEST_BYTES", "STUDY_MISMATCH", "router"]
+__all__ = ["STUDY_MISMATCH", "router"]
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["STOW-RS"])
 
-#: the largest STOW-RS request body accepted (each part is held in memory until stored)
-MAX_REQUEST_BYTES = 2 * 1024**3
-#: FailureReason for an instance whose Study Instance UID differs from the request path's
-STUDY_MISMATCH = 0xA900
-#: FailureReason for a part that is not application/dicom
-_NOT_DICOM = 0xC000
+#: FailureReason for an instance whose Study Instance UID differs from the request
+#: path's: 0xA900, Data Set does not match SOP Class (PS3.4 B.2.3), as over C-STORE
+STUDY_MISMATCH = SopClassMismatch.status
+#: FailureReason for a part that is not application/dicom: 0xC000, cannot understand
+_NOT_DICOM = IngestError.status
 
 _WHAT_TO_SEND = ('send Content-Type: multipart/related; type="application/dicom"; '
                  "boundary=…, one DICOM Part 10 file per part")
@@ -79,10 +83,10 @@ def _uid(ds: Dataset | None, keyword: str) -> str | None:
 
 
 def _store_part(services: Services, part: _Part, study: str | None) -> _Outcome:
-    part_type = part.headers.get("content-type", "application/dicom")
-    if parse_options_header(part_type)[0].decode("latin-1").lower() != "application/dicom":
+    part_type = part.headers.get("content-type", DICOM)
+    if parse_options_header(part_type)[0].decode("latin-1").lower() != DICOM:
         return _Outcome(None, None, failure_reason=_NOT_DICOM,
-                        message=f"part is {part_type[:60]}, not application/dicom")
+                        message=f"part is {part_type[:60]}, not {DICOM}")
     data = bytes(part.data)
     ds: Dataset | None = None
     try:
@@ -99,8 +103,7 @@ def _store_part(services: Services, part: _Part, study: str | None) -> _Outcome:
                     stored.study_instance_uid, stored.series_instance_uid)
 
 
-def _response(request: Request, outcomes: list[_Outcome], study: str | None) -> JSONResponse:
-    base = dicomweb_base(request)
+def _response(base: str, outcomes: list[_Outcome], study: str | None) -> JSONResponse:
     answer = Dataset()
     stored = [o for o in outcomes if o.failure_reason is None]
     failed = [o for o in outcomes if o.failure_reason is not None]
@@ -140,24 +143,25 @@ def _response(request: Request, outcomes: list[_Outcome], study: str | None) -> 
 def _boundary(request: Request) -> bytes:
     content_type = request.headers.get("content-type", "")
     media, params = parse_options_header(content_type)
-    part_type = params.get(b"type", b"application/dicom").decode("latin-1").lower()
-    if media != b"multipart/related" or part_type != "application/dicom":
-        raise Problem(415, f"STOW-RS on this node takes DICOM files: {_WHAT_TO_SEND} "
-                           f"(this request has '{content_type[:100]}')")
+    part_type = params.get(b"type", DICOM.encode()).decode("latin-1").lower()
+    if media != b"multipart/related" or part_type != DICOM:
+        raise UnsupportedMediaType(f"STOW-RS on this node takes DICOM files: {_WHAT_TO_SEND} "
+                                   f"(this request has '{content_type[:100]}')")
     boundary = params.get(b"boundary")
     if not boundary:
-        raise Problem(400, f"the Content-Type has no boundary parameter: {_WHAT_TO_SEND}")
+        raise BadRequest(f"the Content-Type has no boundary parameter: {_WHAT_TO_SEND}")
     return boundary
 
 
-async def _store(request: Request, study: str | None) -> JSONResponse:
+async def _store(request: Request, services: Services, base: str,
+                 study: str | None) -> JSONResponse:
     boundary = _boundary(request)
+    limit = services.settings.http.max_request_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        raise Problem(413, f"the body is {declared} bytes; this node accepts at most "
-                           f"{MAX_REQUEST_BYTES} bytes per STOW-RS request: send fewer "
-                           "instances per request")
-    services = services_of(request)
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; this node accepts at most "
+                              f"{limit} bytes per STOW-RS request: send fewer "
+                              "instances per request")
     complete: list[_Part] = []
     current: list[_Part] = []
     header: dict[str, bytearray] = {"field": bytearray(), "value": bytearray()}
@@ -193,30 +197,32 @@ async def _store(request: Request, study: str | None) -> JSONResponse:
     try:
         async for chunk in request.stream():
             received += len(chunk)
-            if received > MAX_REQUEST_BYTES:
-                raise Problem(413, f"the body is over {MAX_REQUEST_BYTES} bytes, the most this "
-                                   "node accepts per STOW-RS request: send fewer instances "
-                                   "per request")
+            if received > limit:
+                raise PayloadTooLarge(f"the body is over {limit} bytes, the most this node "
+                                      "accepts per STOW-RS request: send fewer instances "
+                                      "per request")
             parser.write(chunk)
             while complete:
                 outcomes.append(await run_in_threadpool(_store_part, services,
                                                         complete.pop(0), study))
         parser.finalize()
     except MultipartParseError as exc:
-        raise Problem(400, f"the multipart body cannot be parsed ({exc}): {_WHAT_TO_SEND}; "
-                           f"{len(outcomes)} part(s) before the error were processed") from exc
+        raise BadRequest(f"the multipart body cannot be parsed ({exc}): {_WHAT_TO_SEND}; "
+                         f"{len(outcomes)} part(s) before the error were processed") from exc
     while complete:
         outcomes.append(await run_in_threadpool(_store_part, services, complete.pop(0), study))
     if not outcomes:
-        raise Problem(400, f"the body holds no parts: {_WHAT_TO_SEND}")
-    return _response(request, outcomes, study)
+        raise BadRequest(f"the body holds no parts: {_WHAT_TO_SEND}")
+    return _response(base, outcomes, study)
 
 
 @router.post("/studies", summary="Store instances (STOW-RS)")
-async def store_instances(request: Request) -> JSONResponse:
-    return await _store(request, None)
+async def store_instances(request: Request, services: ServicesDep,
+                          base: BaseUrlDep) -> JSONResponse:
+    return await _store(request, services, base, None)
 
 
 @router.post("/studies/{study}", summary="Store instances of one study (STOW-RS)")
-async def store_study_instances(study: str, request: Request) -> JSONResponse:
-    return await _store(request, study)
+async def store_study_instances(study: str, request: Request, services: ServicesDep,
+                                base: BaseUrlDep) -> JSONResponse:
+    return await _store(request, services, base, study)

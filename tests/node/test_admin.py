@@ -82,6 +82,9 @@ def test_rest_admin_routes(make_node, tmp_path: Path) -> None:
         assert r.status_code == 404
         r = admin.put("/config/ae", json={"ae_title": "NEWNAME"})
         assert r.status_code == 200 and r.json()["pending"] == {"ae_title": "NEWNAME"}
+        # kept in the catalog, a settings source of every command (under the environment)
+        status = _cli("status", "--json", "--data-dir", str(node.data_dir))
+        assert status.returncode == 0 and '"ae_title": "NEWNAME"' in status.stdout
         assert admin.delete("/config/source/ECHOSCU").status_code == 204
         assert admin.delete("/config/source/ECHOSCU").status_code == 404
     assert echoscu(node.dimse_port, called=node.ae_title).returncode != 0

@@ -12,7 +12,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from node.reports import import_reports_csv
+from node.reporting import import_reports_csv
 from tests._synthetic import SyntheticStudy, ct_instance, make_studies, to_bytes
 from tests.conftest import RunningNode
 

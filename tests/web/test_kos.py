@@ -13,15 +13,14 @@ import pydicom
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from highdicom.ko import KeyObjectSelectionDocument
+from pydicom.uid import KeyObjectSelectionDocumentStorage
 
-from node.kos import KOS_SOURCE
+from node.key_objects import KOS_SOURCE
 from node.storage.aes import add_destination
 from tests._peers import free_port
 from tests._synthetic import make_studies
 from tests.conftest import RunningNode, start_node
 from tests.web._helpers import PROBLEM_JSON, Catalogue, first_value, populate, store
-
-KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def _stored_file(node: RunningNode, sop_uid: str) -> Path:
 def _check_kos(ds: pydicom.Dataset, *, query_study: str, patient_id: str,
                expected: list[tuple[str, str, str]]) -> None:
     """Every reference of the KOS, through pydicom and through highdicom."""
-    assert ds.SOPClassUID == KOS_CLASS and ds.Modality == "KO"
+    assert ds.SOPClassUID == KeyObjectSelectionDocumentStorage and ds.Modality == "KO"
     assert ds.StudyInstanceUID == query_study and ds.PatientID == patient_id
     assert ds.SeriesDescription == "Similar cases"
     title = ds.ConceptNameCodeSequence[0]

@@ -3,6 +3,7 @@ attached at ingest, caught up after a crash, imported from CSV, served as JSON."
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -18,17 +19,17 @@ from highdicom.sr import (
     TextContentItem,
 )
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    BasicTextSRStorage,
+    EncapsulatedPDFStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 
 from node.errors import ReportError
-from node.reports import (
-    ReportSourceValues,
-    catch_up_reports,
-    extract_report,
-    get_report,
-    import_reports_csv,
-)
+from node.reporting import catch_up_reports, extract_report, import_reports_csv
 from node.storage import Ingest, connect
+from node.storage.study_reports import ReportSourceValues, get_report
 from tests._peers import storescu
 from tests._synthetic import ct_instance, to_bytes
 from tests.conftest import RunningNode
@@ -37,7 +38,6 @@ from tests.web._helpers import PROBLEM_JSON, minimal_pdf, store, write_reports_c
 CONTAINS = RelationshipTypeValues.CONTAINS
 PNEUMOTHORAX = CodedConcept("36118008", "SCT", "Pneumothorax")
 FINDING = CodedConcept("121071", "DCM", "Finding")
-BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 
 def comprehensive_sr(*, study_uid: str, patient_id: str, text: str,
@@ -67,7 +67,7 @@ def comprehensive_sr(*, study_uid: str, patient_id: str, text: str,
 
 def pdf_report(*, study_uid: str, patient_id: str, lines: list[str]) -> FileDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    meta.MediaStorageSOPClassUID = EncapsulatedPDFStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
@@ -108,7 +108,7 @@ def test_enhanced_and_basic_text_sr() -> None:
     assert report is not None and report.labels == ("Nodule",)
     basic = comprehensive_sr(study_uid=generate_uid(), patient_id="P1", text="No findings.",
                              finding=None)
-    basic.SOPClassUID = basic.file_meta.MediaStorageSOPClassUID = BASIC_TEXT_SR
+    basic.SOPClassUID = basic.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
     report = extract_report(basic)
     assert report is not None and "No findings." in report.text and report.labels == ()
 
@@ -212,6 +212,10 @@ def test_catch_up_attaches_what_a_crash_left_out(tmp_path: Path) -> None:
     ingest.store(to_bytes(ct_instance(study_uid=study_a, series_uid=generate_uid(),
                                       patient_id="A", size=8)), source="X")
     conn = connect(tmp_path / "catalog.sqlite")
+    stopped = threading.Event()
+    stopped.set()
+    assert catch_up_reports(conn, tmp_path, stop=stopped) == 0  # left for the next start
+    assert get_report(conn, study_a) is None
     assert catch_up_reports(conn, tmp_path) == 2
     assert get_report(conn, study_a).text.endswith("Finding: Pneumothorax")  # type: ignore[union-attr]
     assert "Two." in get_report(conn, study_b).text  # type: ignore[union-attr]

@@ -349,6 +349,7 @@ def test_results_agree_with_qido_and_are_retrievable(cat: Catalogue) -> None:
 
     client = DICOMwebClient(url=cat.node.dicomweb_url)
     items = _get(cat, f"/studies/{cat.studies[5].study_instance_uid}/similar", limit=3).json()
+    assert len(items) == 3  # other patients' studies are indexed: the limit is reached
     for item in items:
         study_uid = first_value(item, "0020000D")
         (qido,) = client.search_for_studies(search_filters={"StudyInstanceUID": study_uid})
@@ -370,8 +371,8 @@ def test_results_agree_with_qido_and_are_retrievable(cat: Catalogue) -> None:
 
 def test_consensus_fusion_and_excerpt() -> None:
     from indexer import LevelValues
-    from node.reports import Report
-    from node.similar import Case, consensus, excerpt, reciprocal_rank_fusion
+    from node.retrieval import Case, consensus, excerpt, reciprocal_rank_fusion
+    from node.storage.study_reports import Report
 
     def case(rank: int, *labels: str) -> Case:
         report = Report("1.2", "t", labels) if labels else None
@@ -399,7 +400,7 @@ def test_consensus_fusion_and_excerpt() -> None:
 
 def test_study_date_ranges() -> None:
     from node.errors import InvalidQuery
-    from node.similar import SimilarQuery
+    from node.retrieval import SimilarQuery
 
     assert SimilarQuery(study_date="20240101").date_range == ("20240101", "20240101")
     assert SimilarQuery(study_date="20240101-").date_range == ("20240101", None)

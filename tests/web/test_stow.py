@@ -185,9 +185,9 @@ def test_missing_boundary_and_empty_body_are_400(make_node) -> None:  # type: ig
     assert _problem(response)["detail"].startswith("the body holds no parts")
 
 
-def test_too_large_is_413(make_node, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    client = DICOMwebClient(make_node(no_model=True).dicomweb_url)
-    monkeypatch.setattr(stow, "MAX_REQUEST_BYTES", 10_000)
+def test_too_large_is_413(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True, http={"max_request_bytes": 10_000})
+    client = DICOMwebClient(node.dicomweb_url)
     ds = ct_instance(study_uid="1.2.826.0.1.12", series_uid="1.2.826.0.1.12.1",
                      patient_id="PL", size=128)
     body, content_type = _multipart([("application/dicom", to_bytes(ds))])

@@ -221,6 +221,58 @@ def test_rendered_by_accept_parameter_with_viewport(client: DICOMwebClient,
     assert image.format == "PNG" and image.size == (32, 32)  # fitted, aspect kept
 
 
+def _hounsfield(path: Path) -> np.ndarray:
+    from pydicom.pixels.processing import apply_modality_lut
+
+    ds = pydicom.dcmread(path)
+    return np.asarray(apply_modality_lut(ds.pixel_array, ds), dtype=np.float64)
+
+
+@pytest.mark.parametrize(("window", "center", "width", "function"), [
+    ("200,10", 200.0, 10.0, "LINEAR"),
+    ("40,400,linear-exact", 40.0, 400.0, "LINEAR_EXACT"),
+    ("40,400,sigmoid", 40.0, 400.0, "SIGMOID"),
+    ("200.5,0.5", 200.5, 0.5, "LINEAR"),
+])
+def test_rendered_window_is_the_indexers(client: DICOMwebClient, files: dict[str, Path],
+                                         window: str, center: float, width: float,
+                                         function: str) -> None:
+    """The rendered grey levels are exactly the indexer's VOI LUT function of the
+    modality values (indexer.normalise.apply_window), rounded to 8 bits."""
+    from indexer.normalise import apply_window
+
+    study, series, sop = _uids(files["CT_small.dcm"])
+    data = client.retrieve_instance_rendered(study, series, sop, media_types=("image/png",),
+                                             params={"window": window})
+    rendered = np.asarray(_image(data))
+    unit = apply_window(_hounsfield(files["CT_small.dcm"]), center, width, function)
+    expected = np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
+    assert rendered.dtype == np.uint8 and rendered.shape == expected.shape
+    assert np.array_equal(rendered, expected)
+
+
+def test_rendered_window_of_width_one_is_the_indexers(client: DICOMwebClient,
+                                                      files: dict[str, Path]) -> None:
+    """Width 1 (LINEAR), where the standard's formula is a step and a second windowing
+    implementation once disagreed with the indexer's: a pixel at the centre is mid-grey,
+    as the indexer embeds it."""
+    from indexer.normalise import apply_window
+
+    hu = _hounsfield(files["CT_small.dcm"])
+    center = float(np.median(hu))  # a value the image holds
+    assert (hu == center).any()
+    study, series, sop = _uids(files["CT_small.dcm"])
+    data = client.retrieve_instance_rendered(study, series, sop, media_types=("image/png",),
+                                             params={"window": f"{center},1"})
+    rendered = np.asarray(_image(data))
+    assert (rendered[hu == center] == 128).all()
+    assert (rendered[hu < center] == 0).all() and (rendered[hu > center] == 255).all()
+    unit = apply_window(hu, center, 1.0, "LINEAR")
+    expected = np.rint(np.clip(unit, 0.0, 1.0) * 255.0).astype(np.uint8)
+    assert rendered.dtype == np.uint8 and rendered.shape == expected.shape
+    assert np.array_equal(rendered, expected)
+
+
 def test_rendered_window_and_quality(client: DICOMwebClient, files: dict[str, Path]) -> None:
     study, series, sop = _uids(files["CT_small.dcm"])
 
@@ -230,7 +282,13 @@ def test_rendered_window_and_quality(client: DICOMwebClient, files: dict[str, Pa
         return np.asarray(_image(data))
 
     narrow, wide = grey(window="200,10"), grey(window="200,4000,linear-exact")
-    assert set(np.unique(narrow)) <= {0, 255} | set(range(256))  # a valid picture
+    # PS3.3 C.11.2.1.2.1 (linear, c=200, w=10): at or below 195 black, above 204 white
+    hu = _hounsfield(files["CT_small.dcm"])
+    assert narrow.shape == hu.shape
+    assert (hu <= 195).any() and (hu > 204).any() and ((hu > 195) & (hu <= 204)).any()
+    assert (narrow[hu <= 195] == 0).all() and (narrow[hu > 204] == 255).all()
+    inside = narrow[(hu > 195) & (hu <= 204)]
+    assert ((inside > 0) & (inside < 255)).any()
     assert (narrow == 255).mean() > (wide == 255).mean()  # a narrow window saturates more
     sigmoid = grey(window="200,400,sigmoid")
     assert 0 < sigmoid.mean() < 255

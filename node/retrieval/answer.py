@@ -1,0 +1,55 @@
+"""The answer to a similar-case query: ranked cases, each with its best-matching
+instance and its study's report, and the consensus of their labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from indexer import LevelValues
+from node.retrieval.consensus import Consensus
+from node.storage.study_reports import Report
+
+__all__ = ["EXCERPT_CHARS", "Case", "SimilarAnswer", "excerpt"]
+
+#: the longest report text a result carries inline (the whole report is a link away)
+EXCERPT_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One retrieved case at the query's level."""
+
+    rank: int
+    score: float
+    level: LevelValues
+    uid: str
+    study_instance_uid: str
+    series_instance_uid: str | None
+    sop_instance_uid: str | None
+    best_instance_uid: str | None
+    best_series_uid: str | None
+    report: Report | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.report.labels if self.report is not None else ()
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarAnswer:
+    """The cases, best first, and the majority label (``None`` when none has labels)."""
+
+    level: LevelValues
+    cases: tuple[Case, ...]
+    consensus: Consensus | None
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` whole when it fits in ``limit`` characters, else cut at a word and ``…``."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "…"

@@ -1,0 +1,88 @@
+"""From ranked hits to the answer's cases: each case gets its series (instance level),
+the series of its best-matching instance (for a thumbnail) and its study's report, and
+the answer its consensus."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from indexer import LevelValues
+from node.retrieval.answer import Case, SimilarAnswer
+from node.retrieval.consensus import consensus
+from node.storage.study_reports import get_reports
+
+if TYPE_CHECKING:
+    from indexer.search import Hit
+
+__all__ = ["Ranked", "answer", "parents_of", "ranked_hits"]
+
+_CHUNK = 500
+
+
+class Ranked(NamedTuple):
+    """One ranked item before it becomes a :class:`Case`."""
+
+    uid: str
+    score: float
+    study_instance_uid: str
+    #: the series of an instance (instance level); ``None`` above
+    parent_uid: str | None
+    best_instance_uid: str | None
+
+
+def _series_of(conn: sqlite3.Connection, sop_uids: Iterable[str | None]) -> dict[str, str]:
+    uids = [u for u in dict.fromkeys(sop_uids) if u]
+    out: dict[str, str] = {}
+    for start in range(0, len(uids), _CHUNK):
+        chunk = uids[start:start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        out.update(dict(conn.execute(
+            f"SELECT sop_instance_uid, series_instance_uid FROM instances "
+            f"WHERE sop_instance_uid IN ({marks})", chunk).fetchall()))
+    return out
+
+
+def parents_of(conn: sqlite3.Connection, level: LevelValues, uids: Sequence[str]
+               ) -> dict[str, str]:
+    """The series UID of each instance UID (at the instance level; empty above)."""
+    if level is not LevelValues.INSTANCE:
+        return {}
+    return _series_of(conn, uids)
+
+
+def ranked_hits(conn: sqlite3.Connection, level: LevelValues, hits: Sequence[Hit]
+                ) -> list[Ranked]:
+    """The indexer's hits, best first, as ranked items."""
+    parents = parents_of(conn, level, [h.uid for h in hits])
+    return [Ranked(h.uid, h.score, h.study_instance_uid, parents.get(h.uid),
+                   h.best_instance_uid) for h in hits]
+
+
+def _cases(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked]
+           ) -> list[Case]:
+    reports = get_reports(conn, (r.study_instance_uid for r in ranked))
+    series_of = _series_of(conn, (r.best_instance_uid for r in ranked))
+    cases = []
+    for rank, item in enumerate(ranked, start=1):
+        uid, best = item.uid, item.best_instance_uid
+        series_uid = (uid if level is LevelValues.SERIES
+                      else item.parent_uid if level is LevelValues.INSTANCE else None)
+        cases.append(Case(
+            rank=rank, score=float(item.score), level=level, uid=uid,
+            study_instance_uid=item.study_instance_uid,
+            series_instance_uid=series_uid,
+            sop_instance_uid=uid if level is LevelValues.INSTANCE else None,
+            best_instance_uid=best,
+            best_series_uid=series_of.get(best) if best else None,
+            report=reports.get(item.study_instance_uid),
+        ))
+    return cases
+
+
+def answer(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked]
+           ) -> SimilarAnswer:
+    """The answer: the cases in the order given, and their consensus."""
+    cases = _cases(conn, level, ranked)
+    return SimilarAnswer(level, tuple(cases), consensus(cases))

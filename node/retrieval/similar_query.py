@@ -1,0 +1,84 @@
+"""What every similar-case query shares, validated in the constructor and named as on
+the wire: level, limit, filters (Modality, BodyPartExamined, StudyDate), whether to
+leave out the query's own patient, and relevance feedback (positive/negative UIDs)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from indexer import LevelValues
+from node.errors import InvalidQuery
+
+if TYPE_CHECKING:
+    from indexer.search import SearchFilters
+
+__all__ = ["MAX_LIMIT", "SimilarQuery"]
+
+MAX_LIMIT = 100
+_DATE = re.compile(r"^\d{8}$")
+
+
+def _parse_date_range(value: str | None) -> tuple[str | None, str | None]:
+    if value is None or not value.strip():
+        return None, None
+    text = value.strip()
+    first, dash, second = text.partition("-")
+    low: str | None = first.strip() or None
+    high: str | None = (second.strip() or None) if dash else low
+    for part in (low, high):
+        if part is not None and not _DATE.match(part):
+            raise InvalidQuery(
+                f"StudyDate {value!r} is not a date or a range: use YYYYMMDD, "
+                "YYYYMMDD-YYYYMMDD, -YYYYMMDD or YYYYMMDD-"
+            )
+    if low and high and low > high:
+        raise InvalidQuery(f"StudyDate {value!r}: the range starts after it ends")
+    return low, high
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimilarQuery:
+    """What every similar-case query shares (validated here, named as on the wire)."""
+
+    level: LevelValues = LevelValues.STUDY
+    limit: int = 10
+    modality: str | None = None
+    body_part: str | None = None
+    #: ``YYYYMMDD`` or a range ``YYYYMMDD-YYYYMMDD`` (either side may be left open)
+    study_date: str | None = None
+    #: leave out the query's own patient; ``None`` means yes when the patient is known
+    exclude_patient: bool | None = None
+    positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    date_range: tuple[str | None, str | None] = field(init=False, default=(None, None))
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "level", LevelValues(self.level))
+        except ValueError as exc:
+            allowed = ", ".join(v.value for v in LevelValues)
+            raise InvalidQuery(f"level {self.level!r} is not a level: use {allowed}") from exc
+        if not 1 <= self.limit <= MAX_LIMIT:
+            raise InvalidQuery(f"limit {self.limit} is out of range: use 1 to {MAX_LIMIT}")
+        object.__setattr__(self, "modality", (self.modality or "").strip().upper() or None)
+        object.__setattr__(self, "body_part", (self.body_part or "").strip().upper() or None)
+        object.__setattr__(self, "date_range", _parse_date_range(self.study_date))
+        object.__setattr__(self, "positive", tuple(dict.fromkeys(self.positive)))
+        object.__setattr__(self, "negative", tuple(dict.fromkeys(self.negative)))
+
+    def filters(self, *, exclude_patient_id: str | None,
+                exclude_uids: Iterable[str] = ()) -> SearchFilters:
+        """The indexer's search filters for this query."""
+        from indexer.search import SearchFilters
+
+        return SearchFilters(
+            modality=self.modality,
+            body_part=self.body_part,
+            study_date_from=self.date_range[0],
+            study_date_to=self.date_range[1],
+            exclude_patient_id=exclude_patient_id,
+            exclude_uids=frozenset(exclude_uids),
+        )

@@ -1,0 +1,103 @@
+"""The hybrid text ranking: the text tower's nearest neighbours fused with a BM25
+ranking of the reports (SQLite FTS5) by reciprocal rank fusion.
+
+The BM25 side ranks studies; each contributes its items of the query's level that pass
+the filters, in study order and then by cosine to the query. Every score shown is the
+cosine, whichever ranking found the item.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from indexer import LevelValues
+from node.retrieval.fusion import reciprocal_rank_fusion
+from node.retrieval.ranked_cases import Ranked, parents_of
+from node.retrieval.similar_query import SimilarQuery
+from node.storage.study_reports import search_reports
+
+if TYPE_CHECKING:
+    from indexer.index import IndexSet
+    from indexer.search import SearchFilters
+
+__all__ = ["FUSION_DEPTH", "MAX_TEXT_CHARS", "hybrid_ranking"]
+
+#: candidates each ranking contributes to a hybrid fusion, per requested result
+FUSION_DEPTH = 5
+MAX_TEXT_CHARS = 2000
+
+
+def _text_candidates(index_set: IndexSet, level: LevelValues, studies: Sequence[str],
+                     flt: SearchFilters, q: npt.NDArray[np.float32]
+                     ) -> list[tuple[str, float, str, str | None]]:
+    """Items of ``level`` in ``studies`` that pass ``flt``, ordered by study (BM25 rank)
+    and then by cosine to ``q``: (uid, score, study uid, parent uid)."""
+    if not studies:
+        return []
+    where, params = flt.sql()
+    marks = ",".join("?" * len(studies))
+    # TODO(indexer-api): the vectors of `level` in `studies` passing `flt`, through the
+    # indexer's vector-read function instead of SQL on its `vectors` table.
+    rows = index_set.connection().execute(
+        f"SELECT uid, study_instance_uid, parent_uid, vector FROM vectors "
+        f"WHERE level = ? AND study_instance_uid IN ({marks}) AND {where}",
+        [level.value, *studies, *params],
+    ).fetchall()
+    rank = {uid: i for i, uid in enumerate(studies)}
+    items = [(str(uid), float(np.frombuffer(blob, dtype="<f4") @ q), str(study), parent)
+             for uid, study, parent, blob in rows if uid not in flt.exclude_uids]
+    items.sort(key=lambda it: (rank[it[2]], -it[1]))
+    return items
+
+
+def _best_instance(index_set: IndexSet, level: LevelValues, uid: str,
+                   q: npt.NDArray[np.float32]) -> str | None:
+    if level is LevelValues.INSTANCE:
+        return uid
+    column = "study_instance_uid" if level is LevelValues.STUDY else "parent_uid"
+    best, best_sim = None, -2.0
+    # TODO(indexer-api): the instance vectors under a study or series, through the
+    # indexer's best-instance lookup instead of SQL on its `vectors` table.
+    for sop, blob in index_set.connection().execute(
+        f"SELECT uid, vector FROM vectors WHERE level = 'instance' AND {column} = ?", (uid,)
+    ):
+        sim = float(np.frombuffer(blob, dtype="<f4") @ q)
+        if sim > best_sim:
+            best, best_sim = str(sop), sim
+    return best
+
+
+def hybrid_ranking(conn: sqlite3.Connection, index_set: IndexSet, text: str,
+                   vector: npt.NDArray[np.float32], query: SimilarQuery) -> list[Ranked]:
+    """``query.limit`` items, best first: the dense ranking of ``vector`` and the BM25
+    ranking of ``text`` fused."""
+    from indexer.search import search
+
+    q = np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
+    flt = query.filters(exclude_patient_id=None, exclude_uids=query.negative)
+    depth = max(query.limit * FUSION_DEPTH, 50)
+    dense = search(index_set, q, level=query.level, k=depth, filters=flt)
+    studies = search_reports(conn, text, depth)
+    sparse = _text_candidates(index_set, query.level, studies, flt, q)[:depth]
+    fused = reciprocal_rank_fusion([[h.uid for h in dense], [s[0] for s in sparse]])
+    by_uid: dict[str, tuple[float, str, str | None, str | None]] = {}
+    for s_uid, s_score, s_study, s_parent in sparse:
+        by_uid[s_uid] = (s_score, s_study, s_parent, None)
+    dense_parents = parents_of(conn, query.level, [h.uid for h in dense])
+    for h in dense:
+        by_uid[h.uid] = (h.score, h.study_instance_uid, dense_parents.get(h.uid),
+                         h.best_instance_uid)
+    ranked = []
+    for uid, _ in fused[: query.limit]:
+        score, study, parent, best = by_uid[uid]
+        if best is None:
+            best = _best_instance(index_set, query.level, uid, q)
+        if query.level is LevelValues.INSTANCE and parent is None:
+            parent = parents_of(conn, query.level, [uid]).get(uid)
+        ranked.append(Ranked(uid, score, study, parent, best))
+    return ranked
