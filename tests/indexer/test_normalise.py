@@ -316,7 +316,7 @@ def test_voi_lut_sequence_is_used() -> None:
 
 
 def test_histogram_percentiles_equal_numpys() -> None:
-    from indexer.normalise import _percentiles
+    from indexer.voi import _percentiles
 
     rng = np.random.default_rng(5)
     data = rng.integers(-50, 300, 10_001)
