@@ -4,11 +4,11 @@ the queue worker and evaluation.
 The package imports nothing from ``node``, FastAPI, pynetdicom or Qt, and nothing heavy
 (torch, open_clip) at import time: the embedder imports them when a model is loaded.
 
-Submodules, along the data path: ``queue`` (the work queue), ``normalise`` (pixels to a
-picture), ``embedder`` (pictures and texts to vectors), ``stages`` (decode ▶ normalise ▶
-embed ▶ index, one function each), ``worker`` (the queue loop), ``index`` (vectors and
-the usearch indexes), ``filters`` and ``search`` (similar cases), ``evaluate``; and
-``errors``.
+Submodules, along the data path: ``queue`` (the work queue), ``normalise`` (pixels to
+a picture; its VOI step in ``voi``), ``embedder`` (pictures and texts to vectors),
+``stages`` (decode ▶ normalise ▶ embed ▶ index, one function each), ``worker`` (the
+queue loop), ``index`` (vectors and the usearch indexes), ``filters`` and ``search``
+(similar cases), ``evaluate``; and ``errors``.
 
 The indexer owns three tables of the catalog (``work``, ``vectors``, ``index_meta``),
 created by :func:`ensure_schema`; other packages read and change them only through
