@@ -97,7 +97,7 @@ def bench_decode(folder: Path) -> None:
     import pydicom
 
     from indexer.normalise import normalise_dataset
-    from indexer.worker import decode_and_normalise
+    from indexer.stages import decode_and_normalise
 
     print("(a) decode + normalise, one core (images/s)")
     plain, j2k = _ct_files(folder, 8)
@@ -127,10 +127,12 @@ def bench_decode(folder: Path) -> None:
 def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
     import torch
 
-    from indexer import queue
-    from indexer.embedder import load_embedder, write_random_model_dir
-    from indexer.index import IndexSet, connect
+    import database
+    from indexer import ensure_schema, queue
+    from indexer.embedder import load_embedder
+    from indexer.index import IndexSet
     from indexer.worker import Worker
+    from tests._models import write_random_model_dir
     from tests.indexer._dicom import ct_pattern, grey_dataset, write
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -141,17 +143,16 @@ def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
     bare = rate(lambda: emb.embed_tensor(batch), 64)
 
     data = folder / "data"
-    conn = connect(data / "catalog.sqlite") if data.mkdir() is None else None
-    assert conn is not None
-    queue.ensure_schema(conn)
-    conn.execute("BEGIN IMMEDIATE")
-    for i in range(n_images):
-        rel = f"dicom/{i}.dcm"
-        ds = grey_dataset(ct_pattern(i, size=512, kind=i), bits_stored=12, sop_uid=f"1.9.{i}",
-                          study_uid=f"1.9.{i // 4}", series_uid=f"1.9.{i // 4}.1")
-        write(ds, data / rel)
-        queue.enqueue(conn, f"1.9.{i}", rel)
-    conn.commit()
+    conn = database.connect(data / "catalog.sqlite")
+    ensure_schema(conn)
+    with database.transaction(conn):
+        for i in range(n_images):
+            rel = f"dicom/{i}.dcm"
+            ds = grey_dataset(ct_pattern(i, size=512, kind=i), bits_stored=12,
+                              sop_uid=f"1.9.{i}", study_uid=f"1.9.{i // 4}",
+                              series_uid=f"1.9.{i // 4}.1")
+            write(ds, data / rel)
+            queue.enqueue(conn, f"1.9.{i}", rel)
     index_set = IndexSet.open(db_path=data / "catalog.sqlite", index_dir=data / "index",
                               model_id=emb.identity, dim=emb.dim)
     processes = max(1, (os.cpu_count() or 2) - 1)
@@ -163,7 +164,7 @@ def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
     start = time.perf_counter()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
-    while queue.counts(conn).pending + queue.counts(conn).in_progress > 0:
+    while queue.counts(conn).waiting > 0:
         time.sleep(0.01)
     elapsed = time.perf_counter() - start
     stop.set()
@@ -184,7 +185,7 @@ def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
         del fp32
         amp = load_embedder(path=folder_b, device=device, precision="auto", batch_size=bs)
         row(f"BiomedCLIP arch, bare forward, batch {bs}", "fp32", base,
-            rate(lambda: amp.embed_tensor(x), bs, min_s=3), f"img/s {amp.autocast_dtype}")
+            rate(lambda: amp.embed_tensor(x), bs, min_s=3), f"img/s {amp.autocast_dtype and amp.autocast_dtype.value}")
 
 
 # -- (c) usearch ------------------------------------------------------------------------

@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.embedder import write_random_model_dir
 from indexer.index import IndexSet
 from node.storage import connect
+from tests._models import write_random_model_dir
 from tests._peers import free_port
 
 DIM = 512

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from indexer._levels import LevelValues
-from indexer.index import IndexSet
+from indexer.index import IndexSet, vectors
 from indexer.search import SearchFilters, search
 
 __all__ = ["EvaluationResult", "evaluate", "read_labels"]
@@ -89,11 +89,7 @@ def evaluate(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     table = labels if isinstance(labels, dict) else read_labels(labels)
-    conn = index_set.connection()
-    patient = {
-        str(uid): pid
-        for uid, pid in conn.execute("SELECT uid, patient_id FROM vectors WHERE level = 'study'")
-    }
+    patient = vectors.patients(index_set.connection(), LevelValues.STUDY)
     precisions: list[float] = []
     recalls: list[float] = []
     aps: list[float] = []

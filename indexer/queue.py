@@ -8,9 +8,14 @@ States (``WorkStateValues``)::
        └── reset_in_progress ◀─ at start, after a crash or a kill
 
 ``enqueue`` and ``delete`` run inside the caller's transaction and never commit (the node
-calls ``enqueue`` in its ingest transaction). Every other mutating function opens its own
-``BEGIN IMMEDIATE`` transaction and commits it; calling one while the connection is
-already in a transaction raises :class:`~indexer.errors.QueueError`.
+calls ``enqueue`` in its ingest transaction and ``delete`` in its deletion transaction).
+Every other mutating function opens its own transaction (:func:`database.transaction`)
+and commits it; calling one while the connection is already in a transaction raises
+:class:`~indexer.errors.QueueError`.
+
+The node reads the queue through :func:`counts` (the whole queue, or the instances of one
+study, series or instance, whose UIDs it reads from its own tables) and :func:`states_of`;
+it never runs SQL on ``work``. The table is created by :func:`indexer.ensure_schema`.
 
 ``attempts`` counts claims: a claim increments it, so an instance that kills the worker
 every time it is touched is marked failed by ``reset_in_progress`` once it has used up
@@ -22,11 +27,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from indexer._schema import SCHEMA
+from database import Connection, transaction
 from indexer.errors import QueueError
 
 __all__ = [
@@ -37,7 +41,6 @@ __all__ = [
     "counts",
     "delete",
     "enqueue",
-    "ensure_schema",
     "mark_done",
     "mark_failed",
     "mark_skipped",
@@ -45,6 +48,7 @@ __all__ = [
     "requeue_all",
     "reset_in_progress",
     "retry_later",
+    "states_of",
 ]
 
 
@@ -56,6 +60,14 @@ class WorkStateValues(str, enum.Enum):
     DONE = "done"
     SKIPPED = "skipped"
     FAILED = "failed"
+
+
+_PENDING = WorkStateValues.PENDING.value
+_IN_PROGRESS = WorkStateValues.IN_PROGRESS.value
+_SKIPPED = WorkStateValues.SKIPPED.value
+_FAILED = WorkStateValues.FAILED.value
+#: UIDs per statement when a call names many (below SQLite's 999 parameters)
+_CHUNK = 900
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +96,11 @@ class QueueCounts:
         return self.by_state.get(WorkStateValues.IN_PROGRESS.value, 0)
 
     @property
+    def waiting(self) -> int:
+        """Instances not indexed yet but going to be: pending or in progress."""
+        return self.pending + self.in_progress
+
+    @property
     def done(self) -> int:
         return self.by_state.get(WorkStateValues.DONE.value, 0)
 
@@ -107,28 +124,16 @@ class QueueCounts:
         }
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the indexer's tables if missing (idempotent; commits)."""
-    if conn.in_transaction:
-        raise QueueError("ensure_schema must be called outside a transaction")
-    conn.executescript(SCHEMA)
-
-
 @contextlib.contextmanager
-def _immediate(conn: sqlite3.Connection, what: str) -> Iterator[None]:
+def _own_transaction(conn: Connection, what: str) -> Iterator[None]:
     if conn.in_transaction:
         raise QueueError(f"{what} opens its own transaction; call it outside one")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         yield
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
 
 
 def enqueue(
-    conn: sqlite3.Connection,
+    conn: Connection,
     sop_instance_uid: str,
     path: str,
     *,
@@ -145,29 +150,27 @@ def enqueue(
     if not path:
         raise ValueError("path must not be empty")
     t = time.time() if now is None else now
-    if replace:
-        conn.execute(
-            "INSERT INTO work (sop_instance_uid, path, state, attempts, reason, not_before,"
-            " updated_at) VALUES (?, ?, 'pending', 0, NULL, 0, ?)"
-            " ON CONFLICT (sop_instance_uid) DO UPDATE SET path = excluded.path,"
-            " state = 'pending', attempts = 0, reason = NULL, not_before = 0,"
-            " updated_at = excluded.updated_at",
-            (sop_instance_uid, path, t),
-        )
-    else:
-        conn.execute(
-            "INSERT OR IGNORE INTO work (sop_instance_uid, path, state, attempts, not_before,"
-            " updated_at) VALUES (?, ?, 'pending', 0, 0, ?)",
-            (sop_instance_uid, path, t),
-        )
+    on_conflict = (
+        "DO UPDATE SET path = excluded.path, state = excluded.state, attempts = 0,"
+        " reason = NULL, not_before = 0, updated_at = excluded.updated_at"
+        if replace
+        else "DO NOTHING"
+    )
+    conn.execute(
+        "INSERT INTO work (sop_instance_uid, path, state, attempts, reason, not_before,"
+        " updated_at) VALUES (?, ?, ?, 0, NULL, 0, ?)"
+        f" ON CONFLICT (sop_instance_uid) {on_conflict}",
+        (sop_instance_uid, path, _PENDING, t),
+    )
 
 
-def delete(conn: sqlite3.Connection, sop_instance_uid: str) -> None:
-    """Remove an instance from the queue, inside the caller's transaction (does not commit)."""
-    conn.execute("DELETE FROM work WHERE sop_instance_uid = ?", (sop_instance_uid,))
+def delete(conn: Connection, sop_instance_uids: str | Iterable[str]) -> None:
+    """Remove instances from the queue, inside the caller's transaction (does not commit)."""
+    uids = [sop_instance_uids] if isinstance(sop_instance_uids, str) else sop_instance_uids
+    conn.executemany("DELETE FROM work WHERE sop_instance_uid = ?", [(u,) for u in uids])
 
 
-def claim(conn: sqlite3.Connection, n: int, *, now: float | None = None) -> list[WorkItem]:
+def claim(conn: Connection, n: int, *, now: float | None = None) -> list[WorkItem]:
     """Atomically take up to ``n`` pending instances whose ``not_before`` has passed.
 
     They become ``in_progress`` and their ``attempts`` goes up by one. Oldest first.
@@ -175,19 +178,19 @@ def claim(conn: sqlite3.Connection, n: int, *, now: float | None = None) -> list
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     t = time.time() if now is None else now
-    with _immediate(conn, "claim"):
+    with _own_transaction(conn, "claim"):
         rows = conn.execute(
-            "UPDATE work SET state = 'in_progress', attempts = attempts + 1, updated_at = ?"
-            " WHERE rowid IN (SELECT rowid FROM work WHERE state = 'pending'"
+            "UPDATE work SET state = ?, attempts = attempts + 1, updated_at = ?"
+            " WHERE rowid IN (SELECT rowid FROM work WHERE state = ?"
             " AND not_before <= ? ORDER BY rowid LIMIT ?)"
             " RETURNING sop_instance_uid, path, attempts",
-            (t, t, n),
+            (_IN_PROGRESS, t, _PENDING, t, n),
         ).fetchall()
     return [WorkItem(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 def _set_state(
-    conn: sqlite3.Connection,
+    conn: Connection,
     what: str,
     uids: Sequence[str],
     state: WorkStateValues,
@@ -197,7 +200,7 @@ def _set_state(
     refund_attempt: bool = False,
 ) -> None:
     t = time.time()
-    with _immediate(conn, what):
+    with _own_transaction(conn, what):
         conn.executemany(
             "UPDATE work SET state = ?, reason = ?, not_before = ?, updated_at = ?,"
             " attempts = attempts - ? WHERE sop_instance_uid = ?",
@@ -205,28 +208,28 @@ def _set_state(
         )
 
 
-def release(conn: sqlite3.Connection, uids: Sequence[str]) -> None:
+def release(conn: Connection, uids: Sequence[str]) -> None:
     """Give claimed instances back untouched (a clean stop): pending, the claim not counted."""
     _set_state(conn, "release", uids, WorkStateValues.PENDING, None, refund_attempt=True)
 
 
-def mark_done(conn: sqlite3.Connection, uids: Sequence[str]) -> None:
+def mark_done(conn: Connection, uids: Sequence[str]) -> None:
     """Mark instances indexed."""
     _set_state(conn, "mark_done", uids, WorkStateValues.DONE, None)
 
 
-def mark_skipped(conn: sqlite3.Connection, sop_instance_uid: str, reason: str) -> None:
+def mark_skipped(conn: Connection, sop_instance_uid: str, reason: str) -> None:
     """Mark an instance that holds no image (SR, KOS, PDF…) skipped, with the reason."""
     _set_state(conn, "mark_skipped", [sop_instance_uid], WorkStateValues.SKIPPED, reason)
 
 
-def mark_failed(conn: sqlite3.Connection, sop_instance_uid: str, reason: str) -> None:
+def mark_failed(conn: Connection, sop_instance_uid: str, reason: str) -> None:
     """Mark an instance failed for good, with the reason."""
     _set_state(conn, "mark_failed", [sop_instance_uid], WorkStateValues.FAILED, reason)
 
 
 def retry_later(
-    conn: sqlite3.Connection,
+    conn: Connection,
     sop_instance_uid: str,
     reason: str,
     *,
@@ -242,49 +245,90 @@ def retry_later(
     )
 
 
-def reset_in_progress(conn: sqlite3.Connection, *, max_attempts: int | None = None) -> int:
+def reset_in_progress(conn: Connection, *, max_attempts: int | None = None) -> int:
     """At start: put instances left ``in_progress`` by a crash or a kill back to pending.
 
     Those that have already been claimed ``max_attempts`` times are marked failed instead
     (they may be what kills the worker). Returns how many went back to pending.
     """
     t = time.time()
-    with _immediate(conn, "reset_in_progress"):
+    with _own_transaction(conn, "reset_in_progress"):
         if max_attempts is not None:
             conn.execute(
-                "UPDATE work SET state = 'failed', updated_at = ?, reason ="
+                "UPDATE work SET state = ?, updated_at = ?, reason ="
                 " 'interrupted ' || attempts || ' times while being processed"
                 " (the worker crashed or was killed)'"
-                " WHERE state = 'in_progress' AND attempts >= ?",
-                (t, max_attempts),
+                " WHERE state = ? AND attempts >= ?",
+                (_FAILED, t, _IN_PROGRESS, max_attempts),
             )
         cur = conn.execute(
-            "UPDATE work SET state = 'pending', updated_at = ? WHERE state = 'in_progress'",
-            (t,),
+            "UPDATE work SET state = ?, updated_at = ? WHERE state = ?",
+            (_PENDING, t, _IN_PROGRESS),
         )
     return cur.rowcount
 
 
-def requeue_all(conn: sqlite3.Connection) -> int:
+def requeue_all(conn: Connection) -> int:
     """Put every instance that is not skipped back to pending (after a model change)."""
-    with _immediate(conn, "requeue_all"):
+    with _own_transaction(conn, "requeue_all"):
         cur = conn.execute(
-            "UPDATE work SET state = 'pending', attempts = 0, reason = NULL, not_before = 0,"
-            " updated_at = ? WHERE state != 'skipped'",
-            (time.time(),),
+            "UPDATE work SET state = ?, attempts = 0, reason = NULL, not_before = 0,"
+            " updated_at = ? WHERE state != ?",
+            (_PENDING, time.time(), _SKIPPED),
         )
     return cur.rowcount
 
 
-def counts(conn: sqlite3.Connection) -> QueueCounts:
-    """Counts by state (every state present, zero included) and by failure/skip reason."""
+def _chunks(uids: Iterable[str]) -> Iterator[list[str]]:
+    """UIDs in chunks small enough for one statement's parameters."""
+    chunk: list[str] = []
+    for uid in uids:
+        chunk.append(uid)
+        if len(chunk) == _CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def counts(conn: Connection, sop_instance_uids: Iterable[str] | None = None) -> QueueCounts:
+    """Counts by state (every state present, zero included) and by failure/skip reason.
+
+    With ``sop_instance_uids``, over those instances only (e.g. the instances of one
+    study, which the caller reads from its own tables); otherwise over the whole queue.
+    """
     by_state = {s.value: 0 for s in WorkStateValues}
-    for state, n in conn.execute("SELECT state, count(*) FROM work GROUP BY state"):
-        by_state[str(state)] = int(n)
-    reasons: dict[str, dict[str, int]] = {"failed": {}, "skipped": {}}
-    for state, reason, n in conn.execute(
-        "SELECT state, coalesce(reason, ''), count(*) FROM work"
-        " WHERE state IN ('failed', 'skipped') GROUP BY state, reason ORDER BY count(*) DESC"
-    ):
-        reasons[str(state)][str(reason)] = int(n)
-    return QueueCounts(by_state, reasons["failed"], reasons["skipped"])
+    reasons: dict[str, dict[str, int]] = {_FAILED: {}, _SKIPPED: {}}
+    scopes: Iterable[list[str] | None] = (
+        [None] if sop_instance_uids is None else _chunks(sop_instance_uids)
+    )
+    for scope in scopes:
+        where, params = "1 = 1", []
+        if scope is not None:
+            where, params = f"sop_instance_uid IN ({','.join('?' * len(scope))})", scope
+        for state, n in conn.execute(
+            f"SELECT state, count(*) FROM work WHERE {where} GROUP BY state", params
+        ):
+            by_state[str(state)] += int(n)
+        for state, reason, n in conn.execute(
+            "SELECT state, coalesce(reason, ''), count(*) FROM work"
+            f" WHERE state IN (?, ?) AND {where} GROUP BY state, reason",
+            [_FAILED, _SKIPPED, *params],
+        ):
+            bucket = reasons[str(state)]
+            bucket[str(reason)] = bucket.get(str(reason), 0) + int(n)
+    ordered = {k: dict(sorted(v.items(), key=lambda kv: -kv[1])) for k, v in reasons.items()}
+    return QueueCounts(by_state, ordered[_FAILED], ordered[_SKIPPED])
+
+
+def states_of(conn: Connection, sop_instance_uids: Iterable[str]) -> dict[str, WorkStateValues]:
+    """The queue state of each of these instances (those not on the queue are left out)."""
+    out: dict[str, WorkStateValues] = {}
+    for chunk in _chunks(sop_instance_uids):
+        marks = ",".join("?" * len(chunk))
+        for uid, state in conn.execute(
+            f"SELECT sop_instance_uid, state FROM work WHERE sop_instance_uid IN ({marks})",
+            chunk,
+        ):
+            out[str(uid)] = WorkStateValues(state)
+    return out

@@ -26,107 +26,20 @@ examples.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from indexer._levels import LevelValues
-from indexer.index import IndexSet, VectorRow
+from indexer.filters import SearchFilters
+from indexer.index import IndexSet, VectorRow, vectors
 
 __all__ = ["EXACT_THRESHOLD", "Hit", "SearchFilters", "rocchio", "search"]
 
 EXACT_THRESHOLD = 2_000
 #: the most candidates a widening HNSW search may look at before exact search is cheaper
 MAX_WIDENING = 4_096
-_DATE = re.compile(r"^\d{8}$")
-
-
-@dataclasses.dataclass(frozen=True)
-class SearchFilters:
-    """What a result must satisfy. Dates are ``YYYYMMDD`` and inclusive."""
-
-    modality: str | None = None
-    body_part: str | None = None
-    study_date_from: str | None = None
-    study_date_to: str | None = None
-    exclude_patient_id: str | None = None
-    exclude_uids: frozenset[str] = frozenset()
-
-    def __post_init__(self) -> None:
-        for name in ("study_date_from", "study_date_to"):
-            value = getattr(self, name)
-            if value is not None and not _DATE.match(value):
-                raise ValueError(f"{name} must be YYYYMMDD, got {value!r}")
-        if (
-            self.study_date_from
-            and self.study_date_to
-            and self.study_date_from > self.study_date_to
-        ):
-            raise ValueError(
-                f"study_date_from ({self.study_date_from}) is after study_date_to "
-                f"({self.study_date_to})"
-            )
-        if not isinstance(self.exclude_uids, frozenset):
-            object.__setattr__(self, "exclude_uids", frozenset(self.exclude_uids))
-
-    @property
-    def active(self) -> bool:
-        return any(
-            (
-                self.modality,
-                self.body_part,
-                self.study_date_from,
-                self.study_date_to,
-                self.exclude_patient_id,
-                self.exclude_uids,
-            )
-        )
-
-    @property
-    def narrows(self) -> bool:
-        """True when a filter keeps only some keys (not merely excludes a few)."""
-        return any((self.modality, self.body_part, self.study_date_from, self.study_date_to))
-
-    def matches(self, row: VectorRow) -> bool:
-        """The same test as :meth:`sql`, on one row."""
-        if self.modality and self.modality.upper() not in (row.modality or "").split("\\"):
-            return False
-        if self.body_part and self.body_part.upper() not in (
-            (row.body_part or "").upper().split("\\")
-        ):
-            return False
-        if self.study_date_from and not (row.study_date or "") >= self.study_date_from:
-            return False
-        if self.study_date_to and not (row.study_date and row.study_date <= self.study_date_to):
-            return False
-        excluded = self.exclude_patient_id
-        if excluded is not None and (row.patient_id or "") == excluded:
-            return False
-        return row.uid not in self.exclude_uids
-
-    def sql(self) -> tuple[str, list[Any]]:
-        """A WHERE fragment over ``vectors`` and its parameters (multi-values are ``\\``)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.modality:
-            clauses.append("instr('\\' || coalesce(modality, '') || '\\', ?) > 0")
-            params.append(f"\\{self.modality.upper()}\\")
-        if self.body_part:
-            clauses.append("instr('\\' || upper(coalesce(body_part, '')) || '\\', ?) > 0")
-            params.append(f"\\{self.body_part.upper()}\\")
-        if self.study_date_from:
-            clauses.append("study_date >= ?")
-            params.append(self.study_date_from)
-        if self.study_date_to:
-            clauses.append("study_date <= ?")
-            params.append(self.study_date_to)
-        if self.exclude_patient_id is not None:
-            clauses.append("coalesce(patient_id, '') != ?")
-            params.append(self.exclude_patient_id)
-        return (" AND ".join(clauses) or "1"), params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,32 +85,16 @@ def search(
 
 
 def _allowed(index_set: IndexSet, level: LevelValues, flt: SearchFilters) -> set[int]:
-    where, params = flt.sql()
-    cur = index_set.connection().execute(
-        f"SELECT key, uid FROM vectors WHERE level = ? AND {where}", [level.value, *params]
-    )
-    return {int(key) for key, uid in cur if uid not in flt.exclude_uids}
+    return vectors.keys_passing(index_set.connection(), level, flt)
 
 
 def _exact(
     index_set: IndexSet, keys: Sequence[int], q: npt.NDArray[np.float32], k: int
 ) -> list[tuple[int, float]]:
-    if not keys:
-        return []
-    conn = index_set.connection()
-    found: list[int] = []
-    vecs: list[npt.NDArray[np.float32]] = []
-    for i in range(0, len(keys), 900):
-        chunk = list(keys[i : i + 900])
-        marks = ",".join("?" * len(chunk))
-        for key, blob in conn.execute(
-            f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
-        ):
-            found.append(int(key))
-            vecs.append(np.frombuffer(blob, dtype="<f4"))
+    found, matrix = vectors.vectors_of_keys(index_set.connection(), keys)
     if not found:
         return []
-    sims = np.stack(vecs).astype(np.float32) @ q
+    sims = matrix @ q
     top = np.argsort(-sims, kind="stable")[:k]
     return [(found[i], float(sims[i])) for i in top]
 
@@ -252,24 +149,12 @@ def _widening(
 def _hit(
     index_set: IndexSet, row: VectorRow, score: float, q: npt.NDArray[np.float32]
 ) -> Hit:
-    best: str | None = row.uid if row.level is LevelValues.INSTANCE else None
-    if best is None:
-        column = "study_instance_uid" if row.level is LevelValues.STUDY else "parent_uid"
-        cur = index_set.connection().execute(
-            f"SELECT uid, vector FROM vectors WHERE level = 'instance' AND {column} = ?",
-            (row.uid,),
-        )
-        best_sim = -2.0
-        for uid, blob in cur:
-            sim = float(np.frombuffer(blob, dtype="<f4") @ q)
-            if sim > best_sim:
-                best, best_sim = str(uid), sim
     return Hit(
         uid=row.uid,
         score=score,
         level=row.level,
         study_instance_uid=row.study_instance_uid,
-        best_instance_uid=best,
+        best_instance_uid=vectors.best_instance(index_set.connection(), row.level, row.uid, q),
         patient_id=row.patient_id,
         modality=row.modality,
         study_date=row.study_date,

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from indexer import queue
+from indexer.index import model_identity, vector_counts
 from node.errors import IngestError
 from node.runtime import load_model, open_index
 from node.settings import Settings
@@ -47,12 +48,12 @@ def _index_status(settings: Settings) -> dict[str, Any]:
     conn = connect(settings.db_path)
     try:
         counts = queue.counts(conn).to_dict()
-        model = conn.execute("SELECT value FROM index_meta WHERE key='model_id'").fetchone()
-        vectors = dict(conn.execute("SELECT level, count(*) FROM vectors GROUP BY level"))
+        model = model_identity(conn)
+        vectors = vector_counts(conn)
     finally:
         conn.close()
-    return {"model_identity": model[0] if model else None,
-            "vectors": {lvl: vectors.get(lvl, 0) for lvl in ("study", "series", "instance")},
+    return {"model_identity": model,
+            "vectors": {level.value: n for level, n in vectors.items()},
             **counts}
 
 

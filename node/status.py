@@ -8,6 +8,7 @@ import urllib.request
 from typing import Any
 
 from indexer import queue
+from indexer.index import model_identity
 from node.settings import Settings
 from node.storage import connect
 
@@ -30,9 +31,7 @@ def offline_status(settings: Settings) -> dict[str, Any]:
         counts = queue.counts(conn).to_dict()
         studies = conn.execute("SELECT count(*) FROM studies").fetchone()[0]
         instances = conn.execute("SELECT count(*) FROM instances").fetchone()[0]
-        model_id = conn.execute(
-            "SELECT value FROM index_meta WHERE key = 'model_id'"
-        ).fetchone()
+        model_id = model_identity(conn)
     finally:
         conn.close()
     live = _live(settings)
@@ -45,7 +44,7 @@ def offline_status(settings: Settings) -> dict[str, Any]:
         "studies": studies,
         "instances": instances,
         "queue": counts,
-        "index_model": model_id[0] if model_id else None,
+        "index_model": model_id,
         "model": live["model"] if live else {
             "status": "not running",
             "reason": "the node is not running; start it with `precedent serve`",

@@ -20,6 +20,6 @@ $SUDO systemctl disable --now orthanc >/dev/null 2>&1 || true
 export QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1
 # Static checks first: import contracts, lint (pinned ruff, rules in pyproject.toml), types.
 .venv/bin/lint-imports
-.venv/bin/ruff check node indexer viewer_plugin tests bench
+.venv/bin/ruff check database node indexer viewer_plugin tests bench
 .venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

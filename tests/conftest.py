@@ -31,7 +31,7 @@ TINY_MODEL_CONFIG = ASSETS / "models" / "tiny"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``local-dir:`` open_clip folder: the shipped tiny config with random weights."""
-    from indexer.embedder import write_random_model_dir
+    from tests._models import write_random_model_dir
 
     return write_random_model_dir(TINY_MODEL_CONFIG, tmp_path_factory.mktemp("tiny-model"))
 

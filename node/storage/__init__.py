@@ -1,4 +1,6 @@
-"""Storage and catalog: durable files, the SQLite catalog, AE administration."""
+"""Storage and catalog: durable files, the catalog's tables (``connect`` opens the catalog
+through :mod:`database` and creates them), ingest, study stability, deletion
+(``node.storage.deletion``) and AE administration (``node.storage.aes``)."""
 
 from node.storage._local import ThreadConnections
 from node.storage._schema import connect

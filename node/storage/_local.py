@@ -1,28 +1,20 @@
-"""One catalog connection per thread, opened on first use."""
+"""One catalog connection per thread, opened on first use (:class:`database.ThreadConnections`
+with the catalog's tables created once, here)."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
 
-from node.storage._schema import connect
+import database
+from node.storage._schema import ensure_schema
 
 __all__ = ["ThreadConnections"]
 
 
-class ThreadConnections:
-    """Hands each thread its own connection to the catalog (SQLite connections are
-    not to be shared between threads); the schema is created once, here."""
+class ThreadConnections(database.ThreadConnections):
+    """Hands each thread its own connection to the catalog; the tables are created once,
+    when this is built."""
 
     def __init__(self, db_path: Path) -> None:
+        super().__init__(db_path, schema=ensure_schema)
         self.db_path = Path(db_path)
-        connect(self.db_path).close()
-        self._local = threading.local()
-
-    def get(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.db_path, create_schema=False)
-            self._local.conn = conn
-        return conn

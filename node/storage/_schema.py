@@ -1,13 +1,16 @@
-"""The catalog's tables (see docs/internals.md) and how a connection is opened."""
+"""The catalog's tables, owned by ``node.storage`` (see docs/internals.md), and how the
+node opens the catalog: :func:`database.connect` plus the tables, created when missing.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from indexer import queue
+import database
+import indexer
+from database import Connection
 
-__all__ = ["SCHEMA", "connect"]
+__all__ = ["SCHEMA", "connect", "ensure_schema"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -71,19 +74,19 @@ CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NUL
 """
 
 
-def connect(db_path: Path, *, create_schema: bool = True) -> sqlite3.Connection:
-    """Open the catalog in autocommit mode (transactions are explicit), WAL, full sync.
+def ensure_schema(conn: Connection) -> None:
+    """Create the catalog's tables if missing, and the indexer's (the ingest transaction
+    puts each instance on its work queue), each by its owner (idempotent)."""
+    conn.executescript(SCHEMA)
+    indexer.ensure_schema(conn)
 
-    Every thread opens its own connection; the schema is created when missing
-    (pass ``create_schema=False`` where it is known to exist, to open faster).
+
+def connect(db_path: Path, *, create_schema: bool = True) -> Connection:
+    """Open the catalog (:func:`database.connect`: autocommit, explicit transactions, WAL,
+    full sync); the tables are created when missing (pass ``create_schema=False`` where
+    they are known to exist, to open faster). Each thread opens its own connection.
     """
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn = database.connect(db_path)
     if create_schema:
-        conn.executescript(SCHEMA)
-        queue.ensure_schema(conn)
+        ensure_schema(conn)
     return conn

@@ -3,11 +3,11 @@ sends to, and the node's own AE title and port, kept in the catalog."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from database import Connection, transaction
 from node.errors import AlreadyExists, NotFound
 from node.settings import validate_ae_title
 
@@ -81,12 +81,12 @@ def parse_permissions(value: str | list[str] | None) -> frozenset[PermissionValu
         ) from exc
 
 
-def _source(row: sqlite3.Row) -> Source:
+def _source(row: Any) -> Source:
     return Source(row["ae_title"], row["host"], parse_permissions(row["permissions"]))
 
 
 def add_source(
-    conn: sqlite3.Connection,
+    conn: Connection,
     ae_title: str,
     *,
     host: str | None = None,
@@ -94,75 +94,76 @@ def add_source(
 ) -> Source:
     validate_ae_title(ae_title)
     text = ",".join(sorted(p.value for p in permissions))
-    try:
-        conn.execute(
-            "INSERT INTO ae_sources (ae_title, host, permissions) VALUES (?,?,?)",
-            (ae_title, host, text),
-        )
-    except sqlite3.IntegrityError as exc:
-        raise AlreadyExists(f"source AE title {ae_title!r} is configured already") from exc
+    added = conn.execute(
+        "INSERT INTO ae_sources (ae_title, host, permissions) VALUES (?,?,?)"
+        " ON CONFLICT (ae_title) DO NOTHING",
+        (ae_title, host, text),
+    ).rowcount
+    if added == 0:
+        raise AlreadyExists(f"source AE title {ae_title!r} is configured already")
     return Source(ae_title, host, permissions)
 
 
-def remove_source(conn: sqlite3.Connection, ae_title: str) -> None:
+def remove_source(conn: Connection, ae_title: str) -> None:
     if conn.execute("DELETE FROM ae_sources WHERE ae_title = ?", (ae_title,)).rowcount == 0:
         raise NotFound(f"source AE title {ae_title!r} is not configured")
 
 
-def get_source(conn: sqlite3.Connection, ae_title: str) -> Source | None:
+def get_source(conn: Connection, ae_title: str) -> Source | None:
     row = conn.execute("SELECT * FROM ae_sources WHERE ae_title = ?", (ae_title,)).fetchone()
     return _source(row) if row else None
 
 
-def list_sources(conn: sqlite3.Connection) -> list[Source]:
+def list_sources(conn: Connection) -> list[Source]:
     return [_source(r) for r in conn.execute("SELECT * FROM ae_sources ORDER BY ae_title")]
 
 
 def add_destination(
-    conn: sqlite3.Connection, ae_title: str, *, host: str, port: int
+    conn: Connection, ae_title: str, *, host: str, port: int
 ) -> Destination:
     validate_ae_title(ae_title)
     if not host:
         raise ValueError("host must not be empty")
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is not a TCP port (1-65535)")
-    try:
-        conn.execute(
-            "INSERT INTO ae_destinations (ae_title, host, port) VALUES (?,?,?)",
-            (ae_title, host, port),
-        )
-    except sqlite3.IntegrityError as exc:
-        raise AlreadyExists(f"destination AE title {ae_title!r} is configured already") from exc
+    added = conn.execute(
+        "INSERT INTO ae_destinations (ae_title, host, port) VALUES (?,?,?)"
+        " ON CONFLICT (ae_title) DO NOTHING",
+        (ae_title, host, port),
+    ).rowcount
+    if added == 0:
+        raise AlreadyExists(f"destination AE title {ae_title!r} is configured already")
     return Destination(ae_title, host, port)
 
 
-def remove_destination(conn: sqlite3.Connection, ae_title: str) -> None:
+def remove_destination(conn: Connection, ae_title: str) -> None:
     if conn.execute("DELETE FROM ae_destinations WHERE ae_title = ?", (ae_title,)).rowcount == 0:
         raise NotFound(f"destination AE title {ae_title!r} is not configured")
 
 
-def get_destination(conn: sqlite3.Connection, ae_title: str) -> Destination | None:
+def get_destination(conn: Connection, ae_title: str) -> Destination | None:
     row = conn.execute(
         "SELECT * FROM ae_destinations WHERE ae_title = ?", (ae_title,)
     ).fetchone()
     return Destination(row["ae_title"], row["host"], row["port"]) if row else None
 
 
-def list_destinations(conn: sqlite3.Connection) -> list[Destination]:
+def list_destinations(conn: Connection) -> list[Destination]:
     return [
         Destination(r["ae_title"], r["host"], r["port"])
         for r in conn.execute("SELECT * FROM ae_destinations ORDER BY ae_title")
     ]
 
 
-def get_node_config(conn: sqlite3.Connection) -> dict[str, str]:
+def get_node_config(conn: Connection) -> dict[str, str]:
     return {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM node_config")}
 
 
-def set_node_config(conn: sqlite3.Connection, **values: str) -> None:
-    for key, value in values.items():
-        conn.execute(
+def set_node_config(conn: Connection, **values: str) -> None:
+    """Set the node's own settings kept in the catalog, all of them or none."""
+    with transaction(conn):
+        conn.executemany(
             "INSERT INTO node_config (key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, value),
+            list(values.items()),
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from database import Connection, DatabaseError, is_disk_full, transaction
 from indexer import queue
 from node.errors import DuplicateRejected, InvalidInstance, OutOfResources, SopClassMismatch
 from node.settings import DuplicatePolicyValues
@@ -104,7 +104,7 @@ class Ingest:
         self._listeners.append(listener)
 
     @property
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Connection:
         return self._connections.get()
 
     def store(
@@ -174,8 +174,8 @@ class Ingest:
         try:
             outcome = self._record(conn, ds, relpath=str(relpath), size=size, source=source,
                                    uids=(sop_uid, class_uid, series_uid, study_uid))
-        except sqlite3.OperationalError as exc:
-            if "full" in str(exc):  # SQLITE_FULL: the catalog cannot grow
+        except DatabaseError as exc:
+            if is_disk_full(exc):  # the catalog cannot grow
                 raise OutOfResources("the node's disk is full (catalog)") from exc
             raise
         stored = StoredInstance(sop_uid, class_uid, series_uid, study_uid, str(relpath), outcome)
@@ -190,7 +190,7 @@ class Ingest:
 
     def _record(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         ds: Dataset,
         *,
         relpath: str,
@@ -204,14 +204,12 @@ class Ingest:
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             transfer_syntax = _text(meta, "TransferSyntaxUID")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             replaced = conn.execute(
                 "SELECT 1 FROM instances WHERE sop_instance_uid = ?", (sop_uid,)
             ).fetchone() is not None
             if replaced and self.duplicate_policy is DuplicatePolicyValues.KEEP_FIRST:
-                conn.execute("ROLLBACK")  # a concurrent sender stored it first
-                return StoreOutcomeValues.DUPLICATE_KEPT
+                return StoreOutcomeValues.DUPLICATE_KEPT  # a concurrent sender stored it first
             conn.execute(
                 """INSERT INTO studies (study_instance_uid, patient_id, patient_name,
                     patient_birth_date, patient_sex, study_date, study_time, accession_number,
@@ -260,9 +258,4 @@ class Ingest:
                 ),
             )
             queue.enqueue(conn, sop_uid, relpath, replace=replaced)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return StoreOutcomeValues.REPLACED if replaced else StoreOutcomeValues.STORED

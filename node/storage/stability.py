@@ -8,12 +8,12 @@ event once. A later instance makes the study unstable again and it fires again.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from database import Connection, transaction
 from node.storage._schema import connect
 
 __all__ = ["StabilityMonitor", "mark_stable_studies"]
@@ -21,23 +21,18 @@ __all__ = ["StabilityMonitor", "mark_stable_studies"]
 log = logging.getLogger(__name__)
 
 
-def mark_stable_studies(conn: sqlite3.Connection, quiet_s: float, now: float) -> list[str]:
+def mark_stable_studies(conn: Connection, quiet_s: float, now: float) -> list[str]:
     """Mark studies quiet for ``quiet_s`` as stable; return their UIDs."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         rows = conn.execute(
             "SELECT study_instance_uid FROM studies WHERE stable_at IS NULL AND updated_at <= ?",
             (now - quiet_s,),
         ).fetchall()
-        uids = [r[0] for r in rows]
+        uids = [str(r[0]) for r in rows]
         conn.executemany(
             "UPDATE studies SET stable_at = ? WHERE study_instance_uid = ?",
             [(now, uid) for uid in uids],
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return uids
 
 

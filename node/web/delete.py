@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from node.runtime import Services, open_index
-from node.storage.delete import delete_objects
+from node.storage.deletion import delete_objects
 from node.web._deps import ServicesDep, check_uid
 from node.web.auth import require_admin
 

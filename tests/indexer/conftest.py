@@ -15,7 +15,7 @@ MODELS = Path(__file__).parent.parent / "assets" / "models"
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from indexer.embedder import write_random_model_dir
+    from tests._models import write_random_model_dir
 
     return write_random_model_dir(MODELS / "tiny", tmp_path_factory.mktemp("tiny"), seed=0)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.embedder import Embedder, ModelUnavailable, load_embedder, write_random_model_dir
+from indexer.embedder import Embedder, ModelUnavailable, PrecisionValues, load_embedder
 from indexer.normalise import normalise_dataset
+from tests._models import write_random_model_dir
 from tests.indexer._dicom import PYDICOM_FILES
 
 MODELS = Path(__file__).parent.parent / "assets" / "models"
@@ -35,7 +36,7 @@ def test_images_and_texts_become_unit_vectors(tiny_embedder: Embedder) -> None:
 
 
 def test_the_workers_square_pictures_embed_like_the_full_picture(tiny_embedder: Embedder) -> None:
-    from indexer.worker import shrink
+    from indexer.stages import shrink
 
     assert tiny_embedder.crops_to_square and tiny_embedder.image_size == 64
     img = np.random.default_rng(3).integers(0, 255, (300, 451, 3), dtype=np.uint8)
@@ -68,6 +69,17 @@ def test_bf16_autocast_on_cpu_stays_close_to_fp32(tiny_dir: Path) -> None:
     assert bf16.autocast_dtype == "bf16" and bf16.identity == fp32.identity
     img = [np.random.default_rng(1).integers(0, 255, (70, 70, 3), dtype=np.uint8)]
     assert float(fp32.embed_images(img)[0] @ bf16.embed_images(img)[0]) > 0.98
+
+
+def test_precision_is_a_member_or_its_name(tiny_dir: Path) -> None:
+    from indexer.embedder.precision import resolve_autocast
+
+    by_member = load_embedder(path=tiny_dir, device="cpu", precision=PrecisionValues.FP16)
+    by_name = load_embedder(path=tiny_dir, device="cpu", precision="fp16")
+    assert by_member.autocast_dtype is by_name.autocast_dtype is PrecisionValues.FP16
+    assert resolve_autocast("fp32", "cpu") is resolve_autocast(PrecisionValues.FP32, "cpu") is None
+    assert resolve_autocast("bf16", "cpu") is PrecisionValues.BF16
+    assert "autocast='fp16'" in repr(by_member)
 
 
 def test_missing_folder_says_how_to_provide_weights(tmp_path: Path) -> None:
@@ -110,6 +122,8 @@ def test_a_weights_file_needs_a_builtin_architecture(tiny_dir: Path) -> None:
 
 def test_arguments_are_validated(tiny_dir: Path) -> None:
     with pytest.raises(ValueError, match="precision"):
+        load_embedder(path=tiny_dir, precision="fp8")
+    with pytest.raises(ValueError, match=r"precision must be one of auto, fp32, fp16, bf16, got 'fp8'"):
         load_embedder(path=tiny_dir, precision="fp8")
     with pytest.raises(ValueError, match="batch_size"):
         load_embedder(path=tiny_dir, batch_size=0)

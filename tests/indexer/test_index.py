@@ -7,9 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from database import connect, transaction
 from indexer import LevelValues, queue
 from indexer.errors import ModelMismatch
-from indexer.index import IndexSet, InstanceVector, connect
+from indexer.index import (
+    DTypeValues,
+    IndexSet,
+    InstanceVector,
+    delete_instances,
+    model_identity,
+    vector_counts,
+)
 
 DIM = 16
 MODEL = "local-dir:test@000000000001"
@@ -135,3 +143,83 @@ def test_constructor_validates(paths: tuple[Path, Path]) -> None:
         IndexSet(db_path=paths[0], index_dir=paths[1], dtype="f8")
     with pytest.raises(ValueError, match="connectivity"):
         IndexSet(db_path=paths[0], index_dir=paths[1], connectivity=0)
+
+
+def test_dtype_is_a_member_or_its_name(paths: tuple[Path, Path]) -> None:
+    assert IndexSet(db_path=paths[0], index_dir=paths[1], dtype="f32").dtype is DTypeValues.F32
+    ix = IndexSet(db_path=paths[0], index_dir=paths[1], dtype=DTypeValues.I8)
+    assert ix.dtype is DTypeValues.I8
+    with pytest.raises(ValueError, match=r"dtype must be one of f16, f32, bf16, i8, got 'f8'"):
+        IndexSet(db_path=paths[0], index_dir=paths[1], dtype="f8")
+
+
+def test_status_reads_the_model_and_the_counts(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths)
+    conn = connect(paths[0])
+    assert model_identity(conn) is None
+    assert vector_counts(conn) == {lv: 0 for lv in LevelValues}
+    ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM)), _iv("1.2.1", "1.2", "1", -np.ones(DIM))],
+                     identity=MODEL)
+    assert model_identity(conn) == MODEL
+    assert vector_counts(conn) == {LevelValues.STUDY: 1, LevelValues.SERIES: 2,
+                                   LevelValues.INSTANCE: 2}
+
+
+def test_deleting_vectors_in_the_callers_transaction(paths: tuple[Path, Path]) -> None:
+    """The node deletes vectors with its catalog rows: all kept or all undone."""
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    rng = np.random.default_rng(4)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", rng.normal(size=DIM)),
+                      _iv("1.1.2", "1.1", "1", rng.normal(size=DIM)),
+                      _iv("2.1.1", "2.1", "2", rng.normal(size=DIM))], identity=MODEL)
+    conn = connect(paths[0])
+    generation = ix.generation()
+    with pytest.raises(RuntimeError, match="the catalog part failed"), transaction(conn):
+        delete_instances(conn, ["1.1.1", "1.1.2"])
+        raise RuntimeError("the catalog part failed")
+    assert ix.get_vector("study", "1") is not None and ix.generation() == generation
+    with transaction(conn):
+        changes = delete_instances(conn, ["1.1.1", "1.1.2", "not-indexed"])
+        assert conn.in_transaction  # it did not commit
+    assert ix.get_vector("study", "1") is None and ix.get_vector("series", "1.1") is None
+    assert ix.generation() == generation + 1  # one change, one generation
+    assert ix.count("instance") == 3  # the in-memory index waits for apply
+    ix.apply(changes)
+    assert (ix.count("instance"), ix.count("series"), ix.count("study")) == (1, 1, 1)
+    with transaction(conn):
+        nothing = delete_instances(conn, ["not-indexed"])
+    assert nothing.empty and ix.generation() == generation + 1
+
+
+def test_a_crash_between_commit_and_apply_rebuilds_from_the_table(paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM)),
+                      _iv("2.1.1", "2.1", "2", -np.ones(DIM))], identity=MODEL)
+    ix.save()
+    conn = connect(paths[0])
+    with transaction(conn):
+        delete_instances(conn, ["1.1.1"])
+    # the process dies here: the in-memory index and the files were never updated
+    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    assert set(again.load_or_rebuild()) == set(LevelValues)  # the files are stale
+    assert (again.count("instance"), again.count("study")) == (1, 1)
+    keys, _ = again.ann(LevelValues.STUDY, _unit(np.ones(DIM)), 5)
+    assert [r.uid for r in again.rows([int(k) for k in keys]).values()] == ["2"]
+
+
+def test_the_worker_does_not_bring_back_an_instance_deleted_while_embedding(
+        paths: tuple[Path, Path]) -> None:
+    ix = _open(paths, model_id=MODEL, dim=DIM)
+    conn = connect(paths[0])
+    with transaction(conn):
+        queue.enqueue(conn, "1.1.1", "dicom/a.dcm")
+        queue.enqueue(conn, "1.1.2", "dicom/b.dcm")
+    queue.claim(conn, 2)
+    with transaction(conn):  # deleted by an admin while the worker embeds it
+        queue.delete(conn, "1.1.2")
+    keys = ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM)),
+                             _iv("1.1.2", "1.1", "1", -np.ones(DIM))],
+                            identity=MODEL, only_claimed=True)
+    assert len(keys) == 1 and ix.get_vector("instance", "1.1.2") is None
+    assert ix.count("instance") == 1
+    np.testing.assert_allclose(ix.get_vector("series", "1.1"), _unit(np.ones(DIM)), atol=1e-6)

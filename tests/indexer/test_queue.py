@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from indexer import queue
+from database import connect
+from indexer import ensure_schema, queue
 from indexer.errors import QueueError
-from indexer.index import connect
 from indexer.queue import WorkStateValues
 
 
@@ -17,8 +17,8 @@ from indexer.queue import WorkStateValues
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "catalog.sqlite"
     conn = connect(path)
-    queue.ensure_schema(conn)
-    queue.ensure_schema(conn)  # idempotent
+    ensure_schema(conn)
+    ensure_schema(conn)  # idempotent
     conn.close()
     return path
 
@@ -148,3 +148,45 @@ def test_delete_and_requeue_all(db: Path) -> None:
     assert queue.requeue_all(conn) == 1  # skipped objects stay skipped
     assert queue.counts(conn).by_state[WorkStateValues.PENDING.value] == 1
     assert queue.counts(conn).total == 2
+
+
+def test_counts_and_states_of_some_instances(db: Path) -> None:
+    """What the node asks about one study: the states of its instances, by UID."""
+    conn = connect(db)
+    study = [f"7.{i}" for i in range(1000)]  # more UIDs than one statement may bind
+    _enqueue(conn, *study, "8.1", "8.2")
+    claimed = queue.claim(conn, 3)  # 7.0, 7.1, 7.2
+    queue.mark_done(conn, [claimed[0].sop_instance_uid])
+    queue.mark_failed(conn, claimed[1].sop_instance_uid, "undecodable: truncated")
+    c = queue.counts(conn, study)
+    assert c.total == 1000 and c.done == 1 and c.failed == 1 and c.in_progress == 1
+    assert c.pending == 997 and c.waiting == 998
+    assert c.failed_reasons == {"undecodable: truncated": 1} and c.skipped_reasons == {}
+    assert queue.counts(conn, ["8.1", "nowhere"]).by_state == {
+        "pending": 1, "in_progress": 0, "done": 0, "skipped": 0, "failed": 0}
+    assert queue.counts(conn, []).total == 0
+    assert queue.counts(conn).total == 1002  # the whole queue
+    states = queue.states_of(conn, ["7.0", "7.1", "7.2", "7.3", "nowhere"])
+    assert states == {"7.0": WorkStateValues.DONE, "7.1": WorkStateValues.FAILED,
+                      "7.2": WorkStateValues.IN_PROGRESS, "7.3": WorkStateValues.PENDING}
+
+
+def test_delete_takes_several_instances_in_the_callers_transaction(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "9.1", "9.2", "9.3")
+    conn.execute("BEGIN IMMEDIATE")
+    queue.delete(conn, ["9.1", "9.2"])
+    assert conn.in_transaction  # delete did not commit
+    conn.rollback()
+    assert queue.counts(conn).total == 3
+    conn.execute("BEGIN IMMEDIATE")
+    queue.delete(conn, ["9.1", "9.2"])
+    conn.commit()
+    assert set(queue.states_of(conn, ["9.1", "9.2", "9.3"])) == {"9.3"}
+
+
+def test_the_schema_allows_only_the_states_of_the_enum(db: Path) -> None:
+    conn = connect(db)
+    _enqueue(conn, "10.1")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute("UPDATE work SET state = 'lost' WHERE sop_instance_uid = '10.1'")

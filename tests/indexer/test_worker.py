@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from indexer import LevelValues, queue
+from database import connect
+from indexer import LevelValues, ensure_schema, queue
 from indexer.embedder import Embedder
 from indexer.errors import ModelMismatch
-from indexer.index import IndexSet, InstanceVector, connect
+from indexer.index import IndexSet, InstanceVector
 from indexer.search import SearchFilters, search
 from indexer.worker import Worker
 from tests.indexer._dicom import PYDICOM_FILES, ct_pattern, grey_dataset, sr_dataset, write
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _archive(data_dir: Path, n_studies: int, per_study: int = 2) -> list[str]:
     """Write synthetic CT studies under data_dir/dicom and queue them; returns SOP UIDs."""
     conn = connect(data_dir / "catalog.sqlite")
-    queue.ensure_schema(conn)
+    ensure_schema(conn)
     uids: list[str] = []
     conn.execute("BEGIN IMMEDIATE")
     for s in range(n_studies):

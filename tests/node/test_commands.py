@@ -87,7 +87,7 @@ def test_a_node_started_with_another_model_refuses_to_mix_and_says_how(
     reported unavailable with the rebuild command, the node still receives."""
     import shutil
 
-    from indexer.embedder import write_random_model_dir
+    from tests._models import write_random_model_dir
     from tests.conftest import TINY_MODEL_CONFIG
 
     first = make_node(data_dir=tmp_path / "data")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from indexer import queue
 from node.storage import connect
 from tests._peers import free_port, wait_for_port
 from tests._synthetic import ct_instance, write_files
@@ -80,15 +81,15 @@ def test_sigkill_during_storescu_loses_nothing_acknowledged(tmp_path: Path) -> N
         wait_for_port(dimse_port, timeout=60)
         conn = connect(data_dir / "catalog.sqlite")
         rows = dict(conn.execute("SELECT sop_instance_uid, path FROM instances").fetchall())
-        queued = dict(conn.execute(
-            "SELECT sop_instance_uid, count(*) FROM work GROUP BY sop_instance_uid").fetchall())
+        queued = queue.states_of(conn, rows)  # one queue entry per instance at most
         for path in acknowledged:
             sop = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
             assert sop in rows, f"acknowledged instance {sop} lost"
             kept = pydicom.dcmread(data_dir / rows[sop])
             assert kept.SOPInstanceUID == sop and len(kept.PixelData) == 256 * 256 * 2
-            assert queued.get(sop) == 1
+            assert sop in queued
         assert set(queued) == set(rows)  # nothing catalogued without its queue entry
+        assert queue.counts(conn).total == len(rows)  # and nothing queued without its row
         assert not list((data_dir / "tmp").glob("*.part")), "partial writes are cleaned up"
     finally:
         node.terminate()

@@ -1,18 +1,25 @@
-"""Deleting studies, series and instances: catalog, work queue, vectors, then files.
+"""Deleting studies, series and instances: catalog rows, work queue entries and vectors in
+one transaction; then the in-memory index and the files.
 
-The catalog is changed first, in one transaction; the files go after it. A crash in
-between leaves files nobody references (harmless, and overwritten if the instance is
-sent again), never a catalogued instance without its file.
+The order makes every crash harmless:
+
+- before the commit, nothing has changed;
+- after it, the saved index files name an older catalog generation than the one the
+  deletion bumped, so they are rebuilt from the ``vectors`` table at the next start
+  (the in-memory index is brought in step right after the commit, when one is loaded);
+- files are removed last: a crash before leaves files nobody references (harmless, and
+  overwritten if the instance is sent again), never a catalogued instance without its file.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from database import Connection, transaction
 from indexer import queue
+from indexer.index import delete_instances
 from node.errors import UnknownObject
 
 if TYPE_CHECKING:
@@ -24,9 +31,9 @@ log = logging.getLogger(__name__)
 
 
 def delete_objects(
-    conn: sqlite3.Connection,
+    conn: Connection,
     data_dir: Path,
-    index_set: IndexSet,
+    index_set: IndexSet | None,
     *,
     study: str,
     series: str | None = None,
@@ -34,24 +41,25 @@ def delete_objects(
 ) -> int:
     """Delete a study, one of its series or one instance; return how many instances went.
 
-    Raises :class:`UnknownObject` when nothing matches.
+    ``index_set`` is the loaded index to bring in step (None when no model is loaded: the
+    saved index files are then rebuilt when next opened). Raises :class:`UnknownObject`
+    when nothing matches.
     """
     where, params = "study_instance_uid = ?", [study]
     if series is not None:
         where, params = where + " AND series_instance_uid = ?", [*params, series]
     if sop is not None:
         where, params = where + " AND sop_instance_uid = ?", [*params, sop]
-    rows = conn.execute(f"SELECT sop_instance_uid, path FROM instances WHERE {where}",
-                        params).fetchall()
-    if not rows:
-        what = "instance" if sop else "series" if series else "study"
-        raise UnknownObject(f"no {what} with these UIDs is on this node")
-    for sop_uid, _ in rows:
-        index_set.delete_instance(sop_uid)  # its vector, and its series' and study's
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for sop_uid, _ in rows:
-            queue.delete(conn, sop_uid)
+    with transaction(conn):
+        rows = conn.execute(
+            f"SELECT sop_instance_uid, path FROM instances WHERE {where}", params
+        ).fetchall()
+        if not rows:
+            what = "instance" if sop else "series" if series else "study"
+            raise UnknownObject(f"no {what} with these UIDs is on this node")
+        uids = [str(r[0]) for r in rows]
+        queue.delete(conn, uids)
+        changes = delete_instances(conn, uids)  # and their series' and study's vectors
         conn.execute(f"DELETE FROM instances WHERE {where}", params)
         conn.execute("DELETE FROM series WHERE study_instance_uid = ? AND series_instance_uid "
                      "NOT IN (SELECT series_instance_uid FROM instances)", (study,))
@@ -59,10 +67,8 @@ def delete_objects(
                         (study,)).fetchone() is None:
             conn.execute("DELETE FROM reports WHERE study_instance_uid = ?", (study,))
             conn.execute("DELETE FROM studies WHERE study_instance_uid = ?", (study,))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    if index_set is not None:
+        index_set.apply(changes)
     for _, relpath in rows:
         path = data_dir / relpath
         path.unlink(missing_ok=True)

@@ -1,0 +1,55 @@
+"""The index: one usearch HNSW index per level over the catalog's ``vectors`` table.
+
+- Keys are ``vectors.key`` (the table's integer primary key). The table is the truth: each
+  index is saved atomically with a sidecar naming the model identity and the catalog
+  *generation* it reflects; at start an index whose file is missing, unreadable or stale
+  (generation, identity or dtype differ) is rebuilt from the table, without re-embedding.
+- ``index_meta`` holds the model identity and dimension. Vectors of another identity are
+  refused with :class:`~indexer.errors.ModelMismatch`; changing the model is the explicit
+  :meth:`IndexSet.switch_model` (drops the vectors and queues every instance again).
+- A series vector is the mean of its instances' vectors, a study vector the mean of its
+  series' vectors, renormalised; both are recomputed as instances arrive or go.
+
+Modules, one concept each: :mod:`~indexer.index.vectors` (the ``vectors`` table),
+``_meta`` (``index_meta``), ``_aggregation`` (parent means), ``_changes`` (writes inside
+the caller's transaction), ``_files`` (usearch in memory and on disk), ``_set``
+(:class:`IndexSet`, which ties them together).
+
+What the node uses besides :class:`IndexSet`: :func:`model_identity` and
+:func:`vector_counts` (status), :func:`delete_instances` + :meth:`IndexSet.apply`
+(deletion in the node's own transaction).
+"""
+
+from __future__ import annotations
+
+from database import Connection
+from indexer._levels import LevelValues
+from indexer.index import _meta, vectors
+from indexer.index._changes import VectorChanges, delete_instances
+from indexer.index._files import DTypeValues, HnswSettings
+from indexer.index._set import IndexSet
+from indexer.index.vectors import InstanceVector, StoredVector, VectorRow
+
+__all__ = [
+    "DTypeValues",
+    "HnswSettings",
+    "IndexSet",
+    "InstanceVector",
+    "StoredVector",
+    "VectorChanges",
+    "VectorRow",
+    "delete_instances",
+    "model_identity",
+    "vector_counts",
+    "vectors",
+]
+
+
+def model_identity(conn: Connection) -> str | None:
+    """The identity of the model the stored vectors belong to (None while none is bound)."""
+    return _meta.model_identity(conn)
+
+
+def vector_counts(conn: Connection) -> dict[LevelValues, int]:
+    """How many vectors are stored at each level (every level, zero included)."""
+    return vectors.counts_by_level(conn)

@@ -1,0 +1,335 @@
+"""``IndexSet``: the three per-level usearch indexes, kept in step with the ``vectors``
+table behind them.
+
+An ``IndexSet`` may be used from several threads: each thread gets its own catalog
+connection, and the in-memory indexes are guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from database import Connection, ThreadConnections, transaction
+from indexer import queue
+from indexer._enums import to_member
+from indexer._levels import LevelValues
+from indexer._schema import ensure_schema
+from indexer.errors import ModelMismatch
+from indexer.filters import SearchFilters
+from indexer.index import _files, _meta, vectors
+from indexer.index._changes import VectorChanges, store_instances
+from indexer.index._changes import delete_instances as _delete_instances
+from indexer.index._files import DTypeValues, HnswSettings
+
+__all__ = ["IndexSet"]
+
+log = logging.getLogger(__name__)
+
+_LEVELS = (LevelValues.INSTANCE, LevelValues.SERIES, LevelValues.STUDY)
+
+
+class IndexSet:
+    """The three per-level HNSW indexes and the ``vectors`` table behind them.
+
+    Open with :meth:`open`, which loads saved indexes or rebuilds stale ones.
+    """
+
+    def __init__(
+        self,
+        *,
+        db_path: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str],
+        dtype: DTypeValues | str = DTypeValues.F16,
+        connectivity: int = 16,
+        expansion_add: int = 128,
+        expansion_search: int = 64,
+    ) -> None:
+        self.hnsw = HnswSettings(
+            dtype=to_member(DTypeValues, dtype, name="dtype"),
+            connectivity=connectivity,
+            expansion_add=expansion_add,
+            expansion_search=expansion_search,
+        )
+        self.db_path = Path(db_path)
+        self.index_dir = Path(index_dir)
+        self._connections = ThreadConnections(self.db_path, schema=ensure_schema)
+        self._lock = threading.RLock()
+        self._indexes: dict[LevelValues, Any] = {}
+        self._loaded_generation = -1
+        self._bound: tuple[str, int] | None = None
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def dtype(self) -> DTypeValues:
+        return self.hnsw.dtype
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        db_path: str | os.PathLike[str],
+        index_dir: str | os.PathLike[str],
+        dtype: DTypeValues | str = DTypeValues.F16,
+        connectivity: int = 16,
+        expansion_add: int = 128,
+        expansion_search: int = 64,
+        model_id: str | None = None,
+        dim: int | None = None,
+    ) -> IndexSet:
+        """Open the index set: load each saved index, or rebuild it from the catalog.
+
+        With ``model_id`` and ``dim`` (the loaded embedder's ``identity`` and ``dim``) an
+        empty index is bound to that model, and an index of another model raises
+        :class:`ModelMismatch`.
+        """
+        self = cls(
+            db_path=db_path,
+            index_dir=index_dir,
+            dtype=dtype,
+            connectivity=connectivity,
+            expansion_add=expansion_add,
+            expansion_search=expansion_search,
+        )
+        if model_id is not None:
+            if dim is None:
+                raise ValueError("dim must be given with model_id")
+            self.check_model(model_id, dim)
+        self.load_or_rebuild()
+        return self
+
+    # -- connections and model identity ----------------------------------------------
+
+    def connection(self) -> Connection:
+        """This thread's connection to the catalog."""
+        return self._connections.get()
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        self._connections.close()
+
+    @property
+    def identity(self) -> str | None:
+        """The model identity the vectors belong to (None while the index is empty)."""
+        return _meta.model_identity(self.connection())
+
+    @property
+    def dim(self) -> int | None:
+        return _meta.model_dim(self.connection())
+
+    def generation(self) -> int:
+        return _meta.generation(self.connection())
+
+    def check_model(self, identity: str, dim: int) -> None:
+        """Bind an empty index to a model, or check the model is the one bound.
+
+        Raises :class:`ModelMismatch` when the index holds another model's vectors.
+        """
+        if self._bound == (identity, dim) and all(lv in self._indexes for lv in _LEVELS):
+            return
+        conn = self.connection()
+        with transaction(conn):
+            current, current_dim = _meta.model_identity(conn), _meta.model_dim(conn)
+            if current is None:
+                _meta.bind_model(conn, identity, dim)
+            elif current != identity or current_dim != dim:
+                raise ModelMismatch(
+                    f"the index holds vectors of model {current} (dim {current_dim}); the "
+                    f"loaded model is {identity} (dim {dim}). Changing the model needs an "
+                    "explicit rebuild, which re-embeds every instance: stop the node and run "
+                    "`precedent index rebuild` (with --model to name the new model)."
+                )
+        with self._lock:
+            for level in _LEVELS:
+                if level not in self._indexes:
+                    self._indexes[level] = self.hnsw.new_index(dim)
+            self._bound = (identity, dim)
+
+    def switch_model(self, identity: str, dim: int) -> int:
+        """Drop every vector, bind the index to a new model and queue all instances again.
+
+        Returns how many instances were queued again.
+        """
+        conn = self.connection()
+        with transaction(conn):
+            vectors.delete_all(conn)
+            _meta.bind_model(conn, identity, dim)
+            generation = _meta.bump_generation(conn)
+        requeued = queue.requeue_all(conn)
+        with self._lock:
+            self._indexes = {level: self.hnsw.new_index(dim) for level in _LEVELS}
+            self._bound = (identity, dim)
+            self._loaded_generation = generation
+        self.save()
+        log.info("model switched to %s; %d instances queued again", identity, requeued)
+        return requeued
+
+    # -- the files --------------------------------------------------------------------
+
+    def load_or_rebuild(self) -> list[LevelValues]:
+        """Load each level's saved index if it matches the catalog, else rebuild it.
+
+        Returns the levels that were rebuilt.
+        """
+        identity, dim, generation = self.identity, self.dim, self.generation()
+        if identity is None or dim is None:
+            with self._lock:
+                self._indexes = {}
+            return []
+        rebuilt: list[LevelValues] = []
+        with self._lock:
+            for level in _LEVELS:
+                index = _files.load(
+                    self.index_dir, level, self.hnsw,
+                    identity=identity, dim=dim, generation=generation,
+                )
+                if index is None:
+                    index = _files.build(self.connection(), level, self.hnsw, dim)
+                    rebuilt.append(level)
+                self._indexes[level] = index
+            self._loaded_generation = generation
+        if rebuilt:
+            log.info("indexes rebuilt from the catalog: %s", [lv.value for lv in rebuilt])
+            self.save()
+        return rebuilt
+
+    def rebuild(self) -> None:
+        """Rebuild every level's index from the catalog's vectors (no re-embedding)."""
+        dim = self.dim
+        if dim is None:
+            return
+        generation = self.generation()
+        conn = self.connection()
+        with self._lock:
+            self._indexes = {lv: _files.build(conn, lv, self.hnsw, dim) for lv in _LEVELS}
+            self._loaded_generation = generation
+        self.save()
+
+    def save(self) -> None:
+        """Save each index atomically (temporary file, fsync, rename), then its sidecar."""
+        identity, dim = self.identity, self.dim
+        with self._lock:
+            for level, index in self._indexes.items():
+                _files.save(
+                    self.index_dir, level, index, self.hnsw,
+                    identity=identity, dim=dim, generation=self._loaded_generation,
+                )
+
+    # -- writes -----------------------------------------------------------------------
+
+    def add_instances(
+        self,
+        items: Sequence[vectors.InstanceVector],
+        *,
+        identity: str,
+        only_claimed: bool = False,
+    ) -> list[int]:
+        """Store instance vectors (upsert on UID), update their series and studies, and
+        the indexes. Returns the stored instances' keys. One catalog transaction.
+
+        With ``only_claimed`` (the worker), instances no longer claimed on the work queue
+        (deleted while being embedded) are left out.
+        """
+        if not items:
+            return []
+        dim = int(items[0].vector.shape[-1])
+        self.check_model(identity, dim)
+        conn = self.connection()
+        with transaction(conn):
+            keys, changes = store_instances(
+                conn, items, model_id=identity, dim=dim, only_claimed=only_claimed
+            )
+        self.apply(changes)
+        return keys
+
+    def delete_instance(self, sop_instance_uid: str) -> bool:
+        """Remove an instance's vector, and update (or remove) its series and study.
+
+        One transaction of its own; to delete vectors together with other rows, call
+        :func:`indexer.index.delete_instances` in the caller's transaction, then
+        :meth:`apply`.
+        """
+        conn = self.connection()
+        with transaction(conn):
+            changes = _delete_instances(conn, [sop_instance_uid])
+        self.apply(changes)
+        return not changes.empty
+
+    def apply(self, changes: VectorChanges) -> None:
+        """Bring the in-memory indexes in step with a committed change of ``vectors``."""
+        if changes.empty:
+            return
+        with self._lock:
+            for level, key in changes.removed:
+                index = self._indexes.get(level)
+                if index is not None and key in index:
+                    index.remove(key)
+            for level, key, vec in changes.upserted:
+                index = self._indexes.get(level)
+                if index is None:
+                    continue  # not loaded here: rebuilt from the table when opened
+                if key in index:
+                    index.remove(key)
+                index.add(key, vec)
+            self._loaded_generation = changes.generation
+
+    # -- reads ------------------------------------------------------------------------
+
+    def count(self, level: LevelValues | str) -> int:
+        """How many vectors the in-memory index of ``level`` holds."""
+        index = self._indexes.get(LevelValues(level))
+        return 0 if index is None else len(index)
+
+    def ann(
+        self, level: LevelValues, vector: npt.NDArray[np.float32], count: int, *,
+        exact: bool = False,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        """Raw usearch search: keys and cosine *distances* (1 - similarity), best first."""
+        with self._lock:
+            index = self._indexes.get(level)
+            if index is None or len(index) == 0:
+                return np.zeros(0, np.uint64), np.zeros(0, np.float32)
+            m = index.search(np.asarray(vector, dtype=np.float32), count, exact=exact)
+        return np.asarray(m.keys, np.uint64), np.asarray(m.distances, np.float32)
+
+    def get_vector(self, level: LevelValues | str, uid: str) -> npt.NDArray[np.float32] | None:
+        """The stored (float32) vector of a study, series or instance UID."""
+        return vectors.get_vector(self.connection(), LevelValues(level), uid)
+
+    def get_vectors(
+        self, level: LevelValues | str, uids: Sequence[str]
+    ) -> npt.NDArray[np.float32]:
+        """Stored vectors of the given UIDs that exist (missing ones are left out)."""
+        vecs = [v for v in (self.get_vector(level, u) for u in uids) if v is not None]
+        dim = self.dim or 0
+        return np.stack(vecs) if vecs else np.zeros((0, dim), np.float32)
+
+    def rows(self, keys: Sequence[int]) -> dict[int, vectors.VectorRow]:
+        """The rows (without vectors) of the given keys."""
+        return vectors.rows(self.connection(), keys)
+
+    def best_instance(
+        self, level: LevelValues | str, uid: str, query: npt.NDArray[np.float32]
+    ) -> str | None:
+        """The instance of a study or series closest to the unit ``query`` (an instance is
+        its own); None when it has no instance vector."""
+        return vectors.best_instance(self.connection(), LevelValues(level), uid, query)
+
+    def vectors_in_studies(
+        self,
+        level: LevelValues | str,
+        study_instance_uids: Sequence[str],
+        filters: SearchFilters | None = None,
+    ) -> list[vectors.StoredVector]:
+        """The stored vectors of ``level`` in these studies that pass ``filters``."""
+        return vectors.in_studies(
+            self.connection(), LevelValues(level), study_instance_uids,
+            filters or SearchFilters(),
+        )
