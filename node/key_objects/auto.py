@@ -18,7 +18,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from indexer import LevelValues
+from indexer import LevelValues, queue
 from node.errors import KosError, NotIndexed, QueryError
 from node.key_objects.document import KOS_SOURCE
 from node.key_objects.write import KosResult, write_similar_cases_kos
@@ -48,15 +48,9 @@ def _answered_already(conn: sqlite3.Connection, study_uid: str) -> bool:
 
 def _waiting(conn: sqlite3.Connection, study_uid: str) -> int:
     """How many of the study's instances are still waiting on the work queue."""
-    # TODO(indexer-api): the indexer's count of pending/in-progress work in a study
-    # (with its WorkStateValues) instead of SQL on its `work` table.
-    row = conn.execute(
-        """SELECT count(*) FROM instances i JOIN work w
-           ON w.sop_instance_uid = i.sop_instance_uid
-           WHERE i.study_instance_uid = ? AND w.state IN ('pending', 'in_progress')""",
-        (study_uid,),
-    ).fetchone()
-    return int(row[0])
+    sops = [str(r[0]) for r in conn.execute(
+        "SELECT sop_instance_uid FROM instances WHERE study_instance_uid = ?", (study_uid,))]
+    return queue.counts(conn, sops).waiting
 
 
 class AutoKos:

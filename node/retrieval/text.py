@@ -39,37 +39,16 @@ def _text_candidates(index_set: IndexSet, level: LevelValues, studies: Sequence[
     and then by cosine to ``q``: (uid, score, study uid, parent uid)."""
     if not studies:
         return []
-    where, params = flt.sql()
-    marks = ",".join("?" * len(studies))
-    # TODO(indexer-api): the vectors of `level` in `studies` passing `flt`, through the
-    # indexer's vector-read function instead of SQL on its `vectors` table.
-    rows = index_set.connection().execute(
-        f"SELECT uid, study_instance_uid, parent_uid, vector FROM vectors "
-        f"WHERE level = ? AND study_instance_uid IN ({marks}) AND {where}",
-        [level.value, *studies, *params],
-    ).fetchall()
     rank = {uid: i for i, uid in enumerate(studies)}
-    items = [(str(uid), float(np.frombuffer(blob, dtype="<f4") @ q), str(study), parent)
-             for uid, study, parent, blob in rows if uid not in flt.exclude_uids]
+    items = [(v.uid, float(v.vector @ q), v.study_instance_uid, v.parent_uid)
+             for v in index_set.vectors_in_studies(level, studies, flt)]
     items.sort(key=lambda it: (rank[it[2]], -it[1]))
     return items
 
 
 def _best_instance(index_set: IndexSet, level: LevelValues, uid: str,
                    q: npt.NDArray[np.float32]) -> str | None:
-    if level is LevelValues.INSTANCE:
-        return uid
-    column = "study_instance_uid" if level is LevelValues.STUDY else "parent_uid"
-    best, best_sim = None, -2.0
-    # TODO(indexer-api): the instance vectors under a study or series, through the
-    # indexer's best-instance lookup instead of SQL on its `vectors` table.
-    for sop, blob in index_set.connection().execute(
-        f"SELECT uid, vector FROM vectors WHERE level = 'instance' AND {column} = ?", (uid,)
-    ):
-        sim = float(np.frombuffer(blob, dtype="<f4") @ q)
-        if sim > best_sim:
-            best, best_sim = str(sop), sim
-    return best
+    return index_set.best_instance(level, uid, q)
 
 
 def hybrid_ranking(conn: sqlite3.Connection, index_set: IndexSet, text: str,
