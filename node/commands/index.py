@@ -1,5 +1,5 @@
-"""The administrative commands behind `precedent index …`, `precedent reports import`
-and `precedent eval`: each works on the catalog directly, with a progress bar."""
+"""``precedent index``: the embedding index's state, a rebuild (the way to change the
+model) and the import of folders of DICOM files (an archive backfill)."""
 
 from __future__ import annotations
 
@@ -12,39 +12,45 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from indexer import queue
-from indexer.index import model_identity, vector_counts
-from node.errors import IngestError
-from node.runtime import load_model, open_index
+from node.commands._common import (
+    Subcommands,
+    add_location_flags,
+    console,
+    progress,
+    settings_from,
+)
 from node.settings import Settings
-from node.storage import connect
-from node.supervisor import build_services
 
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
 
-__all__ = ["evaluate", "index", "reports_import"]
-
-console = Console(stderr=True)
+__all__ = ["register", "run"]
 
 
-def _with_model(settings: Settings, args: argparse.Namespace) -> Settings:
-    if getattr(args, "model", None):
-        return settings.model_copy(
-            update={"model": settings.model.model_copy(update={"name": args.model})})
-    return settings
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=console, transient=False)
+def register(commands: Subcommands) -> None:
+    group = commands.add_parser("index", help="the embedding index")
+    group.set_defaults(run=run)
+    index = group.add_subparsers(dest="action", required=True)
+    p = index.add_parser("status")
+    add_location_flags(p)
+    p.add_argument("--json", action="store_true")
+    p = index.add_parser("rebuild", help="re-embed everything stored (the way to change "
+                         "the model)")
+    add_location_flags(p)
+    p.add_argument("--model", help="the model to re-embed with (default: [model] name)")
+    p = index.add_parser("import", help="store and index folders of DICOM files")
+    add_location_flags(p)
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--model")
+    p.add_argument("--no-index", action="store_true", help="store and queue only")
 
 
 def _index_status(settings: Settings) -> dict[str, Any]:
+    from indexer import queue
+    from indexer.index import model_identity, vector_counts
+    from node.storage import connect
+
     conn = connect(settings.db_path)
     try:
         counts = queue.counts(conn).to_dict()
@@ -68,7 +74,9 @@ def _print_index_status(data: dict[str, Any]) -> None:
 
 def _drain(settings: Settings, embedder: Embedder, index_set: IndexSet) -> None:
     """Run the indexer worker here until the queue has nothing pending."""
+    from indexer import queue
     from indexer.worker import Worker
+    from node.storage import connect
 
     w = settings.worker
     worker = Worker(db_path=settings.db_path, data_dir=settings.node.data_dir,
@@ -78,15 +86,15 @@ def _drain(settings: Settings, embedder: Embedder, index_set: IndexSet) -> None:
     conn = connect(settings.db_path)
     queue.reset_in_progress(conn, max_attempts=w.max_attempts)
     todo = queue.counts(conn).pending
-    with _progress() as progress:
-        task = progress.add_task("indexing", total=todo)
+    with progress() as bar:
+        task = bar.add_task("indexing", total=todo)
         while True:
             n = worker.run_once()
             if n == 0:
                 if queue.counts(conn).pending == 0:
                     break
                 threading.Event().wait(w.poll_interval_s)  # items waiting for a retry
-            progress.advance(task, n)
+            bar.advance(task, n)
     index_set.save()
     conn.close()
 
@@ -105,11 +113,14 @@ def _walk(paths: list[Path]) -> Iterator[Path]:
 
 def _import(settings: Settings, paths: list[Path]) -> Counter[str]:
     """Store every DICOM file under ``paths`` through the one ingest path."""
+    from node.errors import IngestError
+    from node.supervisor import build_services
+
     services = build_services(settings)
     files = list(_walk(paths))
     outcomes: Counter[str] = Counter()
-    with _progress() as progress:
-        task = progress.add_task("importing", total=len(files))
+    with progress() as bar:
+        task = bar.add_task("importing", total=len(files))
         for path in files:
             try:
                 stored = services.ingest.store(path.read_bytes(), source="IMPORT")
@@ -118,12 +129,14 @@ def _import(settings: Settings, paths: list[Path]) -> Counter[str]:
                 outcomes[f"skipped: {str(exc).split(':')[0]}"] += 1
             except OSError as exc:
                 outcomes[f"skipped: unreadable ({exc.strerror})"] += 1
-            progress.advance(task)
+            bar.advance(task)
     return outcomes
 
 
-def index(args: argparse.Namespace, settings: Settings) -> int:
-    settings = _with_model(settings, args)
+def run(args: argparse.Namespace) -> int:
+    from node.runtime import load_model, open_index
+
+    settings = settings_from(args)
     if args.action == "status":
         data = _index_status(settings)
         if args.json:
@@ -147,30 +160,4 @@ def index(args: argparse.Namespace, settings: Settings) -> int:
         index_set = open_index(settings, embedder)
     _drain(settings, embedder, index_set)
     _print_index_status(_index_status(settings))
-    return 0
-
-
-def reports_import(args: argparse.Namespace, settings: Settings) -> int:
-    from node.reporting import import_reports_csv
-
-    conn = connect(settings.db_path)
-    try:
-        summary = import_reports_csv(conn, args.csv)
-    finally:
-        conn.close()
-    print(summary)
-    for line, key in summary.unmatched[:20]:
-        print(f"  line {line}: no study on the node for {key}")
-    for line, reason in summary.invalid[:20]:
-        print(f"  line {line}: {reason}")
-    return 0 if summary.matched or not summary.rows else 1
-
-
-def evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from indexer.evaluate import evaluate as run_evaluation
-
-    # the stored vectors are all it needs: no model is loaded
-    index_set = open_index(settings)
-    result = run_evaluation(index_set, args.labels, k=args.k)
-    print(result.format_table())
     return 0

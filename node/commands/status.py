@@ -1,0 +1,34 @@
+"""``precedent status``: what the node holds and does, whether or not it runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from node.commands._common import Subcommands, add_location_flags, print_data, settings_from
+
+__all__ = ["register", "run"]
+
+
+def register(commands: Subcommands) -> None:
+    status = commands.add_parser("status", help="what the node holds and does")
+    add_location_flags(status)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from node.status import offline_status
+
+    data = offline_status(settings_from(args))
+    model = data["model"]
+    lines = [
+        f"node {data['ae_title']} (DIMSE {data['dimse_port']}, HTTP {data['http_port']}): "
+        + ("running" if data["running"] else "not running"),
+        f"data: {data['data_dir']}: {data['studies']} studies, {data['instances']} instances",
+        "queue: " + ", ".join(f"{k} {v}" for k, v in data["queue"]["by_state"].items()),
+        *(f"  failed: {n} × {why}" for why, n in data["queue"]["failed_reasons"].items()),
+        f"model: {model['status']}" + (f": {model['reason']}" if model.get("reason") else ""),
+        f"index built with: {data['index_model'] or '(nothing indexed yet)'}",
+    ]
+    print_data(data, args.json, "\n".join(lines))
+    return 0
