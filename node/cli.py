@@ -14,7 +14,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from node.commands import ae, evaluate, index, reports, serve, status, viewer
+from indexer.errors import IndexerError
+from node.commands import ae, evaluate, index, model, reports, serve, status, viewer
 from node.errors import PrecedentError
 
 __all__ = ["GROUPS", "main"]
@@ -22,22 +23,27 @@ __all__ = ["GROUPS", "main"]
 log = logging.getLogger("node.cli")
 
 #: the command groups, in the order ``precedent --help`` lists them
-GROUPS = (serve, status, ae, index, reports, evaluate, viewer)
+GROUPS = (serve, status, ae, index, reports, evaluate, model, viewer)
 
 DESCRIPTION = """\
 Precedent: a DICOM node beside the PACS that finds similar past cases.
 
 It receives studies (DIMSE C-STORE, DICOMweb STOW-RS), indexes their images with an
 embedding model, and answers "find similar cases" over a DICOMweb extension.
-`precedent serve` runs the node; the other commands administer it, through the running
-node when it is up. `precedent COMMAND --help` says more about each.
+
+Every command finds the settings file and data folder the way `serve` does (--config,
+PRECEDENT_CONFIG, ./precedent.toml, /etc/precedent/node.toml; --data-dir,
+PRECEDENT_NODE__DATA_DIR, the file's [node] data_dir, ~/.local/share/precedent) and
+says which it uses. Changes go through the running node when it is up.
+`precedent COMMAND --help` says more about each.
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="precedent", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands")
     for group in GROUPS:
         group.register(commands)
     return parser
@@ -47,12 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except PrecedentError as exc:
+    except (PrecedentError, IndexerError, ValueError) as exc:
         print(f"precedent: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:
-        print(f"precedent: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("precedent: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

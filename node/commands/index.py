@@ -1,14 +1,18 @@
 """``precedent index``: the embedding index's state, a rebuild (the way to change the
-model) and the import of folders of DICOM files (an archive backfill)."""
+model) and the import of folders of DICOM files (an archive backfill).
+
+``import`` and ``rebuild`` go through the running node when it owns the data folder
+(it stores, its one worker indexes, its own rebuild switches the model), and are done
+here with the folder's lock held when it is down; without ``--model`` they use the
+configured model (``[model]``), and a model that cannot load fails in one line.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,33 +20,41 @@ from node.commands._common import (
     Subcommands,
     add_location_flags,
     console,
+    data_folder_writer,
     progress,
+    require_catalog,
     settings_from,
+    use_cli_logging,
 )
 from node.settings import Settings
 
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
+    from node.admin_client import AdminClient
 
 __all__ = ["register", "run"]
 
+_LOCAL_DIR = "local-dir:"
+
 
 def register(commands: Subcommands) -> None:
-    group = commands.add_parser("index", help="the embedding index")
+    group = commands.add_parser("index", help="the embedding index: status, rebuild, import")
     group.set_defaults(run=run)
     index = group.add_subparsers(dest="action", required=True)
-    p = index.add_parser("status")
+    p = index.add_parser("status", help="vectors, queue and the model the index holds")
     add_location_flags(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = index.add_parser("rebuild", help="re-embed everything stored (the way to change "
-                         "the model)")
+                         "the model); the running node does it itself")
     add_location_flags(p)
-    p.add_argument("--model", help="the model to re-embed with (default: [model] name)")
+    p.add_argument("--model", help="the model to re-embed with, an open_clip reference "
+                   "(local-dir:PATH, hf-hub:…; default: the configured [model])")
     p = index.add_parser("import", help="store and index folders of DICOM files")
     add_location_flags(p)
-    p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--model")
+    p.add_argument("paths", nargs="+", type=Path, help="files or folders (walked)")
+    p.add_argument("--model", help="the model to index with when the node is down "
+                   "(default: the configured [model])")
     p.add_argument("--no-index", action="store_true", help="store and queue only")
 
 
@@ -51,7 +63,7 @@ def _index_status(settings: Settings) -> dict[str, Any]:
     from indexer.index import model_identity, vector_counts
     from node.storage import connect
 
-    conn = connect(settings.db_path)
+    conn = connect(require_catalog(settings))
     try:
         counts = queue.counts(conn).to_dict()
         model = model_identity(conn)
@@ -72,6 +84,58 @@ def _print_index_status(data: dict[str, Any]) -> None:
             print(f"  {title}: {count} × {reason}")
 
 
+def _print_outcomes(outcomes: dict[str, int]) -> None:
+    for what, count in sorted(outcomes.items()):
+        print(f"{count:8d}  {what}")
+
+
+# -- through the running node ---------------------------------------------------------
+
+
+def _follow(node: AdminClient, started: dict[str, Any]) -> dict[str, Any]:
+    """Follow the node's operation with one bar per stage; its last state."""
+    with progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def show(op: dict[str, Any]) -> None:
+            stage = str(op["stage"])
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=op["total"] or None)
+            bar.update(tasks[stage], total=op["total"] or None, completed=op["done"])
+
+        last = node.follow(started, show)
+    if last["state"] == "failed":
+        from node.errors import NodeAdminError
+
+        raise NodeAdminError(f"the node's {last['kind']} failed: {last['error']}")
+    return last
+
+
+def _through_node(node: AdminClient, args: argparse.Namespace) -> int:
+    if args.action == "import":
+        paths = [str(p.expanduser().absolute()) for p in args.paths]
+        for p in args.paths:
+            if not p.exists():
+                raise ValueError(f"{p} is neither a file nor a folder")
+        last = _follow(node, node.request("POST", "/admin/index/import",
+                                          json={"paths": paths, "index": not args.no_index}))
+        _print_outcomes(last["outcomes"])
+    else:
+        model = args.model
+        if model and model.startswith(_LOCAL_DIR):  # the node resolves from elsewhere
+            model = _LOCAL_DIR + str(Path(model[len(_LOCAL_DIR):]).expanduser().absolute())
+        last = _follow(node, node.request("POST", "/admin/index/rebuild",
+                                          json={"model": model}))
+        console.print(f"rebuilt by the node: {last['done']} instances re-embedded",
+                      markup=False, highlight=False)
+    if last.get("detail"):
+        console.print(f"precedent: {last['detail']}", markup=False, highlight=False)
+    return 0
+
+
+# -- here, with the data folder's lock held --------------------------------------------
+
+
 def _drain(settings: Settings, embedder: Embedder, index_set: IndexSet) -> None:
     """Run the indexer worker here until the queue has nothing pending."""
     from indexer import queue
@@ -84,58 +148,73 @@ def _drain(settings: Settings, embedder: Embedder, index_set: IndexSet) -> None:
                     decode_processes=w.decode_processes, max_attempts=w.max_attempts,
                     poll_interval_s=w.poll_interval_s)
     conn = connect(settings.db_path)
-    queue.reset_in_progress(conn, max_attempts=w.max_attempts)
-    todo = queue.counts(conn).pending
-    with progress() as bar:
-        task = bar.add_task("indexing", total=todo)
-        while True:
-            n = worker.run_once()
-            if n == 0:
-                if queue.counts(conn).pending == 0:
-                    break
-                threading.Event().wait(w.poll_interval_s)  # items waiting for a retry
-            bar.advance(task, n)
-    index_set.save()
-    conn.close()
+    try:
+        todo = queue.counts(conn).pending
+        with progress() as bar:
+            task = bar.add_task("indexing", total=todo)
+            while True:
+                n = worker.run_once()
+                if n == 0:
+                    if queue.counts(conn).pending == 0:
+                        break
+                    threading.Event().wait(w.poll_interval_s)  # items waiting for a retry
+                bar.advance(task, n)
+        index_set.save()
+    finally:
+        worker.close()
+        conn.close()
 
 
-def _walk(paths: list[Path]) -> Iterator[Path]:
-    for path in paths:
-        if path.is_file():
-            yield path
-        elif path.is_dir():
-            for root, _, names in os.walk(path):
-                for name in sorted(names):
-                    yield Path(root) / name
-        else:
-            raise ValueError(f"{path} is neither a file nor a folder")
-
-
-def _import(settings: Settings, paths: list[Path]) -> Counter[str]:
+def _import_here(settings: Settings, paths: list[Path]) -> Counter[str]:
     """Store every DICOM file under ``paths`` through the one ingest path."""
-    from node.errors import IngestError
+    from node.operations import import_files, walk_files
     from node.supervisor import build_services
 
     services = build_services(settings)
-    files = list(_walk(paths))
+    files = list(walk_files(paths))
     outcomes: Counter[str] = Counter()
     with progress() as bar:
-        task = bar.add_task("importing", total=len(files))
-        for path in files:
-            try:
-                stored = services.ingest.store(path.read_bytes(), source="IMPORT")
-                outcomes[stored.outcome.value] += 1
-            except IngestError as exc:
-                outcomes[f"skipped: {str(exc).split(':')[0]}"] += 1
-            except OSError as exc:
-                outcomes[f"skipped: unreadable ({exc.strerror})"] += 1
+        task = bar.add_task("storing", total=len(files))
+
+        def on_file(outcome: str, _: str | None) -> None:
+            outcomes[outcome] += 1
             bar.advance(task)
+
+        import_files(services.ingest, files, on_file=on_file)
     return outcomes
 
 
-def run(args: argparse.Namespace) -> int:
+def _here(settings: Settings, args: argparse.Namespace) -> int:
     from node.runtime import load_model, open_index
 
+    if args.action == "import":
+        files = list(args.paths)
+        for p in files:
+            if not p.exists():
+                raise ValueError(f"{p} is neither a file nor a folder")
+        _print_outcomes(dict(_import_here(settings, files)))
+        if args.no_index:
+            return 0
+    else:
+        require_catalog(settings)
+    embedder = load_model(settings)
+    if args.action == "rebuild":
+        # a rebuild re-embeds everything: the way to change the model
+        index_set = open_index(settings)
+        requeued = index_set.switch_model(embedder.identity, embedder.dim)
+        console.print(f"re-embedding {requeued} instances with {embedder.identity}",
+                      markup=False, highlight=False)
+    else:
+        index_set = open_index(settings, embedder)
+    _drain(settings, embedder, index_set)
+    if args.action == "rebuild" and args.model:
+        console.print(f"precedent: the index now holds {embedder.identity}; set [model] name = "
+                      f"\"{args.model}\" (or [model] path) in the node's settings so that it "
+                      "starts with this model", markup=False, highlight=False)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.action == "status":
         data = _index_status(settings)
@@ -144,20 +223,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_index_status(data)
         return 0
-    if args.action == "import":
-        outcomes = _import(settings, args.paths)
-        for what, count in sorted(outcomes.items()):
-            print(f"{count:8d}  {what}")
-        if args.no_index:
-            return 0
-    embedder = load_model(settings)
-    if args.action == "rebuild":
-        # a rebuild re-embeds everything: the way to change the model
-        index_set = open_index(settings)
-        requeued = index_set.switch_model(embedder.identity, embedder.dim)
-        console.print(f"re-embedding {requeued} instances with {embedder.identity}")
-    else:
-        index_set = open_index(settings, embedder)
-    _drain(settings, embedder, index_set)
+    use_cli_logging()
+    with data_folder_writer(settings, f"index {args.action}") as node:
+        code = _through_node(node, args) if node is not None else _here(settings, args)
     _print_index_status(_index_status(settings))
-    return 0
+    return code

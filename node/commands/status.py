@@ -10,9 +10,13 @@ __all__ = ["register", "run"]
 
 
 def register(commands: Subcommands) -> None:
-    status = commands.add_parser("status", help="what the node holds and does")
+    status = commands.add_parser(
+        "status", help="what the node holds and does",
+        description="Counts, queue, model and index from the data folder's catalog (read "
+                    "only: nothing is created), and the running node's state when it owns "
+                    "the folder.")
     add_location_flags(status)
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(run=run)
 
 
@@ -21,10 +25,14 @@ def run(args: argparse.Namespace) -> int:
 
     data = offline_status(settings_from(args))
     model = data["model"]
+    running = (f"running (pid {data['pid']}, {data['http_url']})" if data["running"]
+               else "not running")
+    held = "" if data["catalog"] else " (no catalog here yet: nothing stored)"
     lines = [
         f"node {data['ae_title']} (DIMSE {data['dimse_port']}, HTTP {data['http_port']}): "
-        + ("running" if data["running"] else "not running"),
-        f"data: {data['data_dir']}: {data['studies']} studies, {data['instances']} instances",
+        + running,
+        f"data: {data['data_dir']}: {data['studies']} studies, {data['instances']} instances"
+        + held,
         "queue: " + ", ".join(f"{k} {v}" for k, v in data["queue"]["by_state"].items()),
         *(f"  failed: {n} × {why}" for why, n in data["queue"]["failed_reasons"].items()),
         f"model: {model['status']}" + (f": {model['reason']}" if model.get("reason") else ""),
