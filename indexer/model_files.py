@@ -174,6 +174,7 @@ def write_tryout(dest: Path, *, seed: int = 0) -> Path:
     model: Any = open_clip.CLIP(**model_cfg)
     with tempfile.NamedTemporaryFile(dir=dest, delete=False, suffix=".tmp") as tmp:
         torch.save(model.state_dict(), tmp)
+    os.chmod(tmp.name, 0o644)  # the node may run as another user
     os.replace(tmp.name, dest / "open_clip_pytorch_model.bin")
     (dest / "README.txt").write_text(
         f"Precedent try-out model: {TRYOUT_LABEL}.\nA small open_clip model whose weights are "

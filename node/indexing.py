@@ -125,6 +125,10 @@ class Indexing:
             stop.set()
         self._worker_thread = self._spawn("worker", lambda: worker.run(stop))
 
+    def signal_stop(self) -> None:
+        """Tell the worker to stop (the node is stopping); :meth:`stop_worker` waits."""
+        self._worker_stop.set()
+
     def stop_worker(self) -> None:
         """Stop the worker (its batch in hand finishes or goes back to the queue) and
         close it."""

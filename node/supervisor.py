@@ -241,6 +241,7 @@ class Node:
             return
         self._stopped = True
         self._stop.set()
+        self.indexing.signal_stop()
         # the ways in first: nothing new arrives
         if self._dimse is not None:
             self._dimse.shutdown()

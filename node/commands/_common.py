@@ -40,13 +40,18 @@ if TYPE_CHECKING:  # argparse names the type privately, and generic only in its 
 else:
     Subcommands = argparse._SubParsersAction
 
-__all__ = ["Subcommands", "add_location_flags", "console", "data_folder_writer",
+__all__ = ["Subcommands", "add_location_flags", "console", "data_folder_writer", "note",
            "print_data", "progress", "require_catalog", "settings_from", "use_cli_logging"]
 
 #: progress bars and notes go to stderr; results to stdout
 console = Console(stderr=True)
 #: the command's log handler: prints through the console the progress bar uses
 _handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+
+
+def note(text: str) -> None:
+    """One line on stderr, as it is (no markup, no wrapping)."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def use_cli_logging() -> None:
@@ -102,8 +107,7 @@ def settings_from(args: argparse.Namespace, *, announce: bool = True) -> Setting
     settings = load_settings(config.path, {k: v for k, v in overrides.items() if v},
                              catalog=_node_config, config_source=config.source)
     if announce:
-        console.print(f"precedent: {location_notes(settings)}", markup=False,
-                      highlight=False, soft_wrap=True)
+        note(f"precedent: {location_notes(settings)}")
     return settings
 
 
@@ -127,7 +131,7 @@ def data_folder_writer(settings: Settings, command: str) -> Iterator[AdminClient
     data_dir = settings.node.data_dir
     owner = current_owner(data_dir)
     if owner is not None and owner.role is OwnerRoleValues.NODE:
-        console.print(f"precedent: through {owner.describe()}", markup=False, highlight=False)
+        note(f"precedent: through {owner.describe()}")
         with AdminClient.for_owner(owner, settings) as client:
             yield client
         return

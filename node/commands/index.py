@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from node.commands._common import (
     Subcommands,
     add_location_flags,
-    console,
     data_folder_writer,
+    note,
     progress,
     require_catalog,
     settings_from,
@@ -100,6 +100,8 @@ def _follow(node: AdminClient, started: dict[str, Any]) -> dict[str, Any]:
         def show(op: dict[str, Any]) -> None:
             stage = str(op["stage"])
             if stage not in tasks:
+                for earlier in tasks.values():  # that stage has ended
+                    bar.update(earlier, completed=bar.tasks[earlier].total or 0)
                 tasks[stage] = bar.add_task(stage, total=op["total"] or None)
             bar.update(tasks[stage], total=op["total"] or None, completed=op["done"])
 
@@ -126,10 +128,9 @@ def _through_node(node: AdminClient, args: argparse.Namespace) -> int:
             model = _LOCAL_DIR + str(Path(model[len(_LOCAL_DIR):]).expanduser().absolute())
         last = _follow(node, node.request("POST", "/admin/index/rebuild",
                                           json={"model": model}))
-        console.print(f"rebuilt by the node: {last['done']} instances re-embedded",
-                      markup=False, highlight=False)
+        note(f"rebuilt by the node: {last['done']} instances re-embedded")
     if last.get("detail"):
-        console.print(f"precedent: {last['detail']}", markup=False, highlight=False)
+        note(f"precedent: {last['detail']}")
     return 0
 
 
@@ -195,22 +196,19 @@ def _here(settings: Settings, args: argparse.Namespace) -> int:
         _print_outcomes(dict(_import_here(settings, files)))
         if args.no_index:
             return 0
-    else:
-        require_catalog(settings)
     embedder = load_model(settings)
     if args.action == "rebuild":
         # a rebuild re-embeds everything: the way to change the model
         index_set = open_index(settings)
         requeued = index_set.switch_model(embedder.identity, embedder.dim)
-        console.print(f"re-embedding {requeued} instances with {embedder.identity}",
-                      markup=False, highlight=False)
+        note(f"re-embedding {requeued} instances with {embedder.identity}")
     else:
         index_set = open_index(settings, embedder)
     _drain(settings, embedder, index_set)
     if args.action == "rebuild" and args.model:
-        console.print(f"precedent: the index now holds {embedder.identity}; set [model] name = "
+        note(f"precedent: the index now holds {embedder.identity}; set [model] name = "
                       f"\"{args.model}\" (or [model] path) in the node's settings so that it "
-                      "starts with this model", markup=False, highlight=False)
+                      "starts with this model")
     return 0
 
 
@@ -224,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
             _print_index_status(data)
         return 0
     use_cli_logging()
+    if args.action == "rebuild":
+        require_catalog(settings)  # nothing stored: nothing to rebuild
     with data_folder_writer(settings, f"index {args.action}") as node:
         code = _through_node(node, args) if node is not None else _here(settings, args)
     _print_index_status(_index_status(settings))

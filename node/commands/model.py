@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from node.commands._common import Subcommands, console
+from node.commands._common import Subcommands, note
 
 __all__ = ["register", "run"]
 
@@ -38,15 +38,11 @@ def register(commands: Subcommands) -> None:
     p.add_argument("dir", type=Path)
 
 
-def _say(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
 def _fetch(folder: Path, endpoint: str | None) -> int:
     from indexer.model_files import fetch
 
     manifest = fetch(folder, endpoint=endpoint,
-                     on_file=lambda repo, name: _say(f"fetching {name} from {repo}"))
+                     on_file=lambda repo, name: note(f"fetching {name} from {repo}"))
     size = sum(int(f["size"]) for f in manifest["files"].values())
     print(f"model folder {folder}: {len(manifest['files'])} files, {size / 1e6:.1f} MB, "
           f"hashes in {folder / 'manifest.json'}")

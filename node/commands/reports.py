@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if not args.csv.is_file():
         raise ValueError(f"{args.csv} is not a file")
+    require_catalog(settings)  # reports attach to stored studies: none, nothing to do
     with data_folder_writer(settings, "reports import") as node:
         if node is not None:
             answer = node.request("POST", "/admin/reports/import",
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 unmatched=[(u["line"], u["key"]) for u in answer["unmatched"]],
                 invalid=[(i["line"], i["reason"]) for i in answer["invalid"]])
         else:
-            conn = connect(require_catalog(settings))
+            conn = connect(settings.db_path)
             try:
                 summary = import_reports_csv(conn, args.csv)
             finally:
