@@ -64,11 +64,13 @@ def offline_status(settings: Settings) -> dict[str, Any]:
         "running": live is not None,
         "pid": owner.pid if owner is not None else None,
         "http_url": owner.http_url if owner is not None else None,
-        # the running node's own values when it answers (its flags may differ)
-        "ae_title": (live or {}).get("ae_title", settings.node.ae_title),
-        "dimse_port": (live or {}).get("dimse_port", settings.node.dimse_port),
-        "http_port": settings.http.port if owner is None or not owner.http_url
-        else int(owner.http_url.rsplit(":", 1)[1]),
+        # what the settings name (the next start), and what the running node uses
+        "ae_title": settings.node.ae_title,
+        "dimse_port": settings.node.dimse_port,
+        "http_port": settings.http.port,
+        "live": None if live is None else {"ae_title": live.get("ae_title"),
+                                           "dimse_port": live.get("dimse_port"),
+                                           "http_url": owner.http_url if owner else None},
         "data_dir": str(settings.node.data_dir),
         "catalog": settings.db_path.is_file(),
         "studies": studies,

@@ -25,12 +25,19 @@ def run(args: argparse.Namespace) -> int:
 
     data = offline_status(settings_from(args))
     model = data["model"]
-    running = (f"running (pid {data['pid']}, {data['http_url']})" if data["running"]
-               else "not running")
+    live = data["live"]
+    if live is not None:
+        node = (f"node {live['ae_title']} (DIMSE {live['dimse_port']}, {live['http_url']}): "
+                f"running (pid {data['pid']})")
+        if (live["ae_title"], live["dimse_port"]) != (data["ae_title"], data["dimse_port"]):
+            node += (f"; its next start: {data['ae_title']} on DIMSE {data['dimse_port']} "
+                     "(the catalog's or the environment's settings)")
+    else:
+        node = (f"node {data['ae_title']} (DIMSE {data['dimse_port']}, HTTP "
+                f"{data['http_port']}): not running")
     held = "" if data["catalog"] else " (no catalog here yet: nothing stored)"
     lines = [
-        f"node {data['ae_title']} (DIMSE {data['dimse_port']}, HTTP {data['http_port']}): "
-        + running,
+        node,
         f"data: {data['data_dir']}: {data['studies']} studies, {data['instances']} instances"
         + held,
         "queue: " + ", ".join(f"{k} {v}" for k, v in data["queue"]["by_state"].items()),

@@ -161,7 +161,7 @@ def test_a_node_without_its_model_picks_the_folder_up_when_it_appears(tmp_path: 
         assert body["model"]["identity"].startswith("local-dir:later@")
         status = cli("status", "--data-dir", str(tmp_path / "data"), home=tmp_path)
         assert "model: ready" in status.stdout
-        assert f"running (pid {serve.process.pid}," in status.stdout
+        assert f"running (pid {serve.process.pid})" in status.stdout
     finally:
         assert serve.stop() == 0, serve.log()
     assert "the node tries again every 5 s" in serve.log()
