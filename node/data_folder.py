@@ -41,8 +41,9 @@ __all__ = [
 
 LOCK_FILE = "lock"
 ADMIN_TOKEN_FILE = "admin-token"
-#: how long acquiring waits for a lock held only for a moment (a reader's check)
-_ACQUIRE_S = 1.0
+#: how long acquiring waits for a lock held only for a moment (a reader's check, an
+#: owner that is writing its card)
+_ACQUIRE_S = 2.0
 
 
 class OwnerRoleValues(str, Enum):
@@ -124,8 +125,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read_card(fd: int) -> Owner | None:
-    for _ in range(20):  # the owner may be writing its card this very moment
+def _read_card(fd: int, tries: int = 20) -> Owner | None:
+    for _ in range(tries):  # the owner may be writing its card this very moment
         raw = os.pread(fd, 65536, 0)
         try:
             return Owner.from_json(json.loads(raw.decode("utf-8")))
@@ -176,7 +177,7 @@ class DataFolderLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                holder = _read_card(fd)
+                holder = _read_card(fd, tries=1)
                 if (holder is not None and _alive(holder.pid)) or time.monotonic() > deadline:
                     os.close(fd)
                     who = holder.describe() if holder is not None else "another process"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from node.locations import CONFIG_ENV, default_data_dir, find_config_file
 from node.settings import load_settings, location_notes
 from tests.node._cli import cli, one_line_error, start_serve
@@ -75,6 +77,7 @@ def test_reads_from_another_folder_make_nothing_and_say_where_they_looked(
     assert sorted(p.name for p in elsewhere.iterdir()) == ["reports.csv"]
 
 
+@pytest.mark.slow
 def test_every_command_finds_the_folder_the_running_node_uses(
         tmp_path: Path, tiny_model_dir: Path) -> None:
     """serve finds ./precedent.toml in its folder; a command run elsewhere with the same
