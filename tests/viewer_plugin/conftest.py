@@ -105,13 +105,3 @@ class Host:
 def screenshots() -> Iterator[Path]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield SCREENSHOTS
-
-
-@pytest.fixture(scope="package", autouse=True)
-def _collect_on_the_ui_thread_only() -> Iterator[None]:
-    """The panels switch Python's collector to the UI thread; after the viewer tests
-    the rest of the suite gets the ordinary collector back."""
-    yield
-    from viewer_plugin._gc import uninstall_ui_thread_gc
-
-    uninstall_ui_thread_gc()
