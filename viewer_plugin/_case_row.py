@@ -9,16 +9,9 @@ import html
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (
-    QFrame,
-    QHBoxLayout,
-    QLabel,
-    QSizePolicy,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
+from viewer_plugin._layout import STRETCH, column
 from viewer_plugin.cases import SimilarCase
 from viewer_plugin.model import FeedbackValues, PanelModel
 
@@ -47,7 +40,6 @@ class CaseRow(QFrame):
         self.thumbnail.setText("…")
         layout.addWidget(self.thumbnail)
 
-        text = QVBoxLayout()
         self.title = QLabel()
         self.details = QLabel()
         self.details.setWordWrap(True)
@@ -62,11 +54,9 @@ class CaseRow(QFrame):
             w.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
             w.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             w.setMinimumWidth(60)
-            text.addWidget(w)
-        text.addStretch(1)
-        layout.addLayout(text, 1)
+        layout.addWidget(column(self.title, self.details, self.patient, self.labels, STRETCH),
+                         1)
 
-        buttons = QVBoxLayout()
         self.thumbs_up = QToolButton()
         self.thumbs_up.setText("▲ More")
         self.thumbs_up.setToolTip("More like this: re-run the query towards this case")
@@ -81,9 +71,7 @@ class CaseRow(QFrame):
         for b in (self.thumbs_up, self.thumbs_down, self.open_button):
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             b.setMinimumWidth(70)
-            buttons.addWidget(b)
-        buttons.addStretch(1)
-        layout.addLayout(buttons)
+        layout.addWidget(column(self.thumbs_up, self.thumbs_down, self.open_button, STRETCH))
 
         self.thumbs_up.clicked.connect(self._more)
         self.thumbs_down.clicked.connect(self._less)

@@ -25,9 +25,10 @@ __all__ = [
     "window_to_uint8",
 ]
 
-# name → (center, width) in Hounsfield units (CT)
+# name → (center, width) in Hounsfield units (CT); "Default" is the image's own
+# (see :meth:`StudyImages.default_window`)
 WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
-    "From file": None,
+    "Default": None,
     "Lung": (-600.0, 1500.0),
     "Mediastinum": (50.0, 350.0),
     "Bone": (500.0, 2000.0),
@@ -158,13 +159,20 @@ class StudyImages:
         return arr[frame.index] if n > 1 else arr
 
     def default_window(self, frame: Frame) -> tuple[float, float]:
-        """(center, width) from the file, else from the frame's range."""
+        """(center, width): the file's window, when it says something about this image.
+
+        A file without a window, or with one as wide as the whole pixel range (common
+        on radiographs: it shows everything and nothing), gets the range of its middle
+        99 % of pixels instead (0.5th to 99.5th percentile), as a reader would set it.
+        """
         ds = frame.dataset
         center, width = _float(ds.get("WindowCenter")), _float(ds.get("WindowWidth"))
-        if center is not None and width is not None and width > 0:
-            return center, width
         arr = self.pixels(frame)
         lo, hi = float(np.min(arr)), float(np.max(arr))
+        if center is not None and width is not None and 0 < width < 0.9 * (hi - lo):
+            return center, width
+        if arr.ndim == 2 and arr.size > 16:
+            lo, hi = (float(v) for v in np.percentile(arr, [0.5, 99.5]))
         return (lo + hi) / 2.0, max(hi - lo, 1.0)
 
 

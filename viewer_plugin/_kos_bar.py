@@ -14,15 +14,16 @@ from functools import partial
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QFormLayout,
     QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from viewer_plugin import node_tasks
+from viewer_plugin._layout import row
 from viewer_plugin._worker import TaskAnswer, TaskRunner
 from viewer_plugin.cases import KosResult
 from viewer_plugin.connection import NodeSettings
@@ -46,9 +47,8 @@ class KosBar(QWidget):
         self.runner = TaskRunner(self)
         self._sent_for: set[str] = set()
         self._pending: tuple[NodeSettings, str, SimilarQuery, str | None] | None = None
-        column = QFormLayout(self)
-        column.setContentsMargins(0, 0, 0, 0)
-        send_row = QHBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
         self.destination_combo = QComboBox()
         self.destination_combo.setEditable(True)
         self.destination_combo.setToolTip("The PACS AE title to send the similar cases to")
@@ -58,10 +58,7 @@ class KosBar(QWidget):
         self.send_button = QPushButton("Send to PACS")
         self.send_button.setToolTip(
             "Store these similar cases as a Key Object Selection note and send it to the PACS")
-        send_row.addWidget(QLabel("To"))
-        send_row.addWidget(self.destination_combo, 1)
-        send_row.addWidget(self.send_button)
-        column.addRow(send_row)
+        layout.addWidget(row(QLabel("To"), (self.destination_combo, 1), self.send_button))
 
         self.confirm = QFrame()
         self.confirm.setObjectName("kosConfirm")
@@ -78,7 +75,7 @@ class KosBar(QWidget):
         confirm_row.addWidget(self.send_again_button)
         confirm_row.addWidget(self.keep_button)
         self.confirm.setVisible(False)
-        column.addRow(self.confirm)
+        layout.addWidget(self.confirm)
 
         self.send_button.clicked.connect(self.send_requested)
         self.send_again_button.clicked.connect(self._confirmed)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer_plugin import _panel_settings
+from viewer_plugin._layout import STRETCH, row
 from viewer_plugin.connection import DEFAULT_URL, NodeSettings
 from viewer_plugin.model import QueryState
 from viewer_plugin.query import LevelValues
@@ -91,14 +92,15 @@ class Banner(QLabel):
 
 
 class NodeBox(QWidget):
-    """URL, token (masked) and timeout of the node, folded away once a URL is saved."""
+    """URL, token (masked) and timeout of the node, and the consensus threshold; folded
+    away once a URL is saved."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         column = QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         self.toggle = QToolButton()
-        self.toggle.setText("Node connection")
+        self.toggle.setText("Node connection and settings")
         self.toggle.setCheckable(True)
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.toggle.setAutoRaise(True)
@@ -114,9 +116,16 @@ class NodeBox(QWidget):
         self.timeout_spin = QDoubleSpinBox()
         self.timeout_spin.setRange(0.5, 300.0)
         self.timeout_spin.setSuffix(" s")
+        self.min_support_spin = QSpinBox()
+        self.min_support_spin.setRange(0, 100)
+        self.min_support_spin.setSuffix(" %")
+        self.min_support_spin.setToolTip(
+            "Show a finding as the cases' consensus only when at least this share of them "
+            "(and at least two) carry it; 0 shows any shared label")
         form.addRow("URL", self.url_edit)
         form.addRow("Token", self.token_edit)
         form.addRow("Timeout", self.timeout_spin)
+        form.addRow("Consensus from", self.min_support_spin)
         column.addWidget(self.toggle)
         column.addWidget(self.fields)
         self.toggle.toggled.connect(self.unfold)
@@ -154,8 +163,6 @@ class QueryControls(QGroupBox):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Query", parent)
-        grid = QFormLayout(self)
-        row1 = QHBoxLayout()
         self.level_combo = QComboBox()
         for label, level in LEVEL_LABELS:
             self.level_combo.addItem(label, level.value)
@@ -165,15 +172,7 @@ class QueryControls(QGroupBox):
         self.modality_combo.setEditable(True)
         for m in MODALITIES:
             self.modality_combo.addItem(m or "Any", m)
-        row1.addWidget(QLabel("Level"))
-        row1.addWidget(self.level_combo)
-        row1.addWidget(QLabel("Cases"))
-        row1.addWidget(self.limit_spin)
-        row1.addWidget(QLabel("Modality"))
-        row1.addWidget(self.modality_combo)
-        grid.addRow(row1)
 
-        row2 = QHBoxLayout()
         self.date_check = QCheckBox("Dates")
         self.date_from = QDateEdit(QDate.currentDate().addYears(-5))
         self.date_to = QDateEdit(QDate.currentDate())
@@ -183,41 +182,16 @@ class QueryControls(QGroupBox):
             d.setEnabled(False)
         self.date_check.toggled.connect(self.date_from.setEnabled)
         self.date_check.toggled.connect(self.date_to.setEnabled)
-        row2.addWidget(self.date_check)
-        row2.addWidget(self.date_from)
-        row2.addWidget(QLabel("to"))
-        row2.addWidget(self.date_to)
-        row2.addStretch(1)
-        grid.addRow(row2)
 
-        row3 = QHBoxLayout()
         self.exclude_check = QCheckBox("Exclude this patient")
         self.hide_check = QCheckBox("Hide patient names and IDs")
-        self.min_support_spin = QSpinBox()
-        self.min_support_spin.setRange(0, 100)
-        self.min_support_spin.setSuffix(" %")
-        self.min_support_spin.setToolTip(
-            "Show a finding as the cases' consensus only when at least this share of them "
-            "(and at least two) carry it; 0 shows any shared label")
-        row3.addWidget(self.exclude_check)
-        row3.addWidget(self.hide_check)
-        row3.addStretch(1)
-        row3.addWidget(QLabel("Finding from"))
-        row3.addWidget(self.min_support_spin)
-        grid.addRow(row3)
 
-        row4 = QHBoxLayout()
         self.text_edit = QLineEdit()
         self.text_edit.setPlaceholderText("Search by words, e.g. “pneumothorax right apex”")
         self.hybrid_check = QCheckBox("+ reports")
         self.hybrid_check.setToolTip("Hybrid: also search the reports' text (BM25)")
         self.text_button = QPushButton("Search text")
-        row4.addWidget(self.text_edit, 1)
-        row4.addWidget(self.hybrid_check)
-        row4.addWidget(self.text_button)
-        grid.addRow(row4)
 
-        row5 = QHBoxLayout()
         self.find_button = QPushButton("Find similar")
         self.find_button.setDefault(True)
         self.find_button.setToolTip("Find cases similar to the study on screen")
@@ -226,10 +200,17 @@ class QueryControls(QGroupBox):
         self.progress.setRange(0, 0)
         self.progress.setMaximumHeight(12)
         self.progress.setTextVisible(False)
-        row5.addWidget(self.find_button)
-        row5.addWidget(self.cancel_button)
-        row5.addWidget(self.progress, 1)
-        grid.addRow(row5)
+
+        rows = QVBoxLayout(self)
+        for line in (
+            row(QLabel("Level"), self.level_combo, QLabel("Cases"), self.limit_spin,
+                QLabel("Modality"), self.modality_combo),
+            row(self.date_check, self.date_from, QLabel("to"), self.date_to, STRETCH),
+            row(self.exclude_check, self.hide_check, STRETCH),
+            row((self.text_edit, 1), self.hybrid_check, self.text_button),
+            row(self.find_button, self.cancel_button, (self.progress, 1)),
+        ):
+            rows.addWidget(line)
 
     def show_state(self, st: QueryState) -> None:
         """Set the controls from the model's state."""
@@ -238,7 +219,6 @@ class QueryControls(QGroupBox):
         self.exclude_check.setChecked(st.exclude_patient)
         self.hide_check.setChecked(st.hide_identity)
         self.hybrid_check.setChecked(st.hybrid)
-        self.min_support_spin.setValue(round(st.min_support * 100))
 
     def read_state(self, st: QueryState) -> None:
         """Copy what the controls say into the model's state."""
@@ -254,7 +234,6 @@ class QueryControls(QGroupBox):
         st.exclude_patient = self.exclude_check.isChecked()
         st.hide_identity = self.hide_check.isChecked()
         st.hybrid = self.hybrid_check.isChecked()
-        st.min_support = self.min_support_spin.value() / 100.0
         st.text = self.text_edit.text()
 
 
@@ -265,12 +244,12 @@ class RefineBar(QFrame):
         super().__init__(parent)
         self.setObjectName("refineBar")
         self.setStyleSheet("QFrame#refineBar { background:#e6f0fb; border-radius:4px; }")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(6, 2, 6, 2)
+        line = QHBoxLayout(self)
+        line.setContentsMargins(6, 2, 6, 2)
         self.label = QLabel()
         self.label.setStyleSheet("color:#1d4f91;")
         self.reset_button = QPushButton("Reset")
         self.reset_button.setToolTip("Forget the ▲/▼ marks and show the original answer")
-        row.addWidget(self.label, 1)
-        row.addWidget(self.reset_button)
+        line.addWidget(self.label, 1)
+        line.addWidget(self.reset_button)
         self.setVisible(False)

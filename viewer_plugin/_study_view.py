@@ -6,15 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QSlider,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListWidget, QSlider, QWidget
 
 from viewer_plugin._canvas import ImageCanvas
 from viewer_plugin._imaging import (
@@ -24,6 +16,7 @@ from viewer_plugin._imaging import (
     is_monochrome1,
     window_to_uint8,
 )
+from viewer_plugin._layout import column, row
 
 __all__ = ["StudyView"]
 
@@ -50,21 +43,12 @@ class StudyView(QWidget):
         self.preset_combo.addItems(list(WINDOW_PRESETS))
         self.position_label = QLabel()
 
-        bar = QHBoxLayout()
-        bar.addWidget(QLabel("Window"))
-        bar.addWidget(self.preset_combo)
-        bar.addWidget(self.slider, 1)
-        bar.addWidget(self.position_label)
-        right = QVBoxLayout()
-        right.setContentsMargins(0, 0, 0, 0)
-        right.addWidget(self.canvas, 1)
-        right.addLayout(bar)
-        holder = QWidget()
-        holder.setLayout(right)
+        bar = row(QLabel("Window"), self.preset_combo, (self.slider, 1), self.position_label,
+                  margin=4)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.series_list)
-        layout.addWidget(holder, 1)
+        layout.addWidget(column((self.canvas, 1), bar), 1)
 
         self.series_list.currentRowChanged.connect(self.show_series)
         self.slider.valueChanged.connect(self.show_frame)

@@ -19,10 +19,11 @@ ever sit in a Python reference cycle, and this module is shaped to make that hol
   its owner, so no cycle runs owner → runner → callback → owner;
 - an answer crosses threads as plain data, and an error without its traceback (a
   traceback keeps the worker's frames alive, and with them what they referenced);
-- the signal-carrying object is created, used and destroyed (explicitly, with
-  ``shiboken6.delete``) on the worker thread;
-- the runner must have a parent (Qt owns it); a task holds it only weakly, and Qt
-  drops queued answers to a runner that has been deleted;
+- a worker thread never touches a runner (which its panel may be deleting at that very
+  moment): it emits on the viewer's mailbox, one ``QObject`` that lives on the UI
+  thread as long as the application, and the mailbox hands each answer to the runner
+  of the task, there, if that runner still exists;
+- the runner must have a parent (Qt owns it);
 - the threads belong to the viewer's own pool, not to a widget, so deleting a panel
   never waits on, or deletes, a thread that is still in a request.
 """
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThreadPool, Signal, Slot
 
 from viewer_plugin.connection import CancelToken
 from viewer_plugin.errors import NodeFailed, PrecedentError
@@ -115,28 +116,50 @@ def _without_tracebacks(error: BaseException) -> BaseException:
     return error
 
 
-class _Signals(QObject):
+class _Mailbox(QObject):
+    """Where workers post answers; lives on the UI thread as long as the application."""
+
     delivered = Signal(int, str, object)  # task id, kind, payload
+
+    def __init__(self, parent: QObject) -> None:
+        super().__init__(parent)
+        self.runners: dict[int, weakref.ref[TaskRunner]] = {}  # touched on the UI thread only
+        self.delivered.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(int, str, object)
+    def _deliver(self, task_id: int, kind: str, payload: object) -> None:
+        ref = self.runners.pop(task_id, None) if kind == _FINISHED else self.runners.get(task_id)
+        runner = ref() if ref is not None else None
+        if runner is not None and shiboken6.isValid(runner):
+            runner._receive(task_id, kind, payload)
+
+
+_mailbox: _Mailbox | None = None
+
+
+def _the_mailbox() -> _Mailbox:
+    """The viewer's mailbox (created on the UI thread, on first use, under the app)."""
+    global _mailbox
+    if _mailbox is None or not shiboken6.isValid(_mailbox):
+        app = QCoreApplication.instance()
+        if app is None:
+            raise RuntimeError("the viewer's tasks need a QApplication")
+        _mailbox = _Mailbox(app)
+    return _mailbox
 
 
 class _Outbox:
-    """The worker's side of a task: emits to the runner until it is closed."""
+    """The worker's side of a task: posts to the mailbox."""
 
-    def __init__(self, task_id: int, signals: _Signals) -> None:
+    def __init__(self, task_id: int, mailbox: _Mailbox) -> None:
         self._id = task_id
-        self._signals: _Signals | None = signals
+        self._mailbox = mailbox
 
     def send(self, kind: str, payload: object) -> None:
-        if self._signals is not None:
-            self._signals.delivered.emit(self._id, kind, payload)
+        self._mailbox.delivered.emit(self._id, kind, payload)
 
     def progress(self, part: object) -> None:
         self.send(_PROGRESS, part)
-
-    def close(self) -> None:
-        signals, self._signals = self._signals, None
-        if signals is not None:
-            shiboken6.delete(signals)  # on this (its own) thread, now
 
 
 @dataclass(slots=True)
@@ -152,37 +175,19 @@ class Task:
     """One background call (plain data; runs on a pool thread)."""
 
     def __init__(self, task_id: int, generation: int, fn: TaskFunction,
-                 runner: TaskRunner) -> None:
+                 runner: TaskRunner, mailbox: _Mailbox) -> None:
         self.id = task_id
         self.generation = generation
         self.cancel_token = CancelToken()
         self._fn = fn
-        self._runner = weakref.ref(runner)
+        self._outbox = _Outbox(task_id, mailbox)
         self._live = runner._live
 
     def cancel(self) -> None:
         self.cancel_token.cancel()
 
     def run(self) -> None:
-        try:
-            self._run()
-        finally:
-            self._fn = _finished
-            self._live.release()
-
-    def _run(self) -> None:
-        runner = self._runner()
-        if runner is None:
-            return
-        signals = _Signals()  # lives on this worker thread
-        try:
-            signals.delivered.connect(runner._deliver, Qt.ConnectionType.QueuedConnection)
-        except RuntimeError:  # the runner (its panel) is gone: nobody to answer
-            shiboken6.delete(signals)
-            return
-        del runner
-        outbox = _Outbox(self.id, signals)
-        del signals
+        outbox = self._outbox
         try:
             result = self._fn(self.cancel_token, outbox.progress)
         except PrecedentError as exc:  # QueryCancelled included
@@ -194,8 +199,10 @@ class Task:
         else:
             outbox.send(_DONE, result)
             del result
-        outbox.send(_FINISHED, None)
-        outbox.close()
+        finally:
+            outbox.send(_FINISHED, None)
+            self._fn = _finished
+            self._live.release()
 
 
 def _finished(_cancel: CancelToken, _progress: Callable[[Any], None]) -> None:
@@ -251,7 +258,9 @@ class TaskRunner(QObject):
             raise TypeError(f"fn: carries a {holder} to the worker thread; pass plain data")
         if isinstance(context, QObject):
             raise TypeError("context: must be plain data, not a QObject")
-        task = Task(next(_ids), generation, fn, self)
+        mailbox = _the_mailbox()
+        task = Task(next(_ids), generation, fn, self, mailbox)
+        mailbox.runners[task.id] = weakref.ref(self)
         self._routes[task.id] = _Route(generation, context, _weak_callback(done, "done"),
                                        _weak_callback(failed, "failed"),
                                        _weak_callback(progress, "progress"))
@@ -260,8 +269,8 @@ class TaskRunner(QObject):
         _thread_pool().start(task.run)
         return task
 
-    @Slot(int, str, object)
-    def _deliver(self, task_id: int, kind: str, payload: object) -> None:
+    def _receive(self, task_id: int, kind: str, payload: object) -> None:
+        """An answer of one of this runner's tasks (from the mailbox, on the UI thread)."""
         route = self._routes.get(task_id)
         if route is None:
             return

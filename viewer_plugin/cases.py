@@ -3,8 +3,10 @@
 The similar-case extension answers with a QIDO-RS-shaped DICOM JSON array; each
 element carries a private block (creator ``PRECEDENT``, normally at ``(0011,0010)``,
 so its elements are ``(0011,10xx)``) with the score, rank, best instance, report
-excerpt, report URL and labels (see ``docs/internals.md``). These functions turn
-that JSON, and the ``Precedent-Consensus`` header, into frozen dataclasses.
+excerpt, report URL, labels, the best instance's series and, optionally, the score a
+fused answer is ordered by (see ``docs/internals.md``). These functions turn
+that JSON, the ``Precedent-Consensus`` header, and the report and KOS answers, into
+frozen dataclasses.
 No Qt and no network here.
 """
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from pydicom import Dataset
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from viewer_plugin import node_tasks
 from viewer_plugin._canvas import ImageCanvas
 from viewer_plugin._imaging import StudyImages, read_folder
+from viewer_plugin._screenshot import Screenshot
 from viewer_plugin._study_view import StudyView
 from viewer_plugin._worker import TaskAnswer, TaskRunner
 from viewer_plugin.connection import DEFAULT_URL, NodeSettings
@@ -228,7 +229,7 @@ class HostWindow(QMainWindow):
         except ValueError as exc:
             if not quiet:
                 self._fail(PrecedentError(f"The node settings are not valid: {exc}",
-                                          hint="Correct them under Node connection."))
+                                          hint="Correct them under Node connection and settings."))
             return None
 
     def _ask_folder(self) -> None:
@@ -281,31 +282,6 @@ def build_window(*, url: str | None = None, token: str | None = None,
     return window
 
 
-class _Screenshot(QObject):
-    """Saves a picture of the window once a study is shown (or opening failed), then quits."""
-
-    def __init__(self, window: HostWindow, path: str) -> None:
-        super().__init__(window)
-        self.path = path
-        self.saved: bool | None = None
-        window.study_opened.connect(self.soon)
-        window.open_failed.connect(self.snap)
-        QTimer.singleShot(30_000, self.snap)  # whatever is on screen by then
-
-    def soon(self, *_: object) -> None:
-        QTimer.singleShot(300, self.snap)
-
-    def snap(self, *_: object) -> None:
-        window = self.parent()
-        if self.saved is not None or not isinstance(window, HostWindow):
-            return
-        self.saved = window.grab().save(self.path)
-        window.close()
-        app = QApplication.instance()
-        if app is not None:
-            app.quit()
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="precedent viewer",
                                 description="A DICOM viewer with the Find-similar panel.")
@@ -321,7 +297,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--folder", help="a local folder of DICOM files to open")
     p.add_argument("--screenshot", metavar="PNG",
                    default=os.environ.get("PRECEDENT_VIEWER_SCREENSHOT"),
-                   help="save a picture of the window once the study is shown, then quit "
+                   help="save a picture of the window once the study is shown, then quit; "
+                        "the exit status is 1 when the study could not be opened "
                         "(default: $PRECEDENT_VIEWER_SCREENSHOT)")
     return p
 
@@ -334,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(["precedent-viewer"])
     window = build_window(url=args.url, token=args.token)
     window.show()
-    shot = _Screenshot(window, args.screenshot) if args.screenshot else None
+    shot = (Screenshot(window, args.screenshot, opened=window.study_opened,
+                       failed=window.open_failed) if args.screenshot else None)
     if args.study:
         window.open_study(args.study)
     elif args.accession:
@@ -347,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         window.show_browser()
     status = int(app.exec())
     if shot is not None:
-        return 0 if shot.saved else 1
+        return 0 if shot.ok else 1
     return status
 
 

@@ -94,6 +94,7 @@ class FindSimilarPanel(QWidget):
         self.node_box = NodeBox()
         self.url_edit, self.token_edit, self.timeout_spin = (
             self.node_box.url_edit, self.node_box.token_edit, self.node_box.timeout_spin)
+        self.min_support_spin = self.node_box.min_support_spin
         root.addWidget(self.node_box)
 
         c = self.controls = QueryControls()
@@ -101,7 +102,6 @@ class FindSimilarPanel(QWidget):
             c.level_combo, c.limit_spin, c.modality_combo)
         self.date_check, self.date_from, self.date_to = c.date_check, c.date_from, c.date_to
         self.exclude_check, self.hide_check = c.exclude_check, c.hide_check
-        self.min_support_spin = c.min_support_spin
         self.text_edit, self.hybrid_check, self.text_button = (
             c.text_edit, c.hybrid_check, c.text_button)
         self.find_button, self.cancel_button, self.progress = (
@@ -198,6 +198,10 @@ class FindSimilarPanel(QWidget):
                                    else self._host)
         return host
 
+    @host.setter
+    def host(self, host: ViewerHost | None) -> None:
+        self.set_host(host)
+
     def set_host(self, host: ViewerHost | None) -> None:
         """The viewer this panel serves; a ``QObject`` host is held weakly (no cycle)."""
         self._host = weakref.ref(host) if isinstance(host, QObject) else host
@@ -206,11 +210,13 @@ class FindSimilarPanel(QWidget):
 
     def _show_state(self) -> None:
         self.controls.show_state(self.model.state)
+        self.min_support_spin.setValue(round(self.model.state.min_support * 100))
         self._show_busy(False)
         self._show_error("")
 
     def _read_controls(self) -> None:
         self.controls.read_state(self.model.state)
+        self.model.state.min_support = self.min_support_spin.value() / 100.0
 
     def _show_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -307,7 +313,7 @@ class FindSimilarPanel(QWidget):
             return self.node_settings()
         except ValueError as exc:
             self._show_error(_banner_html(f"The node settings are not valid: {exc}",
-                                          "Correct them under Node connection."))
+                                          "Correct them under Node connection and settings."))
             return None
 
     def _start(self, request: QueryRequest) -> int:

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QDateEdit,
     QDialog,
     QGridLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer_plugin import node_tasks
+from viewer_plugin._layout import STRETCH, row
 from viewer_plugin._panel_parts import MODALITIES, Banner, qdate_to_date
 from viewer_plugin._worker import Task, TaskAnswer, TaskRunner
 from viewer_plugin.connection import NodeSettings
@@ -40,7 +40,7 @@ from viewer_plugin.study_search import StudyPage, StudyRow, StudySearch
 
 __all__ = ["COLUMNS", "StudyBrowser", "StudyBrowserDialog"]
 
-COLUMNS = ("Patient", "Patient ID", "Date", "Accession", "Modality", "Description", "Images")
+COLUMNS = ("Patient", "Patient ID", "Date", "Accession", "Modality", "Description", "Instances")
 
 
 def _cells(row: StudyRow) -> tuple[str, ...]:
@@ -67,7 +67,6 @@ class StudyBrowser(QWidget):
 
     def _build(self) -> None:
         root = QVBoxLayout(self)
-        grid = QGridLayout()
         self.patient_name_edit = QLineEdit()
         self.patient_name_edit.setPlaceholderText("family name first, e.g. doe jane")
         self.patient_id_edit = QLineEdit()
@@ -87,6 +86,9 @@ class StudyBrowser(QWidget):
         self.date_check.toggled.connect(self.date_to.setEnabled)
         self.search_button = QPushButton("Search")
         self.search_button.setDefault(True)
+        fields = QWidget()
+        grid = QGridLayout(fields)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.addWidget(QLabel("Patient name"), 0, 0)
         grid.addWidget(self.patient_name_edit, 0, 1)
         grid.addWidget(QLabel("Patient ID"), 0, 2)
@@ -95,15 +97,10 @@ class StudyBrowser(QWidget):
         grid.addWidget(self.accession_edit, 0, 5)
         grid.addWidget(QLabel("Modality"), 1, 0)
         grid.addWidget(self.modality_combo, 1, 1)
-        dates = QHBoxLayout()
-        dates.addWidget(self.date_check)
-        dates.addWidget(self.date_from)
-        dates.addWidget(QLabel("to"))
-        dates.addWidget(self.date_to)
-        dates.addStretch(1)
-        grid.addLayout(dates, 1, 2, 1, 3)
+        grid.addWidget(row(self.date_check, self.date_from, QLabel("to"), self.date_to,
+                           STRETCH), 1, 2, 1, 3)
         grid.addWidget(self.search_button, 1, 5)
-        root.addLayout(grid)
+        root.addWidget(fields)
 
         self.banner = Banner()
         root.addWidget(self.banner)
@@ -119,17 +116,13 @@ class StudyBrowser(QWidget):
         header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
         root.addWidget(self.table, 1)
 
-        bottom = QHBoxLayout()
         self.previous_button = QPushButton("◀ Previous")
         self.page_label = QLabel("Search the node for a study.")
         self.next_button = QPushButton("Next ▶")
         self.open_button = QPushButton("Open")
         self.open_button.setEnabled(False)
-        bottom.addWidget(self.previous_button)
-        bottom.addWidget(self.page_label, 1)
-        bottom.addWidget(self.next_button)
-        bottom.addWidget(self.open_button)
-        root.addLayout(bottom)
+        root.addWidget(row(self.previous_button, (self.page_label, 1), self.next_button,
+                           self.open_button))
         self.previous_button.setEnabled(False)
         self.next_button.setEnabled(False)
 
@@ -206,12 +199,12 @@ class StudyBrowser(QWidget):
         page: StudyPage = answer.value
         self.page = page
         self.table.setRowCount(0)
-        for r, row in enumerate(page.rows):
+        for r, study in enumerate(page.rows):
             self.table.insertRow(r)
-            for c, text in enumerate(_cells(row)):
+            for c, text in enumerate(_cells(study)):
                 item = QTableWidgetItem(text)
-                item.setData(Qt.ItemDataRole.UserRole, row.study_instance_uid)
-                item.setToolTip(row.study_instance_uid)
+                item.setData(Qt.ItemDataRole.UserRole, study.study_instance_uid)
+                item.setToolTip(study.study_instance_uid)
                 self.table.setItem(r, c, item)
         self.page_label.setText(page.range_text)
         self.previous_button.setEnabled(page.search.page > 0)
