@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "DOCUMENT_MODALITIES",
     "PRIVATE_CREATOR",
     "Consensus",
     "KosResult",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 PRIVATE_CREATOR = "PRECEDENT"
+#: modalities of objects that are not images (reports, key objects, presentation
+#: states): left out where a study's modalities are shown ("CR", not "CR/SR")
+DOCUMENT_MODALITIES = frozenset({"SR", "KO", "PR", "DOC"})
 
 # element offsets within the private block (docs/internals.md)
 _SCORE = 0x01

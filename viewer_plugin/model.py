@@ -20,7 +20,7 @@ from enum import Enum
 
 from pydicom import Dataset
 
-from viewer_plugin.cases import Consensus, SimilarCase, SimilarResult
+from viewer_plugin.cases import DOCUMENT_MODALITIES, Consensus, SimilarCase, SimilarResult
 from viewer_plugin.query import LevelValues, SimilarQuery
 from viewer_plugin.report_text import highlight_html, query_words
 
@@ -317,8 +317,14 @@ class PanelModel:
         return " · ".join(p for p in (name, case.patient_id) if p) or "(no name)"
 
     def case_summary(self, case: SimilarCase) -> str:
-        """One line: modality, date, body part, description."""
-        parts = [case.modality, case.study_date_display, case.body_part, case.description]
+        """One line: modality, date, body part, description.
+
+        Modalities of documents (reports, key objects, presentation states) are left
+        out: "CR", not "CR/SR".
+        """
+        shown = [m for m in case.modality.split("/") if m and m not in DOCUMENT_MODALITIES]
+        modality = "/".join(shown) or case.modality
+        parts = [modality, case.study_date_display, case.body_part, case.description]
         return " · ".join(p for p in parts if p) or "(no details)"
 
     def report_text(self, case: SimilarCase) -> str:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from viewer_plugin.cases import DOCUMENT_MODALITIES
+
 __all__ = [
     "STUDY_FIELDS",
     "StudyPage",
@@ -162,7 +164,9 @@ class StudyRow:
 
     @property
     def modalities_display(self) -> str:
-        return ", ".join(self.modalities)
+        """``"CR"`` for a study of CR images with its SR report (documents left out)."""
+        images = [m for m in self.modalities if m not in DOCUMENT_MODALITIES]
+        return ", ".join(images or self.modalities)
 
 
 def parse_study_row(item: Mapping[str, Any]) -> StudyRow:

@@ -78,7 +78,7 @@ def _round(url: str, study: str, settings_path: str) -> weakref.ref[Any]:
     """One window's life; only a weak reference to it leaves this function."""
     window = build_window(url=url, settings=QSettings(settings_path,
                                                       QSettings.Format.IniFormat))
-    for obj in (window, window.panel, window.panel.results, window.panel.kos_bar):
+    for obj in (window, window.panel, window.dock, window.tabs):
         obj.destroyed.connect(_note_destroyed, Qt.ConnectionType.DirectConnection)
     window.show()
     window.open_study(study)

@@ -155,3 +155,11 @@ def test_each_number_says_what_it_is_and_what_orders_the_list() -> None:
     model.accept(model.begin_query(text="pneumothorax").generation, fused)
     assert model.score_text(model.cases[0]) == "fused score 0.0328"
     assert model.order_note.startswith("Ordered by the fused score")
+
+
+def test_a_case_is_summed_up_by_its_images_not_its_documents() -> None:
+    model = PanelModel()
+    case = SimilarCase("1.1", score=0.9, rank=1, modality="CR/SR/KO", study_date="20250614",
+                       body_part="CHEST", description="XR chest PA")
+    assert model.case_summary(case) == "CR · 2025-06-14 · CHEST · XR chest PA"
+    assert model.case_summary(SimilarCase("1.2", score=0.9, rank=2, modality="SR")) == "SR"

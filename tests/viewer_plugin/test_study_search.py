@@ -59,9 +59,10 @@ def test_a_study_of_the_answer_reads_for_people() -> None:
         "00201208": {"vr": "IS", "Value": ["2"]},
     })
     assert (row.patient_display, row.date_display, row.modalities_display) == (
-        "Moreau, Claire", "2025-06-14", "CR, SR")
+        "Moreau, Claire", "2025-06-14", "CR")
     assert (row.accession, row.description, row.series_count, row.instance_count) == (
         "CR2506140001", "XR chest PA", 2, 2)
+    assert row.modalities == ("CR", "SR")
     with pytest.raises(ValueError, match="StudyInstanceUID"):
         parse_study_row({})
 
