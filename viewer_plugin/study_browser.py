@@ -161,9 +161,11 @@ class StudyBrowser(QWidget):
         self.modality_combo.setCurrentText(search.modality or "Any")
         self.date_check.setChecked(bool(search.date_from or search.date_to))
         if search.date_from:
-            self.date_from.setDate(QDate(search.date_from))
+            d = search.date_from
+            self.date_from.setDate(QDate(d.year, d.month, d.day))
         if search.date_to:
-            self.date_to.setDate(QDate(search.date_to))
+            d = search.date_to
+            self.date_to.setDate(QDate(d.year, d.month, d.day))
 
     def search(self) -> None:
         """Search with the fields, first page."""
