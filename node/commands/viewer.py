@@ -20,6 +20,7 @@ def register(commands: Subcommands) -> None:
     viewer.add_argument("--token")
     group = viewer.add_mutually_exclusive_group()
     group.add_argument("--study", help="Study Instance UID to open from the node")
+    group.add_argument("--accession", help="accession number of the study to open from the node")
     group.add_argument("--folder", type=Path, help="a local folder of DICOM files")
     viewer.set_defaults(run=run)
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
               "pip install 'precedent[viewer]'", file=sys.stderr)
         return 2
     argv: list[str] = []
-    for flag in ("url", "token", "study", "folder"):
+    for flag in ("url", "token", "study", "accession", "folder"):
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag}", str(value)]
