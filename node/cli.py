@@ -5,7 +5,7 @@
     precedent serve [--config FILE] [--data-dir DIR] [--ae-title AET] [--dimse-port N]
                     [--http-port N] [--host ADDR] [--model REF]
     precedent status [--json]
-    precedent ae source add AET [--host HOST] [--permissions echo,find,move,store]
+    precedent ae source add AET [--host HOST] [--permissions echo,find,get,move,store]
     precedent ae source remove|list …
     precedent ae destination add AET HOST PORT | remove AET | list | echo AET
     precedent index status [--json] | rebuild | import PATH…
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("ae_title")
     p.add_argument("--host", help="only accept this AE title from this host")
     p.add_argument("--permissions", default="all", help="all, or a comma list of "
-                   "echo,find,move,store (default all)")
+                   "echo,find,get,move,store (default all)")
     p = source.add_parser("remove")
     _common(p)
     p.add_argument("ae_title")

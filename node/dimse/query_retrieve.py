@@ -66,10 +66,11 @@ _MAX_SUBOPERATIONS = 65535
 
 
 def _status(code: int, comment: str) -> Dataset:
-    """A status data set with an Error Comment (LO: at most 64 characters)."""
+    """A status data set with an Error Comment (LO in the command set's default
+    repertoire: ASCII, at most 64 characters)."""
     status = Dataset()
     status.Status = code
-    status.ErrorComment = comment[:64]
+    status.ErrorComment = comment.encode("ascii", "replace").decode("ascii")[:64]
     return status
 
 

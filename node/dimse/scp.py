@@ -76,8 +76,8 @@ _PERMISSIONS: dict[type[Any], tuple[PermissionValues, str]] = {
     C_ECHO: (PermissionValues.ECHO, "echo"),
     C_STORE: (PermissionValues.STORE, "store"),
     C_FIND: (PermissionValues.FIND, "query"),
-    C_GET: (PermissionValues.GET, "retrieve with C-GET"),
-    C_MOVE: (PermissionValues.MOVE, "retrieve with C-MOVE"),
+    C_GET: (PermissionValues.GET, "use C-GET"),
+    C_MOVE: (PermissionValues.MOVE, "use C-MOVE"),
 }
 
 
@@ -86,9 +86,11 @@ def _calling_ae(event: evt.Event) -> str:
 
 
 def _failure(status: int, comment: str) -> Dataset:
+    """A status data set; the Error Comment is LO in the command set's default
+    character repertoire: ASCII, at most 64 characters."""
     ds = Dataset()
     ds.Status = status
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment.encode("ascii", "replace").decode("ascii")[:64]
     return ds
 
 

@@ -118,5 +118,5 @@ class ScreenedAssociation(Association):
         if isinstance(msg, C_STORE):
             rsp.AffectedSOPInstanceUID = msg.AffectedSOPInstanceUID
         rsp.Status = refusal.status
-        rsp.ErrorComment = refusal.comment[:64]
+        rsp.ErrorComment = refusal.comment.encode("ascii", "replace").decode("ascii")[:64]
         self.dimse.send_msg(rsp, context_id)

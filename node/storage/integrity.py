@@ -278,9 +278,16 @@ def _decoded(ds: Dataset, keyword: str) -> Any:
     try:
         return ds.get(keyword)
     except Exception:  # noqa: BLE001 - pydicom raises assorted errors on a value not its VR
-        vr = ds[keyword].VR if keyword in ds else "?"
-        raise InvalidInstance(f"{keyword} cannot be decoded as {vr}",
+        raise InvalidInstance(f"{keyword} cannot be decoded as {_vr(ds, keyword)}",
                               status=_STATUS_STRUCTURE) from None
+
+
+def _vr(ds: Dataset, keyword: str) -> str:
+    """The VR an element was sent with, read without decoding its value."""
+    try:
+        return str(ds.get_item(keyword).VR)
+    except Exception:  # noqa: BLE001 - only for the message
+        return "its VR"
 
 
 def _positive(ds: Dataset, keyword: str, *, default: int | None = None) -> int:
@@ -292,8 +299,7 @@ def _positive(ds: Dataset, keyword: str, *, default: int | None = None) -> int:
                               status=_STATUS_PIXEL_MODULE)
     if isinstance(value, Sequence | bytes | list) or not str(value).strip().isdigit() \
             or int(value) < 1:
-        vr = ds[keyword].VR
-        raise InvalidInstance(f"{keyword} is not a positive number (VR {vr})",
+        raise InvalidInstance(f"{keyword} is not a positive number (VR {_vr(ds, keyword)})",
                               status=_STATUS_PIXEL_MODULE)
     return int(value)
 
@@ -331,6 +337,6 @@ def check_instance(data: bytes, ds: Dataset) -> None:
     if pixels.length < expected:
         raise InvalidInstance(
             f"{_name(pixels.tag).split(' ')[0]} holds {pixels.length} bytes; the image "
-            f"needs {expected} (Rows × Columns × samples × bits × frames)",
+            f"needs {expected} (rows x columns x samples x bits x frames)",
             status=_STATUS_PIXEL_MODULE,
         )

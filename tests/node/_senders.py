@@ -31,9 +31,13 @@ __all__ = [
 
 
 def testdata_file(name: str) -> Path:
-    """One of pydicom's shipped test files (its folder, globbed: no download)."""
-    folder = Path(pydicom.__file__).parent / "data" / "test_files"
-    found = sorted(folder.rglob(name))
+    """One of pydicom's test files, shipped or from the pydicom-data package (their
+    folders globbed: no download)."""
+    import data_store  # type: ignore[import-not-found]  # the pydicom-data package
+
+    folders = [Path(pydicom.__file__).parent / "data" / "test_files",
+               Path(data_store.__file__).parent / "data"]
+    found = sorted(p for folder in folders for p in folder.rglob(name))
     assert found, f"{name} is not among pydicom's test files"
     return found[0]
 
@@ -126,3 +130,37 @@ def hostile_socket(port: int, first_bytes: bytes, *, source: str) -> socket.sock
     if first_bytes:
         sock.sendall(first_bytes)
     return sock
+
+
+def mr_small(**changes: object) -> Dataset:
+    """pydicom's MR_small.dcm (64 × 64, 16 bits: 8192 bytes of native pixel data,
+    explicit VR little endian) with ``changes`` applied (keyword → value)."""
+    ds = pydicom.dcmread(testdata_file("MR_small.dcm"))
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def with_pixel_length(ds: Dataset, *, declared: int, present: int) -> bytes:
+    """``ds``'s data set bytes (explicit VR LE) ending in a PixelData element whose
+    length field says ``declared`` while ``present`` bytes follow (the data set is cut
+    there, as a sender that stopped mid-transfer would leave it)."""
+    body = encode_body(ds)
+    start = pixel_data_offset(body)
+    header = b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<L", declared)
+    pixels = bytes(ds.PixelData)[:present]
+    return body[:start] + header + pixels + b"\x00" * (present - len(pixels))
+
+
+def with_vr(ds: Dataset, keyword: str, vr: bytes) -> bytes:
+    """``ds``'s data set bytes (explicit VR LE) with ``keyword``'s VR bytes replaced by
+    ``vr`` (both must have a 2-byte length field), its value bytes unchanged."""
+    from pydicom.datadict import tag_for_keyword
+
+    body = encode_body(ds)
+    tag = tag_for_keyword(keyword)
+    assert tag is not None
+    needle = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + ds[keyword].VR.encode()
+    index = body.find(needle)
+    assert index >= 0, f"{keyword} not found in the encoded data set"
+    return body[:index + 4] + vr + body[index + 6:]
