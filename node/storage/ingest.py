@@ -4,8 +4,8 @@
 readable, pixel data as long as its Image Pixel module says), then keeps it in this
 order (each step durable before the next):
 
-1. **written**: the bytes, exactly as received, in ``tmp/<study>+<series>+<sop>+<token>.part``
-   (file and folder fsynced; :mod:`node.storage.files`);
+1. **written**: the bytes, exactly as received, in
+   ``tmp/<study>+<series>+<sop>+<token>.part`` (fsynced; :mod:`node.storage.files`);
 2. **linked**: the part hard-linked to ``dicom/<study>/<series>/<sop>.dcm`` (or
    ``<sop>.v<token>.dcm`` when that name is taken), folder fsynced. The part stays as
    the journal entry of this store;
@@ -18,26 +18,22 @@ then, and not before. No file survives without its row, and no row without its f
 
 - a failure before the commit (the catalog refuses, the disk fills, a value cannot be
   catalogued) removes the file and the part, then raises;
-- a crash leaves the journal entry: :meth:`Ingest.recover` (run when an ``Ingest`` is
-  built, by the process that owns the folder) keeps the file when its row was committed
-  (removing an older copy a replacement left) and removes it otherwise.
+- a crash leaves the journal entry: :func:`node.storage.recovery.settle_journal` (run
+  when an ``Ingest`` is built and no other uses the folder) keeps the file when its row
+  was committed (removing an older copy a replacement left) and removes it otherwise.
 
 Step hooks (``after_step``) let tests fail or stop the ingest after each step.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import IO
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -48,15 +44,9 @@ from indexer import queue
 from node.errors import DuplicateRejected, InvalidInstance, OutOfResources, SopClassMismatch
 from node.settings import DuplicatePolicyValues
 from node.storage._local import ThreadConnections
-from node.storage.files import (
-    JournalEntry,
-    copies,
-    journal,
-    link_into_place,
-    remove_quietly,
-    write_part,
-)
+from node.storage.files import JournalEntry, link_into_place, remove_quietly, write_part
 from node.storage.integrity import check_instance
+from node.storage.recovery import IngestLease, settle_journal
 from node.storage.uids import validate_uid
 
 __all__ = ["Ingest", "IngestStepValues", "StoreOutcomeValues", "StoredInstance"]
@@ -150,16 +140,14 @@ class Ingest:
         self._listeners: list[Callable[[StoredInstance], None]] = []
         (self.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
         self._connections = ThreadConnections(self.db_path)
-        # held (shared) while this Ingest lives; see _recover_if_alone
-        self._lock: IO[bytes] | None = open(  # noqa: SIM115
-            self.data_dir / "tmp" / "ingest.lock", "ab")
-        self.recovered = self._recover_if_alone()
+        self._lease = IngestLease(self.data_dir)
+        #: journal entries settled when this Ingest was built (see node.storage.recovery)
+        self.recovered = self._lease.when_alone(
+            lambda: settle_journal(self.data_dir, self._conn), otherwise=0)
 
     def close(self) -> None:
         """Let go of the data folder (another process may then settle its journal)."""
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        self._lease.close()
 
     def add_listener(self, listener: Callable[[StoredInstance], None]) -> None:
         """Call ``listener`` after each instance is committed (keep it quick)."""
@@ -236,7 +224,7 @@ class Ingest:
         try:
             self._step(IngestStepValues.COMMITTED)
             self._settle(entry, relpath, outcome, previous)
-        except Exception:  # kept all the same; recover() settles the journal entry later
+        except Exception:  # kept all the same; the next start settles the journal entry
             log.exception("instance=%s stored, but its journal entry was not settled", sop_uid)
         log.info("stored instance=%s study=%s outcome=%s source=%s",
                  sop_uid, study_uid, outcome.value, source)
@@ -339,57 +327,6 @@ class Ingest:
             queue.enqueue(conn, sop_uid, relpath, replace=previous is not None)
         outcome = StoreOutcomeValues.STORED if previous is None else StoreOutcomeValues.REPLACED
         return outcome, previous
-
-    # -- after a crash ---------------------------------------------------------------------
-
-    def _recover_if_alone(self) -> int:
-        """Settle the journal when no other ``Ingest`` (in any process) uses the folder:
-        each holds a shared lock on ``tmp/ingest.lock`` while it lives."""
-        assert self._lock is not None
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another ingest uses %s: its journal is left to it", self.data_dir)
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_SH)
-            return 0
-        try:
-            return self.recover()
-        finally:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_SH)
-
-    def recover(self) -> int:
-        """Settle what interrupted stores left in ``tmp/``; return how many entries.
-
-        A part never linked is removed. A linked one whose row was committed (the row
-        names the part's file): the journal entry goes, with any other copy of the
-        instance (the file a replacement superseded). Not committed: the file goes too.
-        Call it only while no store runs on the folder."""
-        conn, settled = self._conn, 0
-        for entry in journal(self.data_dir):
-            settled += 1
-            if not entry.linked:
-                remove_quietly(entry.part)
-                continue
-            row = conn.execute("SELECT path FROM instances WHERE sop_instance_uid = ?",
-                               (entry.sop_uid,)).fetchone()
-            kept = None if row is None else str(row[0])
-            ours = [r for r in entry.candidates() if _same_file(self.data_dir / r, entry.part)]
-            committed = kept is not None and kept in {str(r) for r in ours}
-            doomed = copies(self.data_dir, entry.study_uid, entry.series_uid, entry.sop_uid) \
-                if committed else ours
-            for relpath in doomed:
-                if str(relpath) != kept or not committed:
-                    remove_quietly(self.data_dir / relpath)
-            remove_quietly(entry.part)
-            log.warning("recovered an interrupted store: instance=%s %s", entry.sop_uid,
-                        "kept (its row was committed)" if committed else "removed (no row)")
-        return settled
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    with contextlib.suppress(OSError):
-        return os.path.samefile(a, b)
-    return False
 
 
 def _identify(ds: Dataset, sop_class_uid: str | None,
