@@ -10,8 +10,9 @@ idle timers cannot fire while that thread is blocked. So:
    its last, at most ``timeout_s`` seconds; past it the connection is closed and
    pynetdicom sees a transport close (A-P-ABORT). Every write has ``timeout_s`` too.
 2. **No absurd PDU lengths**: a PDU announcing more than the node's maximum PDU length
-   (plus the 6-byte header) is answered with an A-ABORT (service provider, invalid PDU
-   parameter value, PS3.8 9.3.8) and the connection is closed before anything is read.
+   (plus the 6-byte header, for senders that count it; 64 MiB when the AE announces no
+   maximum) is answered with an A-ABORT (service provider, invalid PDU parameter value,
+   PS3.8 9.3.8) and the connection is closed before anything more is read.
 3. **A budget per remote host for associations not yet established**
    (:class:`NodeAssociationServer`): a connection counts against
    ``node.max_pending_per_host`` from ``accept`` (TLS handshake included, itself under
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 
 _HEADER = 6  # PDU type, reserved, 4-byte length (PS3.8 9.3.1)
 _PDU_TYPES = frozenset(range(0x01, 0x08))
+#: the PDU length accepted when the AE announces no maximum (``maximum_pdu_size = 0``)
+_UNLIMITED_PDU = 64 * 1024 * 1024
 #: A-ABORT PDU, source 2 (service provider), reason 6 (invalid PDU parameter value)
 _ABORT_INVALID_PARAMETER = bytes([0x07, 0x00, 0, 0, 0, 4, 0, 0, 0x02, 0x06])
 
@@ -73,7 +76,7 @@ class GuardedSocket(AssociationSocket):
     """
 
     def __init__(self, assoc: Association, client_socket: socket.socket, *,
-                 timeout: float, max_pdu_length: int | None) -> None:
+                 timeout: float, max_pdu_length: int) -> None:
         super().__init__(assoc, client_socket=client_socket)
         self.timeout = timeout
         self.max_pdu_length = max_pdu_length
@@ -91,7 +94,7 @@ class GuardedSocket(AssociationSocket):
                 self._deadline = None  # pynetdicom reads no more of this PDU
                 return data
             (length,) = struct.unpack_from(">L", data, 2)
-            if self.max_pdu_length is not None and length > self.max_pdu_length:
+            if length > self.max_pdu_length:
                 self._refuse_length(data[0], length)
             return data
         data = self._read(nr_bytes)
@@ -121,7 +124,8 @@ class GuardedSocket(AssociationSocket):
                     break  # the peer closed the connection
                 got += count
         if sock is not None:
-            sock.settimeout(self.timeout)
+            with contextlib.suppress(OSError):  # closed meanwhile by pynetdicom
+                sock.settimeout(self.timeout)
         del buffer[got:]
         return buffer
 
@@ -197,9 +201,9 @@ class NodeRequestHandler(RequestHandler):
         assoc = ScreenedAssociation(self.ae, MODE_ACCEPTOR, screen=server.screen)
         assoc._server = server
         assoc.name = f"AcceptorThread@{datetime.now():%Y%m%d%H%M%S}"
-        limit = self.ae.maximum_pdu_size
+        limit = self.ae.maximum_pdu_size or _UNLIMITED_PDU
         sock = GuardedSocket(assoc, self.request, timeout=server.pdu_timeout,
-                             max_pdu_length=limit + _HEADER if limit else None)
+                             max_pdu_length=limit + _HEADER)
         assoc.set_socket(sock)
         assoc.acceptor.maximum_length = self.ae.maximum_pdu_size
         assoc.acceptor.ae_title = server.ae_title
