@@ -11,7 +11,7 @@
     precedent index status [--json] | rebuild | import PATH…
     precedent reports import FILE.csv
     precedent eval --labels FILE.csv [--k 10]
-    precedent viewer [--url URL] [--study UID | --folder DIR]
+    precedent viewer [--url URL] [--study UID | --accession ACC | --folder DIR]
 
 Every command finds the catalog through ``--data-dir`` or ``--config`` like ``serve``,
 and works whether or not the node is running. Every command reads its settings the same
@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     viewer.add_argument("--token")
     group = viewer.add_mutually_exclusive_group()
     group.add_argument("--study", help="Study Instance UID to open from the node")
+    group.add_argument("--accession", help="accession number of the study to open from the node")
     group.add_argument("--folder", type=Path, help="a local folder of DICOM files")
     return parser
 
@@ -280,7 +281,7 @@ def cmd_viewer(args: argparse.Namespace) -> int:
               "pip install 'precedent[viewer]'", file=sys.stderr)
         return 2
     argv: list[str] = []
-    for flag in ("url", "token", "study", "folder"):
+    for flag in ("url", "token", "study", "accession", "folder"):
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag}", str(value)]
