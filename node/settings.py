@@ -126,6 +126,8 @@ class NodeSettings(_Section):
     #: default: ``$XDG_DATA_HOME/precedent`` (see :mod:`node.locations`)
     data_dir: Path = Field(default_factory=default_data_dir)
     max_associations: int = Field(16, ge=1, le=1000)
+    #: connections from one host still negotiating (before A-ASSOCIATE-AC); more are closed
+    max_pending_per_host: int = Field(8, ge=1, le=1000)
     #: accept any calling AE title (for a first try-out); off in production
     allow_any_source: bool = False
     duplicate_policy: DuplicatePolicyValues = DuplicatePolicyValues.KEEP_FIRST

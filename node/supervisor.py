@@ -263,6 +263,7 @@ class Node:
         index_set = self.services.model.index_set
         if index_set is not None:
             index_set.save()
+        self.services.ingest.close()
         self._lock.release()
 
     def serve_forever(self) -> None:

@@ -22,7 +22,7 @@ from node.settings import Settings, load_settings
 from node.supervisor import Node
 from tests._synthetic import SyntheticStudy, make_studies, to_bytes
 
-pytest_plugins = ["tests._peers"]
+pytest_plugins = ["tests._peers", "tests._logs"]
 
 ASSETS = Path(__file__).parent / "assets"
 TINY_MODEL_CONFIG = ASSETS / "models" / "tiny"

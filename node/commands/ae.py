@@ -34,7 +34,7 @@ def register(commands: Subcommands) -> None:
     p.add_argument("ae_title")
     p.add_argument("--host", help="only accept this AE title from this host")
     p.add_argument("--permissions", default="all", help="all, or a comma list of "
-                   "echo,find,move,store (default all)")
+                   "echo,find,get,move,store (default all)")
     p = source.add_parser("remove", help="no longer allow a calling AE title")
     add_location_flags(p)
     p.add_argument("ae_title")

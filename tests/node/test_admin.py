@@ -23,7 +23,7 @@ def test_cli_manages_sources_and_destinations_without_a_running_node(tmp_path: P
     listed = _cli("ae", "source", "list", "--json", *d)
     assert '"ae_title": "PACS"' in listed.stdout and '"store"' in listed.stdout
     bad = _cli("ae", "source", "add", "X", "--permissions", "fly", *d)
-    assert bad.returncode == 2 and "echo, find, move, store" in bad.stderr
+    assert bad.returncode == 2 and "echo, find, get, move, store" in bad.stderr
     toolong = _cli("ae", "source", "add", "A" * 17, *d)
     assert toolong.returncode == 2 and "not a valid AE title" in toolong.stderr
     assert _cli("ae", "destination", "add", "VIEWER", "127.0.0.1", "104", *d).returncode == 0
@@ -63,7 +63,7 @@ def test_rest_admin_routes(make_node, tmp_path: Path) -> None:
         r = admin.post("/config/source", json={"ae_title": "ECHOSCU"})
         assert r.status_code == 409 and "configured already" in r.json()["detail"]
         r = admin.post("/config/source", json={"ae_title": "ECHOSCU2", "permissions": "fly"})
-        assert r.status_code == 400 and "echo, find, move, store" in r.json()["detail"]
+        assert r.status_code == 400 and "echo, find, get, move, store" in r.json()["detail"]
         r = admin.post("/config/destination", json={"ae_title": "X" * 20, "host": "h", "port": 1})
         assert r.status_code == 400 and "not a valid AE title" in r.json()["detail"]
         r = admin.post("/config/destination", json={"ae_title": "D", "host": "h", "port": 0})
