@@ -179,13 +179,14 @@ def test_candidates_follow_the_settings() -> None:
 
 
 @pytest.mark.slow
-def test_biomedclip_architecture_int8_is_faithful(tmp_path: Path) -> None:
-    """BiomedCLIP's real architecture (timm ViT-B/16), random weights: the int8 export
-    passes the check on pydicom's pictures."""
+def test_biomedclip_architecture_exports_faithfully(tmp_path: Path) -> None:
+    """BiomedCLIP's real architecture (timm ViT-B/16), random weights: the export passes
+    the check on pydicom's pictures. bf16 keeps this under a minute; int8 of this tower
+    (two minutes of NNCF on two cores) is measured by bench/cpu_engine.py."""
     folder = write_random_model_dir(MODELS / "biomedclip", tmp_path / "biomedclip")
     embedder = load_embedder(path=folder, device="cpu", precision="fp32", batch_size=8)
-    encoder = _open(embedder, tmp_path / "engines")
-    assert encoder.engine == "openvino int8"
+    encoder = _open(embedder, tmp_path / "engines", precision="bf16")
+    assert encoder.engine == "openvino bf16"
     [artefact] = list((tmp_path / "engines").iterdir())
     meta = json.loads((artefact / "engine.json").read_text())
     assert meta["fidelity"]["min_cosine"] >= MIN_COSINE
