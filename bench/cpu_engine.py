@@ -230,7 +230,7 @@ def main() -> None:
     if not args.skip_onnxruntime:
         cands.update(onnx_candidates(visual, size, calib, tmp, args.threads))
     cands.update(openvino_candidates(visual, size, calib, args.threads))
-    cands[f"ours: {ours.engine}"] = ours.encode
+    cands[f"{ours.engine} (ours: indexer.engines)"] = ours.encode
 
     ref = batched(cands["torch fp32"], x)
     cos: dict[str, np.ndarray] = {}
@@ -240,7 +240,7 @@ def main() -> None:
 
     timed: dict[str, tuple[Encode, int]] = {k: (fn, 8) for k, fn in cands.items()}
     timed["torch bf16 (autocast), batch 32"] = (cands["torch bf16 (autocast)"], 32)
-    timed[f"ours: {ours.engine}, batch 32"] = (ours.encode, 32)
+    timed[f"{ours.engine} (ours: indexer.engines), batch 32"] = (ours.encode, 32)
     per_image = speed(timed, x, args.rounds)
     base = per_image["torch bf16 (autocast)"]
 
@@ -274,7 +274,7 @@ def main() -> None:
     from indexer.engines import openvino as ov_engine
 
     q = ov_engine.quantize_int8(ov_engine.convert(twin, size), calib)
-    rows["ours: openvino int8"] = ov_engine.OpenVINOImageEncoder(q, identity="twin", precision="int8", threads=args.threads).encode
+    rows["openvino int8 (ours: indexer.engines)"] = ov_engine.OpenVINOImageEncoder(q, identity="twin", precision="int8", threads=args.threads).encode
     print(f"\nTrained-like outliers (6 LayerNorm channels ×30 in every block; {time.time() - t:.0f} s):")
     print("| engine | min cosine | mean cosine | passes 0.995 |")
     print("|---|---|---|---|")
