@@ -1,6 +1,6 @@
 """CPU engines for BiomedCLIP's image tower, side by side in one run (issue 11, part 3).
 
-    python bench/cpu_engine.py                 # everything (about 15 minutes on 2 cores)
+    python bench/cpu_engine.py                 # everything (15–20 min on 2 idle cores, far more when shared)
     python bench/cpu_engine.py --rounds 4 --skip-onnxruntime --skip-outliers
 
 BiomedCLIP's architecture (timm ``vit_base_patch16_224`` + projection) with random
