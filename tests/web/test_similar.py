@@ -2,7 +2,11 @@
 
 The model's weights are random, so these tests check the contract (shape of the answer,
 the private block, filters, exclusions, errors), not the quality of the ranking; the
-hybrid text search is checked where BM25 decides it.
+hybrid text search is checked where BM25 decides it. What makes an answer trustworthy
+has its own tests: the consensus only with its minimum support, what the order is based
+on (``Precedent-Ranking``, the RRF score in ``00111008``), and the cosine floor
+(``minScore``, ``[retrieval] text_min_score``; the fixtures turn the text floor off,
+since random weights give meaningless image–text cosines).
 """
 
 from __future__ import annotations
