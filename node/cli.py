@@ -7,11 +7,13 @@
     precedent status [--json]
     precedent ae source add AET [--host HOST] [--permissions echo,find,move,store]
     precedent ae source remove|list …
-    precedent ae destination add AET HOST PORT | remove AET | list | echo AET
+    precedent ae destination add AET HOST PORT [--dicomweb URL] | remove AET | list | echo AET
     precedent index status [--json] | rebuild | import PATH…
     precedent reports import FILE.csv
     precedent eval --labels FILE.csv [--k 10]
     precedent viewer [--url URL] [--study UID | --folder DIR]
+    precedent backfill start SOURCE --since DATE … | status [ID] | pause|resume|cancel ID
+    precedent import collection FOLDER [--modality CR] [--labels FILE.csv] …
 
 Every command finds the catalog through ``--data-dir`` or ``--config`` like ``serve``,
 and works whether or not the node is running. Every command reads its settings the same
@@ -30,7 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from node.backfill import cli as backfill_cli
 from node.errors import NotFound, PrecedentError
+from node.image_collections import cli as collections_cli
 from node.settings import Settings, catalog_notes, load_settings
 
 __all__ = ["main"]
@@ -85,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("ae_title")
     p.add_argument("host")
     p.add_argument("port", type=int)
+    p.add_argument("--dicomweb", metavar="URL", help="the PACS's DICOMweb base URL "
+                   "(QIDO-RS/WADO-RS), for `precedent backfill start --via dicomweb`")
     p = dest.add_parser("remove")
     _common(p)
     p.add_argument("ae_title")
@@ -127,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     group = viewer.add_mutually_exclusive_group()
     group.add_argument("--study", help="Study Instance UID to open from the node")
     group.add_argument("--folder", type=Path, help="a local folder of DICOM files")
+    # command groups in modules of their own: register(sub) adds them, each sets run
+    backfill_cli.register(sub)
+    collections_cli.register(sub)
     return parser
 
 
@@ -226,8 +235,10 @@ def cmd_ae(args: argparse.Namespace) -> int:
                 for s in items) or "no sources configured")
     else:
         if args.action == "add":
-            d = aes.add_destination(conn, args.ae_title, host=args.host, port=args.port)
-            print(f"destination {d.ae_title} added ({d.host}:{d.port})")
+            d = aes.add_destination(conn, args.ae_title, host=args.host, port=args.port,
+                                    dicomweb_url=args.dicomweb)
+            print(f"destination {d.ae_title} added ({d.host}:{d.port}"
+                  + (f", DICOMweb {d.dicomweb_url})" if d.dicomweb_url else ")"))
         elif args.action == "remove":
             aes.remove_destination(conn, args.ae_title)
             print(f"destination {args.ae_title} removed")
@@ -245,7 +256,8 @@ def cmd_ae(args: argparse.Namespace) -> int:
         else:
             dests = aes.list_destinations(conn)
             _print([d.as_json() for d in dests], args.json, "\n".join(
-                f"{d.ae_title:16} {d.host}:{d.port}" for d in dests)
+                f"{d.ae_title:16} {d.host}:{d.port}"
+                + (f"  {d.dicomweb_url}" if d.dicomweb_url else "") for d in dests)
                 or "no destinations configured")
     return 0
 
@@ -294,7 +306,8 @@ _COMMANDS = {"serve": cmd_serve, "status": cmd_status, "ae": cmd_ae, "index": cm
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        return int(_COMMANDS[args.command](args) if args.command in _COMMANDS
+                   else args.run(args))
     except PrecedentError as exc:
         print(f"precedent: {exc}", file=sys.stderr)
         return 2

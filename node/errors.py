@@ -22,6 +22,13 @@
     │   ├── UnknownDestination   404
     │   ├── NothingToSelect      409
     │   └── SendFailed           stored on the node, refused by the destination (502)
+    ├── BackfillError            a backfill cannot be started or changed as asked
+    │   ├── InvalidBackfill      a date, window, rate or source cannot be used (400)
+    │   ├── UnknownBackfill      no backfill has that id (404)
+    │   └── BackfillConflict     not in a state that allows it (409)
+    ├── CollectionError          a collection folder, labels or captions file cannot be read
+    ├── NodeNotRunning           a command needs the running node and it does not answer
+    ├── NodeRefused              the running node refused an admin request (its detail)
     └── RequestError             a REST request cannot be used as sent
         ├── BadRequest           a parameter, header or body cannot be used (400)
         ├── Unauthorized         no bearer token, or not a valid one (401, with a challenge)
@@ -45,14 +52,20 @@ from types import MappingProxyType
 __all__ = [
     "AdminError",
     "AlreadyExists",
+    "BackfillConflict",
+    "BackfillError",
     "BadRequest",
+    "CollectionError",
     "DuplicateRejected",
     "Forbidden",
     "IngestError",
+    "InvalidBackfill",
     "InvalidInstance",
     "InvalidQuery",
     "KosError",
     "ModelNotReady",
+    "NodeNotRunning",
+    "NodeRefused",
     "NotAcceptable",
     "NotFound",
     "NotIndexed",
@@ -67,6 +80,7 @@ __all__ = [
     "SettingsError",
     "SopClassMismatch",
     "Unauthorized",
+    "UnknownBackfill",
     "UnknownDestination",
     "UnknownObject",
     "UnsupportedMediaType",
@@ -206,6 +220,47 @@ class SendFailed(KosError):
         super().__init__(message)
         self.sop_instance_uid = sop_instance_uid
         self.series_instance_uid = series_instance_uid
+
+
+class BackfillError(PrecedentError):
+    """A backfill cannot be started, paused, resumed or cancelled as asked."""
+
+
+class InvalidBackfill(BackfillError):
+    """A date, time window, rate, concurrency, modality or source cannot be used."""
+
+
+class UnknownBackfill(BackfillError):
+    """No backfill has the id asked for."""
+
+    http_status = 404
+
+
+class BackfillConflict(BackfillError):
+    """The backfill is not in a state that allows what was asked (resume a cancelled one)."""
+
+    http_status = 409
+
+
+class CollectionError(PrecedentError):
+    """An image collection cannot be imported: the folder, its labels CSV or its captions
+    file is missing or malformed (a broken image is not an error: it is reported and
+    skipped)."""
+
+
+class NodeNotRunning(PrecedentError):
+    """A command that acts through the running node found none answering."""
+
+    http_status = 503
+
+
+class NodeRefused(PrecedentError):
+    """The running node answered an admin request with a problem; the message is its
+    detail, ``http_status`` its status."""
+
+    def __init__(self, message: str, *, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class RequestError(PrecedentError):

@@ -21,6 +21,7 @@ from node.storage import Ingest, ThreadConnections
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
+    from node.backfill.manager import BackfillManager
 
 __all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index"]
 
@@ -76,6 +77,9 @@ class Services:
     model: ModelState = field(default_factory=ModelState)
     #: set once the DIMSE listener accepts associations
     dimse_ready: threading.Event = field(default_factory=threading.Event)
+    #: the node's backfills, once the supervisor has started them (``None`` outside a
+    #: running node)
+    backfill: BackfillManager | None = None
 
 
 def load_model(settings: Settings) -> Embedder:

@@ -4,7 +4,8 @@ stops them all, within seconds.
 ::
 
     DIMSE C-STORE ─┐                                    ┌─▶ report extraction (listener)
-    STOW-RS ───────┴─▶ Ingest (file + catalog + queue) ─┤
+    STOW-RS ───────┤                                    │
+    backfill ──────┴─▶ Ingest (file + catalog + queue) ─┤
                                                         └─▶ Worker (decode ▶ normalise
                                                              ▶ embed ▶ index)
                        StabilityMonitor ─▶ study-stable listeners (automatic KOS)
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
     from indexer.worker import Worker
+    from node.backfill.limits import Clock
+    from node.backfill.manager import BackfillManager
     from node.key_objects import AutoKos
     from node.reporting import ReportExtraction
 
@@ -77,8 +80,11 @@ class Node:
     worker."""
 
     def __init__(self, settings: Settings, *,
-                 embedder_loader: EmbedderLoader = load_model) -> None:
+                 embedder_loader: EmbedderLoader = load_model,
+                 clock: Clock | None = None) -> None:
         self.settings = settings
+        #: the local time the backfills' windows are read on (default: the node's clock)
+        self._clock = clock
         self.services = build_services(settings)
         self._embedder_loader = embedder_loader
         self._stop = threading.Event()
@@ -92,6 +98,7 @@ class Node:
         self.worker: Worker | None = None
         self.report_extraction: ReportExtraction | None = None
         self.auto_kos: AutoKos | None = None
+        self.backfill: BackfillManager | None = None
 
     # -- the pipeline, in data-path order ----------------------------------------------
 
@@ -100,9 +107,14 @@ class Node:
         # what follows a stored instance: its report, and (once the study is stable)
         # the automatic KOS; hooked in before anything can arrive
         self._install_listeners()
-        # the ways in: DIMSE and REST (STOW-RS, and the similar-case queries)
+        # the backfills' plan: what a crash left in hand is settled before anything runs
+        self._recover_backfill()
+        # the ways in: DIMSE and REST (STOW-RS, and the similar-case queries), then the
+        # backfills (their C-MOVEs come in through the DIMSE listener)
         self._start_dimse()
         self._start_http()
+        if self.backfill is not None:
+            self.backfill.start()
         # study completeness
         self._spawn("stability", lambda: self.stability.run(self._stop))
         # the model, then the worker that turns the queue into vectors
@@ -115,6 +127,15 @@ class Node:
 
         self.report_extraction = install_report_extraction(self.services, stop=self._stop)
         self.auto_kos = install_auto_kos(self.services, self.stability, stop=self._stop)
+
+    def _recover_backfill(self) -> None:
+        from node.backfill.limits import local_now
+        from node.backfill.manager import BackfillManager
+
+        self.backfill = BackfillManager(self.services, stop=self._stop,
+                                        clock=self._clock or local_now)
+        self.backfill.recover()
+        self.services.backfill = self.backfill
 
     def _start_dimse(self) -> None:
         from node.dimse.scp import start_dimse_server
@@ -196,6 +217,8 @@ class Node:
             self._dimse.shutdown()
         if self._http is not None:
             self._http.should_exit = True
+        if self.backfill is not None:
+            self.backfill.close()
         # the listeners' waits end on the stop event; what they had queued is dropped
         # (the report catch-up at the next start does it)
         for listener in (self.auto_kos, self.report_extraction):

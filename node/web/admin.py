@@ -45,6 +45,7 @@ class DestinationIn(_Body):
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
+    dicomweb_url: str | None = None
 
 
 class NodeAeIn(_Body):
@@ -102,8 +103,12 @@ def list_destinations(services: ServicesDep) -> list[dict[str, Any]]:
 
 @router.post("/destination", status_code=201)
 def add_destination(body: DestinationIn, services: ServicesDep) -> dict[str, Any]:
-    dest = aes.add_destination(services.connections.get(), body.ae_title,
-                               host=body.host, port=body.port)
+    try:
+        dest = aes.add_destination(services.connections.get(), body.ae_title,
+                                   host=body.host, port=body.port,
+                                   dicomweb_url=body.dicomweb_url)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
     return dest.as_json()
 
 

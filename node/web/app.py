@@ -10,8 +10,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from node.runtime import Services
 from node.web import (
     admin,
+    backfill,
     delete,
     health,
+    image_collections,
     kos,
     qido,
     rendered,
@@ -48,5 +50,7 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(delete.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(admin.router)
+    app.include_router(backfill.router)
+    app.include_router(image_collections.router)
     app.include_router(health.router)
     return app

@@ -1,0 +1,36 @@
+"""Backfill: the priors a PACS holds, pulled into the node without hurting the PACS.
+
+Along the way a backfill goes:
+
+- :mod:`.request` — what an admin asks for (source, dates, modalities, via, window,
+  rate, concurrency), checked;
+- :mod:`.plan` — the plan in the catalog: the backfill, its date windows, its studies,
+  each ``pending`` / ``moving`` / ``done`` / ``partial`` / ``failed`` (:mod:`.states`;
+  tables in :mod:`._schema`, owned here);
+- :mod:`.pacs` — what is asked of the PACS, whatever the protocol; :mod:`.dimse`
+  (C-FIND, C-MOVE or C-GET) and :mod:`.dicomweb` (QIDO-RS, WADO-RS) ask it;
+- :mod:`.study_pull` — one study: compare with the catalog, pull only what is missing;
+- :mod:`.limits` — the time window and the rate;
+- :mod:`.runner` — one backfill's worker threads (at most N associations), held by the
+  window, the disk reserve and PACS outages;
+- :mod:`.manager` — every backfill of the node, started by the supervisor;
+- :mod:`.progress` — counts, rate, ETA and failures for ``backfill status``;
+- :mod:`.cli` — ``precedent backfill …``, through the running node's admin API.
+
+Backfilled instances carry the source ``BACKFILL:<id>``; their studies are indexed like
+any other but never answered by the automatic KOS (:mod:`node.storage.sources`).
+
+The package's ``__init__`` stays light (the ``precedent`` command imports :mod:`.cli`):
+the manager, with the DIMSE and DICOMweb clients, is ``node.backfill.manager``.
+"""
+
+from node.backfill.request import BackfillRequest, ViaValues
+from node.backfill.states import JobStateValues, PlanStateValues, RetrieveModeValues
+
+__all__ = [
+    "BackfillRequest",
+    "JobStateValues",
+    "PlanStateValues",
+    "RetrieveModeValues",
+    "ViaValues",
+]

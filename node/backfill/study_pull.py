@@ -1,0 +1,135 @@
+"""One study, pulled: compare what the PACS holds with what the node holds, and bring
+only what is missing.
+
+1. The study's Number of Study Related Instances against the catalogued count: the node
+   holds them all already → done, nothing asked of the PACS.
+2. Its series (SERIES level): only image series of the wanted modalities count. Series
+   the node holds in full are left alone; a series it lacks entirely is retrieved whole;
+   a series it holds in part is listed (IMAGE level) and only the missing instances are
+   retrieved. When every series is wanted and none is held, the study is retrieved in
+   one request.
+3. A PACS that does not answer at SERIES level gets one STUDY-level retrieve (every
+   series then comes).
+
+Then the node's holdings are counted again: every wanted instance there → ``done``;
+otherwise ``partial`` with the reason, retried later the same way (so a partial C-MOVE
+retries only what is missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from database import Connection
+from node.backfill.pacs import (
+    NON_IMAGE_MODALITIES,
+    PacsSession,
+    RemoteSeries,
+    Retrieved,
+    RetrieveLevelValues,
+)
+from node.backfill.states import PlanStateValues
+from node.storage.holdings import (
+    series_instance_counts,
+    series_sop_instance_uids,
+    study_instance_count,
+)
+
+__all__ = ["PullOutcome", "pull_study", "wants_series"]
+
+#: SOP Instance UIDs per IMAGE-level retrieve
+_IMAGE_CHUNK = 100
+
+#: called after each retrieve with the series it asked for (``None``: the whole study)
+Retrieving = Callable[[Sequence[str] | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PullOutcome:
+    """Where a study stands after one attempt."""
+
+    state: PlanStateValues
+    #: instances of the wanted series on the PACS (``None``: it did not say)
+    wanted: int | None
+    #: of those, held by the node now
+    received: int
+    reason: str | None = None
+
+
+def wants_series(modality: str | None, modalities: Sequence[str]) -> bool:
+    """An image series of a wanted modality (any image modality when none is named)."""
+    if modalities:
+        return modality is not None and modality.upper() in modalities
+    return modality is None or modality.upper() not in NON_IMAGE_MODALITIES
+
+
+def _retrieve_missing(session: PacsSession, conn: Connection, study_uid: str,
+                      series: RemoteSeries, held: int) -> Retrieved:
+    if held == 0:
+        return session.retrieve(RetrieveLevelValues.SERIES, study_uid,
+                                series.series_instance_uid)
+    have = series_sop_instance_uids(conn, series.series_instance_uid)
+    missing = [sop for sop in session.find_instances(study_uid, series.series_instance_uid)
+               if sop not in have]
+    completed = failed = 0
+    reason = None
+    for start in range(0, len(missing), _IMAGE_CHUNK):
+        got = session.retrieve(RetrieveLevelValues.IMAGE, study_uid,
+                               series.series_instance_uid, missing[start:start + _IMAGE_CHUNK])
+        completed, failed = completed + got.completed, failed + got.failed
+        reason = got.reason or reason
+    return Retrieved(completed, failed, reason)
+
+
+def pull_study(session: PacsSession, conn: Connection, *, study_instance_uid: str,
+               remote_instances: int | None, modalities: Sequence[str],
+               retrieving: Retrieving) -> PullOutcome:
+    """One attempt at ``study_instance_uid`` (see the module docstring). Raises what the
+    session raises (:class:`~node.backfill.pacs.PacsUnavailable`,
+    :class:`~node.backfill.pacs.PacsError`)."""
+    uid = study_instance_uid
+    held_total = study_instance_count(conn, uid)
+    if remote_instances is not None and held_total >= remote_instances > 0:
+        return PullOutcome(PlanStateValues.DONE, remote_instances, held_total)
+    series = session.find_series(uid)
+    if series is None:  # no SERIES-level answer: the whole study
+        got = session.retrieve(RetrieveLevelValues.STUDY, uid)
+        retrieving(None)
+        held_total = study_instance_count(conn, uid)
+        if remote_instances is not None and held_total >= remote_instances:
+            return PullOutcome(PlanStateValues.DONE, remote_instances, held_total)
+        return PullOutcome(PlanStateValues.PARTIAL, remote_instances, held_total,
+                           got.reason or f"{held_total} of {remote_instances or '?'} "
+                           "instances arrived")
+    wanted = [s for s in series if wants_series(s.modality, modalities)]
+    if not wanted:
+        return PullOutcome(PlanStateValues.DONE, 0, 0)
+    held = series_instance_counts(conn, uid)
+    missing = [s for s in wanted
+               if s.instances is None or held.get(s.series_instance_uid, 0) < s.instances]
+    reasons: list[str] = []
+    if missing and len(wanted) == len(series) and not held:
+        got = session.retrieve(RetrieveLevelValues.STUDY, uid)
+        retrieving([s.series_instance_uid for s in wanted])
+        if got.reason:
+            reasons.append(got.reason)
+    else:
+        for s in missing:
+            got = _retrieve_missing(session, conn, uid, s, held.get(s.series_instance_uid, 0))
+            retrieving([s.series_instance_uid])
+            if got.reason:
+                reasons.append(got.reason)
+    held = series_instance_counts(conn, uid)
+    received = sum(min(held.get(s.series_instance_uid, 0), s.instances)
+                   if s.instances is not None else held.get(s.series_instance_uid, 0)
+                   for s in wanted)
+    known = [s.instances for s in wanted]
+    total = sum(n for n in known if n is not None) if None not in known else None
+    incomplete = [s for s in wanted
+                  if held.get(s.series_instance_uid, 0) < (s.instances or 1)]
+    if not incomplete:
+        return PullOutcome(PlanStateValues.DONE, total, received)
+    reason = reasons[0] if reasons else (
+        f"{received} of {total if total is not None else '?'} instances arrived")
+    return PullOutcome(PlanStateValues.PARTIAL, total, received, reason)
