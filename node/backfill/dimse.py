@@ -156,11 +156,11 @@ class DimseSession:
             return f"the PACS is out of resources ({what} {code})"
         if result.status == 0xFE00:
             return f"the PACS cancelled the {what} ({code})"
-        if self._retrieve is RetrieveValues.MOVE and result.completed == 0:
-            return (f"the PACS could not move to {self._move_destination} ({code}): check "
-                    "that it knows this node's AE title, host and port (Orthanc: "
-                    "DicomModalities) and that the node accepts its C-STOREs (precedent ae "
-                    "source add … --permissions store)")
+        if self._retrieve is RetrieveValues.MOVE:
+            return (f"the PACS answered the C-MOVE with {code} (if nothing arrives, check "
+                    f"that it knows this node as {self._move_destination} at its host and "
+                    "port, Orthanc: DicomModalities, and that the node accepts its C-STOREs: "
+                    "precedent ae source add … --permissions store)")
         return f"the PACS answered the {what} with {code}"
 
     def abort(self) -> None:

@@ -282,7 +282,7 @@ class JobRunner:
             log.exception("backfill window failed job=%d window=%s", self.job.id,
                           window.window)
             plan.retry_window(conn, window, f"internal error: {type(exc).__name__}",
-                              not_before=None)
+                              not_before=self._retry_at(window.attempts))
             return session
         self._pacs_up()
         self._set_note(conn, None)
@@ -318,7 +318,7 @@ class JobRunner:
             log.exception("backfill study failed job=%d study=%s", self.job.id,
                           study.study_instance_uid)
             plan.retry_study(conn, study, f"internal error: {type(exc).__name__}",
-                             not_before=None)
+                             not_before=self._retry_at(study.attempts))
             return session
         self._pacs_up()
         self._set_note(conn, None)

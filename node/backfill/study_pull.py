@@ -57,6 +57,11 @@ class PullOutcome:
     reason: str | None = None
 
 
+def _shortfall(held: int, wanted: int | None, why: str | None) -> str:
+    text = f"{held} of {wanted if wanted is not None else '?'} instances on the node"
+    return f"{text}; {why}" if why else text
+
+
 def wants_series(modality: str | None, modalities: Sequence[str]) -> bool:
     """An image series of a wanted modality (any image modality when none is named)."""
     if modalities:
@@ -100,8 +105,7 @@ def pull_study(session: PacsSession, conn: Connection, *, study_instance_uid: st
         if remote_instances is not None and held_total >= remote_instances:
             return PullOutcome(PlanStateValues.DONE, remote_instances, held_total)
         return PullOutcome(PlanStateValues.PARTIAL, remote_instances, held_total,
-                           got.reason or f"{held_total} of {remote_instances or '?'} "
-                           "instances arrived")
+                           _shortfall(held_total, remote_instances, got.reason))
     wanted = [s for s in series if wants_series(s.modality, modalities)]
     if not wanted:
         return PullOutcome(PlanStateValues.DONE, 0, 0)
@@ -130,6 +134,5 @@ def pull_study(session: PacsSession, conn: Connection, *, study_instance_uid: st
                   if held.get(s.series_instance_uid, 0) < (s.instances or 1)]
     if not incomplete:
         return PullOutcome(PlanStateValues.DONE, total, received)
-    reason = reasons[0] if reasons else (
-        f"{received} of {total if total is not None else '?'} instances arrived")
-    return PullOutcome(PlanStateValues.PARTIAL, total, received, reason)
+    return PullOutcome(PlanStateValues.PARTIAL, total, received,
+                       _shortfall(received, total, reasons[0] if reasons else None))

@@ -223,10 +223,16 @@ class QueryRetrieve:
     def _lost(self, what: str) -> DestinationUnreachable:
         d = self.destination
         return DestinationUnreachable(
-            f"{d.ae_title} at {d.host}:{d.port} ended the association during {what}")
+            f"{d.ae_title} at {d.host}:{d.port} ended the association (before or during "
+            f"{what})")
+
+    def _check(self, what: str) -> None:
+        if not self._assoc.is_established:  # the peer went away while it was idle
+            raise self._lost(what)
 
     def find(self, identifier: Dataset) -> FindResult:
         """C-FIND (Study Root): every match, and the final status."""
+        self._check("a C-FIND")
         matches: list[Dataset] = []
         final = NO_STATUS
         for status, answer in self._assoc.send_c_find(
@@ -260,6 +266,7 @@ class QueryRetrieve:
 
     def move(self, identifier: Dataset, *, move_destination: str) -> RetrieveResult:
         """C-MOVE (Study Root) of what ``identifier`` names to ``move_destination``."""
+        self._check("a C-MOVE")
         return self._retrieve(self._assoc.send_c_move(
             identifier, move_destination, StudyRootQueryRetrieveInformationModelMove),
             "a C-MOVE")
@@ -267,6 +274,7 @@ class QueryRetrieve:
     def get(self, identifier: Dataset) -> RetrieveResult:
         """C-GET (Study Root): the instances come back over this association, each handed
         to the ``on_store`` the association was opened with."""
+        self._check("a C-GET")
         return self._retrieve(self._assoc.send_c_get(
             identifier, StudyRootQueryRetrieveInformationModelGet), "a C-GET")
 

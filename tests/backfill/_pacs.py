@@ -79,8 +79,13 @@ def make_pacs_studies(n: int, *, first_day: int = 0, dates: Sequence[str] | None
     return studies
 
 
-def load_pacs(orthanc: Orthanc, studies: Iterable[PacsStudy]) -> None:
-    orthanc.upload([to_bytes(ds) for s in studies for ds in s.datasets])
+def load_pacs(orthanc: Orthanc, studies: Iterable[PacsStudy], *, parallel: int = 4) -> None:
+    """Store the studies in Orthanc over its REST API (``parallel`` uploads at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [to_bytes(ds) for s in studies for ds in s.datasets]
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda k: orthanc.upload(items[k::parallel]), range(parallel)))
 
 
 def wanted_sops(studies: Iterable[PacsStudy], *, since: str, until: str,
