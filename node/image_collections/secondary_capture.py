@@ -106,7 +106,7 @@ def secondary_capture(pixels: np.ndarray, photometric: str, bits: int, *, uids: 
         instance_number=instance_number,
         manufacturer=_MANUFACTURER,
         patient_id=patient_id,
-        patient_name=patient_id.replace("^", " "),
+        patient_name=patient_id.replace("^", " ") + "^",  # one component: the family name
         patient_orientation=("L", "F"),  # highdicom asks for one; emptied below (unknown)
     )
     del sc.PatientOrientation
