@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset

@@ -4,6 +4,7 @@ the reserve; plus the checks on what an admin asks for."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import date, datetime
@@ -199,7 +200,7 @@ def test_the_rate_spaces_study_starts(pacs: Pacs, backfill_node) -> None:
     starts = sorted(r[0] for r in node.services.connections.get().execute(
         "SELECT started_at FROM backfill_studies"))
     assert len(starts) >= 4
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.4 - 0.02, gaps
 
 
