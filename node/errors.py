@@ -256,11 +256,14 @@ class NodeNotRunning(PrecedentError):
 
 class NodeRefused(PrecedentError):
     """The running node answered an admin request with a problem; the message is its
-    detail, ``http_status`` its status."""
+    detail, ``http_status`` its status (the node's own, when given)."""
 
-    def __init__(self, message: str, *, http_status: int) -> None:
+    http_status = 502
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
-        self.http_status = http_status
+        if http_status is not None:
+            self.http_status = http_status
 
 
 class RequestError(PrecedentError):

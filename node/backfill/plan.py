@@ -85,6 +85,8 @@ class PlannedStudy:
     remote_instances: int | None
     attempts: int
     started_at: float
+    #: Modalities in Study as the PACS answered (empty: it did not say)
+    modalities: tuple[str, ...] = ()
 
 
 def _job(r: Any) -> Job:
@@ -261,7 +263,7 @@ def claim_study(conn: Connection, job_id: int, now: float, local: str) -> Planne
     recorded (``started_at``, and ``local``: the node's local time, for the window)."""
     with transaction(conn):
         row = conn.execute(
-            """SELECT study_instance_uid, study_date, remote_instances, attempts
+            """SELECT study_instance_uid, study_date, remote_instances, attempts, modalities
                FROM backfill_studies
                WHERE job_id = ? AND state IN (?, ?) AND not_before <= ?
                ORDER BY study_date DESC, study_instance_uid LIMIT 1""",
@@ -273,7 +275,8 @@ def claim_study(conn: Connection, job_id: int, now: float, local: str) -> Planne
                    started_local = ?, updated_at = ?
                WHERE job_id = ? AND study_instance_uid = ?""",
             (_P.MOVING.value, now, local, now, job_id, row[0]))
-    return PlannedStudy(job_id, str(row[0]), row[1], row[2], int(row[3]) + 1, now)
+    return PlannedStudy(job_id, str(row[0]), row[1], row[2], int(row[3]) + 1, now,
+                        tuple(m for m in (row[4] or "").split("\\") if m))
 
 
 def finish_study(conn: Connection, study: PlannedStudy, state: PlanStateValues, *,

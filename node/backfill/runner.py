@@ -304,7 +304,8 @@ class JobRunner:
             session = self._open(session)
             outcome = pull_study(session, conn, study_instance_uid=study.study_instance_uid,
                                  remote_instances=study.remote_instances,
-                                 modalities=self.job.modalities, retrieving=retrieving)
+                                 modalities=self.job.modalities, retrieving=retrieving,
+                                 remote_modalities=study.modalities)
         except PacsUnavailable as exc:
             plan.release_study(conn, study, str(exc))
             if not self._stopping():

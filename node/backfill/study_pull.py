@@ -2,8 +2,10 @@
 only what is missing.
 
 1. The study's Number of Study Related Instances against the catalogued count: the node
-   holds them all already → done, nothing asked of the PACS.
-2. Its series (SERIES level): only image series of the wanted modalities count. Series
+   holds them all already → done, nothing asked of the PACS. The node holds none of it
+   and every modality in the study is wanted → one STUDY-level retrieve (no SERIES-level
+   query: the common case of a first backfill).
+2. Otherwise its series (SERIES level): only image series of the wanted modalities count. Series
    the node holds in full are left alone; a series it lacks entirely is retrieved whole;
    a series it holds in part is listed (IMAGE level) and only the missing instances are
    retrieved. When every series is wanted and none is held, the study is retrieved in
@@ -89,7 +91,8 @@ def _retrieve_missing(session: PacsSession, conn: Connection, study_uid: str,
 
 def pull_study(session: PacsSession, conn: Connection, *, study_instance_uid: str,
                remote_instances: int | None, modalities: Sequence[str],
-               retrieving: Retrieving) -> PullOutcome:
+               retrieving: Retrieving, remote_modalities: Sequence[str] = ()
+               ) -> PullOutcome:
     """One attempt at ``study_instance_uid`` (see the module docstring). Raises what the
     session raises (:class:`~node.backfill.pacs.PacsUnavailable`,
     :class:`~node.backfill.pacs.PacsError`)."""
@@ -97,6 +100,15 @@ def pull_study(session: PacsSession, conn: Connection, *, study_instance_uid: st
     held_total = study_instance_count(conn, uid)
     if remote_instances is not None and held_total >= remote_instances > 0:
         return PullOutcome(PlanStateValues.DONE, remote_instances, held_total)
+    if (held_total == 0 and remote_instances and remote_modalities
+            and all(wants_series(m, modalities) for m in remote_modalities)):
+        got = session.retrieve(RetrieveLevelValues.STUDY, uid)
+        retrieving(None)
+        held_total = study_instance_count(conn, uid)
+        if held_total >= remote_instances:
+            return PullOutcome(PlanStateValues.DONE, remote_instances, held_total)
+        return PullOutcome(PlanStateValues.PARTIAL, remote_instances, held_total,
+                           _shortfall(held_total, remote_instances, got.reason))
     series = session.find_series(uid)
     if series is None:  # no SERIES-level answer: the whole study
         got = session.retrieve(RetrieveLevelValues.STUDY, uid)
