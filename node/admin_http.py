@@ -62,6 +62,9 @@ class NodeApi:
                 detail = str(response.json().get("detail") or response.reason_phrase)
             except ValueError:
                 detail = response.reason_phrase
+            if response.status_code in (401, 403):
+                detail += (" (commands send [http] admin_token from their settings: "
+                           "--config, or PRECEDENT_HTTP__ADMIN_TOKEN)")
             raise NodeRefused(detail, http_status=response.status_code)
         return response.json() if response.content else None
 

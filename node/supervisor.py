@@ -212,13 +212,14 @@ class Node:
             return
         self._stopped = True
         self._stop.set()
-        # the ways in first: nothing new arrives
+        # the ways in first: nothing new arrives (the backfills' PACS associations are
+        # aborted before the DIMSE listener their C-MOVEs deliver to goes)
+        if self.backfill is not None:
+            self.backfill.close()
         if self._dimse is not None:
             self._dimse.shutdown()
         if self._http is not None:
             self._http.should_exit = True
-        if self.backfill is not None:
-            self.backfill.close()
         # the listeners' waits end on the stop event; what they had queued is dropped
         # (the report catch-up at the next start does it)
         for listener in (self.auto_kos, self.report_extraction):

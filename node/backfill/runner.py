@@ -229,6 +229,7 @@ class JobRunner:
                 session = self._pull(conn, session, study)
         finally:
             self._close(session)
+            self._connections.close()  # this thread's catalog connection
 
     def _idle(self, conn: Connection) -> bool:
         """Nothing to take now: finish the backfill when nothing is left (``True``), else
