@@ -306,7 +306,8 @@ class JobRunner:
             outcome = pull_study(session, conn, study_instance_uid=study.study_instance_uid,
                                  remote_instances=study.remote_instances,
                                  modalities=self.job.modalities, retrieving=retrieving,
-                                 remote_modalities=study.modalities)
+                                 remote_modalities=study.modalities,
+                                 retry=study.attempts > 1)
         except PacsUnavailable as exc:
             plan.release_study(conn, study, str(exc))
             if not self._stopping():
