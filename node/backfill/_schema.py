@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 from database import Connection
+from node.backfill.request import ViaValues
 from node.backfill.states import JobStateValues, PlanStateValues, RetrieveModeValues
 
 __all__ = ["SCHEMA", "ensure_schema"]
 
 
-def _values(enum_type: type[JobStateValues | PlanStateValues | RetrieveModeValues]) -> str:
+def _values(enum_type: type[JobStateValues | PlanStateValues | RetrieveModeValues |
+                            ViaValues]) -> str:
     return ", ".join(f"'{member.value}'" for member in enum_type)
 
 
@@ -19,7 +21,7 @@ SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS backfill_jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
-    via TEXT NOT NULL,
+    via TEXT NOT NULL CHECK (via IN ({_values(ViaValues)})),
     retrieve TEXT NOT NULL CHECK (retrieve IN ({_values(RetrieveModeValues)})),
     since TEXT NOT NULL,
     until TEXT NOT NULL,
