@@ -4,6 +4,10 @@
 
     PrecedentError
     ├── SettingsError            a setting is wrong; start-up stops with its message
+    │   └── StartupError         a setting's value cannot be used here (port in use, folder
+    │                            not writable); start-up stops, nothing is left listening
+    ├── DataFolderBusy           another process owns the data folder (the lock's pid)
+    ├── NodeAdminError           the running node could not do an administrative request
     ├── AdminError               an AE-title administration request cannot be done
     │   ├── AlreadyExists        409 on REST, an error line on the command line
     │   └── NotFound             404
@@ -27,8 +31,6 @@
     │   ├── UnknownBackfill      no backfill has that id (404)
     │   └── BackfillConflict     not in a state that allows it (409)
     ├── CollectionError          a collection folder, labels or captions file cannot be read
-    ├── NodeNotRunning           a command needs the running node and it does not answer
-    ├── NodeRefused              the running node refused an admin request (its detail)
     └── RequestError             a REST request cannot be used as sent
         ├── BadRequest           a parameter, header or body cannot be used (400)
         ├── Unauthorized         no bearer token, or not a valid one (401, with a challenge)
@@ -56,6 +58,7 @@ __all__ = [
     "BackfillError",
     "BadRequest",
     "CollectionError",
+    "DataFolderBusy",
     "DuplicateRejected",
     "Forbidden",
     "IngestError",
@@ -64,8 +67,7 @@ __all__ = [
     "InvalidQuery",
     "KosError",
     "ModelNotReady",
-    "NodeNotRunning",
-    "NodeRefused",
+    "NodeAdminError",
     "NotAcceptable",
     "NotFound",
     "NotIndexed",
@@ -79,6 +81,7 @@ __all__ = [
     "SendFailed",
     "SettingsError",
     "SopClassMismatch",
+    "StartupError",
     "Unauthorized",
     "UnknownBackfill",
     "UnknownDestination",
@@ -101,6 +104,26 @@ class PrecedentError(Exception):
 
 class SettingsError(PrecedentError):
     """A setting is missing or wrong; the message names it and the allowed values."""
+
+
+class StartupError(SettingsError):
+    """A setting's value cannot be used on this machine now: the port is taken, the data
+    folder cannot be written. The message names the setting and its value."""
+
+
+class DataFolderBusy(PrecedentError):
+    """Another process holds the data folder's lock; ``owner`` is its card (or None)."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, owner: object = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
+class NodeAdminError(PrecedentError):
+    """An administrative request through the running node's admin API failed; the
+    message carries the node's answer."""
 
 
 class AdminError(PrecedentError):
@@ -246,24 +269,6 @@ class CollectionError(PrecedentError):
     """An image collection cannot be imported: the folder, its labels CSV or its captions
     file is missing or malformed (a broken image is not an error: it is reported and
     skipped)."""
-
-
-class NodeNotRunning(PrecedentError):
-    """A command that acts through the running node found none answering."""
-
-    http_status = 503
-
-
-class NodeRefused(PrecedentError):
-    """The running node answered an admin request with a problem; the message is its
-    detail, ``http_status`` its status (the node's own, when given)."""
-
-    http_status = 502
-
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(message)
-        if http_status is not None:
-            self.http_status = http_status
 
 
 class RequestError(PrecedentError):

@@ -22,7 +22,7 @@ from node.settings import Settings, load_settings
 from node.supervisor import Node
 from tests._synthetic import SyntheticStudy, make_studies, to_bytes
 
-pytest_plugins = ["tests._peers"]
+pytest_plugins = ["tests._peers", "tests._logs"]
 
 ASSETS = Path(__file__).parent / "assets"
 TINY_MODEL_CONFIG = ASSETS / "models" / "tiny"
@@ -129,8 +129,10 @@ def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> Runn
     if not node.wait_http(30):
         node.stop()
         raise RuntimeError("the node's HTTP server did not start")
-    return RunningNode(node, settings, f"http://127.0.0.1:{http_port}", dimse_port,
-                       admin_token=settings.http.admin_token, read_token=settings.http.read_token)
+    # the node's own settings: its admin token is made at the first start when unset
+    return RunningNode(node, node.settings, f"http://127.0.0.1:{http_port}", dimse_port,
+                       admin_token=node.settings.http.admin_token,
+                       read_token=settings.http.read_token)
 
 
 @pytest.fixture

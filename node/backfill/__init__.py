@@ -13,15 +13,19 @@ Along the way a backfill goes:
 - :mod:`.limits` — the time window and the rate;
 - :mod:`.runner` — one backfill's worker threads (at most N associations), held by the
   window, the disk reserve and PACS outages;
-- :mod:`.manager` — every backfill of the node, started by the supervisor;
-- :mod:`.progress` — counts, rate, ETA and failures for ``backfill status``;
-- :mod:`.cli` — ``precedent backfill …``, through the running node's admin API.
+- :mod:`.manager` — every backfill of the node, made and started by the supervisor
+  (:mod:`node.supervisor`), on the node's one stop event;
+- :mod:`.progress` — counts, rate, ETA and failures for ``backfill status``.
+
+``precedent backfill …`` (:mod:`node.commands.backfill`) and the ``/admin/backfill``
+routes (:mod:`node.web.backfill`) reach the manager through the running node's admin
+API.
 
 Backfilled instances carry the source ``BACKFILL:<id>``; their studies are indexed like
 any other but never answered by the automatic KOS (:mod:`node.storage.sources`).
 
-The package's ``__init__`` stays light (the ``precedent`` command imports :mod:`.cli`):
-the manager, with the DIMSE and DICOMweb clients, is ``node.backfill.manager``.
+The package's ``__init__`` stays light (the REST routes and the command import it): the
+manager, with the DIMSE and DICOMweb clients, is ``node.backfill.manager``.
 """
 
 from node.backfill.request import BackfillRequest, ViaValues

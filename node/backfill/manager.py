@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -111,8 +112,9 @@ class BackfillManager:
             runners = list(self._runners.values())
         for runner in runners:
             runner.abort()
+        deadline = time.monotonic() + _JOIN_S  # one wait for them all
         for runner in runners:
-            if not runner.join(_JOIN_S):
+            if not runner.join(max(0.0, deadline - time.monotonic())):
                 log.warning("stopping: backfill %d has not finished; not waiting for it",
                             runner.job.id)
 

@@ -6,9 +6,16 @@ caption become its report (``node.storage.study_reports``), so text search, hybr
 search and ``precedent eval --labels`` work on it. The labels are also written as an
 evaluation file (``StudyInstanceUID,labels``) in ``data_dir/collections/``.
 
+:func:`open_collection` reads and checks what to import (the folder, the labels and
+captions files, the name and modality) before anything is stored, so that a request
+that cannot be used fails at once; :func:`import_collection` stores it. The running
+node does the import as one of its operations (:mod:`node.operations`); with the node
+down, ``precedent import collection`` does it with the data folder's lock held.
+
 Importing again changes nothing: an instance already stored is skipped, a report equal
 to the one stored is not written again. A broken image is a line in the summary; the
-import goes on. A full disk stops it.
+import goes on. A full disk stops it, and so does the node's stop event (what was
+stored stays; importing again finishes it).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import csv
 import io
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +32,7 @@ from typing import Any
 
 from database import Connection
 from node.errors import CollectionError, IngestError, OutOfResources
-from node.image_collections.folder import CollectionItem, read_collection
+from node.image_collections.folder import Collection, CollectionItem, read_collection
 from node.image_collections.secondary_capture import (
     BrokenImage,
     capture_uids,
@@ -38,7 +46,8 @@ from node.storage.holdings import stored_sop_instance_uids
 from node.storage.sources import collection_source
 from node.storage.study_reports import Report, attach_report, get_report, unique_labels
 
-__all__ = ["ImportSummary", "collection_name", "import_collection"]
+__all__ = ["CollectionImport", "ImportSummary", "collection_name", "import_collection",
+           "open_collection"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,17 @@ class ImportSummary:
                 "already": self.already, "studies": self.studies, "reports": self.reports,
                 "problems": [{"file": f, "reason": r} for f, r in self.problems],
                 "labels_file": self.labels_file}
+
+
+@dataclass(frozen=True)
+class CollectionImport:
+    """A collection checked and read, ready to import."""
+
+    #: the collection's name (its instances' source is ``COLLECTION:<name>``)
+    name: str
+    #: the modality its images carry
+    modality: str
+    found: Collection
 
 
 def collection_name(folder: Path, name: str | None = None) -> str:
@@ -99,17 +119,24 @@ def _write_labels(path: Path, labels: dict[str, tuple[str, ...]]) -> None:
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-def import_collection(ingest: Ingest, conn: Connection, folder: Path, *,
-                      name: str | None = None,
-                      modality: str | None = None, labels_csv: Path | None = None,
-                      captions: Path | None = None, patient_from: str | None = None,
-                      progress: Progress | None = None) -> ImportSummary:
-    """Import the collection in ``folder`` through ``ingest``, its reports written on
-    ``conn`` (the catalog; see the module docstring)."""
+def open_collection(folder: Path, *, name: str | None = None, modality: str | None = None,
+                    labels_csv: Path | None = None, captions: Path | None = None,
+                    patient_from: str | None = None) -> CollectionImport:
+    """The collection in ``folder``, read and checked: a :class:`CollectionError` in one
+    line when the folder, a file, the name or the modality cannot be used."""
     collection = collection_name(folder, name)
     modality_value = check_modality(modality)
     found = read_collection(folder, labels_csv=labels_csv, captions=captions,
                             patient_from=patient_from)
+    return CollectionImport(collection, modality_value, found)
+
+
+def import_collection(ingest: Ingest, conn: Connection, opened: CollectionImport, *,
+                      progress: Progress | None = None,
+                      stop: threading.Event | None = None) -> ImportSummary:
+    """Import ``opened`` through ``ingest``, its reports written on ``conn`` (the catalog;
+    see the module docstring)."""
+    collection, modality_value, found = opened.name, opened.modality, opened.found
     summary = ImportSummary(collection, images=len(found.items),
                             problems=list(found.problems))
     source = collection_source(collection)
@@ -119,6 +146,8 @@ def import_collection(ingest: Ingest, conn: Connection, folder: Path, *,
     eval_labels: dict[str, tuple[str, ...]] = {}
     done = 0
     for study_key, items in studies.items():
+        if stop is not None and stop.is_set():
+            break
         patient = next((i.patient for i in items if i.patient), None) \
             or patient_id_for(collection, study_key)
         stored_any = False

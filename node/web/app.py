@@ -13,7 +13,6 @@ from node.web import (
     backfill,
     delete,
     health,
-    image_collections,
     kos,
     qido,
     rendered,
@@ -49,8 +48,8 @@ def create_app(services: Services) -> FastAPI:
     for module in (qido, wado, rendered, stow, similar, reports, kos):
         app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(delete.router, prefix=DICOMWEB_PREFIX, dependencies=read)
-    app.include_router(admin.router)
-    app.include_router(backfill.router)
-    app.include_router(image_collections.router)
+    # the admin API (/config, /admin): each router carries the admin dependency
+    for module in (admin, backfill):
+        app.include_router(module.router)
     app.include_router(health.router)
     return app

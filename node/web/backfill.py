@@ -1,4 +1,6 @@
-"""Backfill over REST (admin token when configured): the same as ``precedent backfill``.
+"""Backfills over REST, behind the admin token like every ``/admin`` route
+(:mod:`node.web.admin`): the same as ``precedent backfill``, which uses them through
+:mod:`node.admin_client`.
 
 ``POST /admin/backfill`` starts one (201, its status); ``GET /admin/backfill`` lists them
 with their status; ``GET /admin/backfill/{id}`` is one's status (counts, rate, ETA,
@@ -8,21 +10,23 @@ failures with reasons, and why it waits); ``POST /admin/backfill/{id}/pause``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from node.backfill.manager import BackfillManager
 from node.backfill.request import BackfillRequest
-from node.errors import NodeNotRunning
+from node.errors import NotFound
+from node.runtime import Services
 from node.web._deps import ServicesDep
 from node.web.auth import require_admin
 
+if TYPE_CHECKING:  # the manager (with the PACS clients) is the running node's
+    from node.backfill.manager import BackfillManager
+
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin/backfill", tags=["admin"],
-                   dependencies=[Depends(require_admin)])
+router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 
 
 class BackfillIn(BaseModel):
@@ -41,14 +45,13 @@ class BackfillIn(BaseModel):
     concurrency: int | None = Field(None, description="associations to the PACS at most")
 
 
-def _manager(services: ServicesDep) -> BackfillManager:
+def _manager(services: Services) -> BackfillManager:
     if services.backfill is None:
-        raise NodeNotRunning("backfills run inside the node (precedent serve), which has "
-                             "not started them")
+        raise NotFound("this server runs no backfills (it is not a running node)")
     return services.backfill
 
 
-@router.post("", status_code=201)
+@router.post("/admin/backfill", status_code=201)
 def start_backfill(body: BackfillIn, services: ServicesDep) -> dict[str, Any]:
     manager = _manager(services)
     request = BackfillRequest.build(
@@ -59,26 +62,26 @@ def start_backfill(body: BackfillIn, services: ServicesDep) -> dict[str, Any]:
     return manager.start_backfill(request)
 
 
-@router.get("")
+@router.get("/admin/backfill")
 def list_backfills(services: ServicesDep) -> dict[str, Any]:
     return {"backfills": _manager(services).statuses()}
 
 
-@router.get("/{job_id}")
+@router.get("/admin/backfill/{job_id}")
 def backfill_status(job_id: int, services: ServicesDep) -> dict[str, Any]:
     return _manager(services).status(job_id)
 
 
-@router.post("/{job_id}/pause")
+@router.post("/admin/backfill/{job_id}/pause")
 def pause_backfill(job_id: int, services: ServicesDep) -> dict[str, Any]:
     return _manager(services).pause(job_id)
 
 
-@router.post("/{job_id}/resume")
+@router.post("/admin/backfill/{job_id}/resume")
 def resume_backfill(job_id: int, services: ServicesDep) -> dict[str, Any]:
     return _manager(services).resume(job_id)
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/admin/backfill/{job_id}/cancel")
 def cancel_backfill(job_id: int, services: ServicesDep) -> dict[str, Any]:
     return _manager(services).cancel(job_id)

@@ -1,6 +1,4 @@
-"""``precedent backfill …``: start, follow, pause, resume and cancel backfills. The
-backfill runs inside the node; these commands act through its admin API (``status``
-reads the plan from the catalog when the node is down).
+"""``precedent backfill``: start, follow, pause, resume and cancel backfills from the PACS.
 
 ::
 
@@ -10,8 +8,10 @@ reads the plan from the catalog when the node is down).
     precedent backfill status [ID] [--json] [--follow]
     precedent backfill pause|resume|cancel ID
 
-``register(commands)`` adds the group to the ``precedent`` parser; each sub-command
-sets ``run``.
+A backfill runs inside the node (:mod:`node.backfill`): these commands act through the
+running node's admin API (``/admin/backfill…``, found through the data folder's lock,
+:func:`~node.commands._common.running_node`) and refuse in one line when it is down;
+``status`` then reads the plan from the catalog (and makes none).
 """
 
 from __future__ import annotations
@@ -19,44 +19,41 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-from node.errors import NodeNotRunning, UnknownBackfill
+from node.commands._common import (
+    Subcommands,
+    add_location_flags,
+    note,
+    progress,
+    running_node,
+    settings_from,
+)
+from node.errors import UnknownBackfill
+from node.settings import Settings
 
 if TYPE_CHECKING:
-    from node.settings import Settings
+    from node.admin_client import AdminClient
 
-    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-else:
-    Subcommands = argparse._SubParsersAction
+__all__ = ["format_status", "register", "run"]
 
-__all__ = ["format_status", "register"]
-
-console = Console(stderr=True)
 #: how often ``--follow`` asks the node
 _FOLLOW_S = 1.0
+#: the states a followed backfill stops being followed in
 _STOPPED = ("done", "cancelled", "paused")
 
 
-def _location(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML settings file")
-    parser.add_argument("--data-dir", type=Path, help="where files and the catalog live")
-
-
 def register(commands: Subcommands) -> None:
-    """Add ``backfill`` and its sub-commands to the ``precedent`` parser."""
     group = commands.add_parser(
         "backfill", help="pull priors from the PACS (runs inside the node)",
         description="Pull the studies a PACS holds into the node, politely: by date "
-                    "windows, only what is missing, within a time window and a rate.")
+                    "windows, only what is missing, within a time window and a rate. The "
+                    "backfill runs inside the node; these commands go through it.")
+    group.set_defaults(run=run)
     actions = group.add_subparsers(dest="action", required=True)
 
     p = actions.add_parser("start", help="start a backfill from a configured destination")
-    _location(p)
+    add_location_flags(p)
     p.add_argument("source", help="the PACS: a destination AE title (precedent ae "
                    "destination add)")
     p.add_argument("--since", required=True, help="first study date, YYYY-MM-DD")
@@ -72,37 +69,22 @@ def register(commands: Subcommands) -> None:
     p.add_argument("--concurrency", type=int, metavar="N",
                    help="associations to the PACS at most (default [backfill] concurrency)")
     p.add_argument("--follow", action="store_true", help="show its progress until it ends")
-    p.set_defaults(run=_start)
 
     p = actions.add_parser("status", help="counts, rate, ETA and failures")
-    _location(p)
+    add_location_flags(p)
     p.add_argument("id", nargs="?", type=int, help="one backfill (default: all)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--follow", action="store_true", help="a progress bar until it ends")
-    p.set_defaults(run=_status)
 
     for action, text in (("pause", "pause (the studies in hand finish)"),
                          ("resume", "go on; a finished backfill retries its failures"),
                          ("cancel", "stop for good (what arrived stays)")):
         p = actions.add_parser(action, help=text)
-        _location(p)
+        add_location_flags(p)
         p.add_argument("id", type=int)
-        p.set_defaults(run=_change)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    from node.cli import _settings as settings_from  # the one way commands read settings
-
-    return settings_from(args)
-
-
-def _api(settings: Settings) -> Any:
-    from node.admin_http import NodeApi
-
-    return NodeApi(settings)
-
-
-# ------------------------------------------------------------------ formatting
+# -- formatting -------------------------------------------------------------------------
 
 
 def _duration(seconds: float | None) -> str:
@@ -148,47 +130,56 @@ def format_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ the commands
+# -- through the running node -----------------------------------------------------------
 
 
-def _follow(api: Any, job_id: int) -> dict[str, Any]:
-    """A progress bar until the backfill is done, cancelled or paused."""
+def _follow(node: AdminClient, job_id: int) -> dict[str, Any]:
+    """A progress bar until the backfill is done, cancelled or paused; its last status."""
     waiter = threading.Event()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[speed]}"), console=console) as progress:
-        task = progress.add_task(f"backfill {job_id}", total=None, speed="")
+    with progress() as bar:
+        task = bar.add_task(f"backfill {job_id}", total=None)
         while True:
-            data: dict[str, Any] = api.get(f"/admin/backfill/{job_id}")
+            data: dict[str, Any] = node.request("GET", f"/admin/backfill/{job_id}")
             studies = data["studies"]
             rate = data["rate"]["studies_per_hour"]
-            eta = f", ETA {_duration(data['eta_s'])}" if data.get("eta_s") else ""
-            progress.update(
-                task, total=studies["total"] or None,
-                completed=studies["done"] + studies["failed"],
-                description=f"backfill {job_id} {data['state']}"
-                + (f" ({data['note']})" if data.get("note") else ""),
-                speed=f"{rate:.0f} studies/h{eta}" if rate else "")
+            speed = f", {rate:.0f} studies/h" if rate else ""
+            held = f" ({data['note']})" if data.get("note") else ""
+            bar.update(task, total=studies["total"] or None,
+                       completed=studies["done"] + studies["failed"],
+                       description=f"backfill {job_id} {data['state']}{speed}{held}")
             if data["state"] in _STOPPED:
                 return data
             waiter.wait(_FOLLOW_S)
 
 
-def _start(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def _start(args: argparse.Namespace, settings: Settings) -> int:
     body = {"source": args.source, "since": args.since, "until": args.until,
             "modality": args.modality, "via": args.via, "window": args.window,
             "rate": args.rate, "concurrency": args.concurrency}
-    with _api(settings) as api:
-        data = api.post("/admin/backfill", {k: v for k, v in body.items() if v is not None})
+    with running_node(settings, "a backfill") as node:
+        data = node.request("POST", "/admin/backfill",
+                            json={k: v for k, v in body.items() if v is not None})
         print(f"backfill {data['id']} started")
         if args.follow:
-            data = _follow(api, data["id"])
-        print(format_status(data))
+            data = _follow(node, int(data["id"]))
+    print(format_status(data))
     return 0
 
 
-def _offline(settings: Settings) -> list[dict[str, Any]]:
-    """The plan as the catalog holds it, for when the node is down."""
+def _change(args: argparse.Namespace, settings: Settings) -> int:
+    with running_node(settings, "a backfill") as node:
+        data = node.request("POST", f"/admin/backfill/{args.id}/{args.action}")
+    print(format_status(data))
+    return 0
+
+
+# -- status, whether or not the node runs ------------------------------------------------
+
+
+def _from_catalog(settings: Settings) -> list[dict[str, Any]]:
+    """The plan as the catalog holds it (none made when there is no catalog)."""
+    if not settings.db_path.is_file():
+        return []
     from node.backfill import plan
     from node.backfill._schema import ensure_schema
     from node.backfill.progress import job_status
@@ -202,38 +193,46 @@ def _offline(settings: Settings) -> list[dict[str, Any]]:
         conn.close()
 
 
-def _status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    with _api(settings) as api:
-        running = api.running()
-        if args.follow:
-            if not running:
-                raise NodeNotRunning(f"the node does not answer at {api.base_url}: start it "
-                                     "with `precedent serve` to follow a backfill")
-            listed: list[dict[str, Any]] = api.get("/admin/backfill")["backfills"]
-            job_id = args.id or (listed[0]["id"] if listed else None)
-            if job_id is None:
-                print("no backfills")
+def _node_is_running(settings: Settings) -> bool:
+    from node.data_folder import OwnerRoleValues, current_owner
+
+    owner = current_owner(settings.node.data_dir)
+    return owner is not None and owner.role is OwnerRoleValues.NODE
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    if args.follow or _node_is_running(settings):
+        with running_node(settings, "a backfill") as node:
+            if args.follow:
+                job_id = args.id
+                if job_id is None:
+                    listed = node.request("GET", "/admin/backfill")["backfills"]
+                    if not listed:
+                        print("no backfills")
+                        return 0
+                    job_id = int(listed[0]["id"])
+                print(format_status(_follow(node, job_id)))
                 return 0
-            print(format_status(_follow(api, int(job_id))))
-            return 0
-        items = api.get("/admin/backfill")["backfills"] if running else _offline(settings)
+            items: list[dict[str, Any]] = node.request("GET", "/admin/backfill")["backfills"]
+    else:
+        note("precedent: the node is not running: running backfills go on when it starts")
+        items = _from_catalog(settings)
     if args.id is not None:
         items = [d for d in items if d["id"] == args.id]
         if not items:
-            raise UnknownBackfill(f"there is no backfill {args.id}")
+            raise UnknownBackfill(f"there is no backfill {args.id}: `precedent backfill "
+                                  "status` lists them")
     if args.json:
         print(json.dumps(items if args.id is None else items[0], indent=2))
         return 0
-    if not running:
-        console.print("the node is not running: running backfills go on when it starts")
     print("\n\n".join(format_status(d) for d in items) or "no backfills")
     return 0
 
 
-def _change(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    with _api(settings) as api:
-        data = api.post(f"/admin/backfill/{args.id}/{args.action}")
-    print(format_status(data))
-    return 0
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.action == "start":
+        return _start(args, settings)
+    if args.action == "status":
+        return _status(args, settings)
+    return _change(args, settings)
