@@ -36,6 +36,7 @@ from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from node.data_folder import stored_admin_token
 from tests._peers import free_port, start_orthanc, start_storescp, wait_for_port
 from tests._synthetic import ct_instance, to_bytes
 
@@ -133,7 +134,9 @@ def _backfill(orthanc, tmp: Path, expected: int, concurrency: int) -> float:  # 
     node, dimse, http = _node(data_dir)
     try:
         _declare(orthanc, dimse, AET)
-        with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=60) as client:
+        token = stored_admin_token(data_dir)  # the node made it at its first start
+        with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
             start = time.time()
             job = client.post("/admin/backfill", json={
                 "source": orthanc.aet, "since": "2023-01-01", "until": "2023-01-31",

@@ -279,9 +279,13 @@ class QueryRetrieve:
             identifier, StudyRootQueryRetrieveInformationModelGet), "a C-GET")
 
     def abort(self) -> None:
-        """End the association at once (A-ABORT); safe from another thread."""
+        """End the association at once (A-ABORT); safe from another thread. An operation
+        waiting for the peer's next answer ends too (as :class:`DestinationUnreachable`)
+        rather than at the DIMSE timeout: pynetdicom's wait is woken with its "no
+        answer"."""
         if self._assoc.is_established:
             self._assoc.abort()
+        self._assoc.dimse.msg_queue.put((None, None))
 
     def release(self) -> None:
         if self._assoc.is_established:

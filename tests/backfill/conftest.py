@@ -89,8 +89,10 @@ def start_backfill_node(data_dir: Path, model_dir: Path | None, *,
     if not node.wait_http(30):
         node.stop()
         raise RuntimeError("the node's HTTP server did not start")
-    return RunningNode(node, settings, f"http://127.0.0.1:{http_port}", dimse_port,
-                       admin_token=settings.http.admin_token)
+    # the node's own settings: its admin token is made at the first start when unset
+    return RunningNode(node, node.settings, f"http://127.0.0.1:{http_port}", dimse_port,
+                       admin_token=node.settings.http.admin_token,
+                       read_token=settings.http.read_token)
 
 
 @pytest.fixture

@@ -1,15 +1,19 @@
 """The backfill's admin routes and commands: behind the admin token, RFC 7807 problems
 that say what to change, pause / resume / cancel, and the DICOMweb URL of a
-destination; the commands' one-line errors when the node is not running."""
+destination; the commands act through the running node (found through the data
+folder's lock) and say in one line what to do when it is not running."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from node.data_folder import DataFolderLock, Owner, OwnerRoleValues, prepare
 from tests.backfill._cli import precedent
 from tests.backfill.conftest import Pacs, wait_backfill
+from tests.node._cli import one_line_error
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +74,7 @@ def test_routes_need_the_admin_token_and_answer_problems(pacs: Pacs, backfill_no
 
 def test_dicomweb_needs_the_destinations_url(pacs: Pacs, backfill_node) -> None:
     node = backfill_node(pacs.orthanc)
-    with node.http() as admin:
+    with node.http(node.admin_token) as admin:
         added = admin.post("/config/destination", json={
             "ae_title": "OTHERPACS", "host": "127.0.0.1", "port": 104})
         assert added.status_code == 201 and added.json()["dicomweb_url"] is None
@@ -88,7 +92,7 @@ def test_dicomweb_needs_the_destinations_url(pacs: Pacs, backfill_node) -> None:
 def test_resume_of_a_finished_backfill_without_failures_is_refused(pacs: Pacs,
                                                                   backfill_node) -> None:
     node = backfill_node(pacs.orthanc)
-    with node.http() as admin:
+    with node.http(node.admin_token) as admin:
         job = admin.post("/admin/backfill", json={
             "source": "ORTHANC", "since": "2022-08-01", "until": "2022-08-10"}).json()
         wait_backfill(node, job["id"])
@@ -106,17 +110,29 @@ def test_commands_without_a_running_node(tmp_path: Path) -> None:
     listed = precedent("ae", "destination", "list", "--json", *data)
     assert '"dicomweb_url": "http://10.0.0.5:8042/dicom-web"' in listed.stdout
     bad = precedent("ae", "destination", "add", "X", "h", "104", "--dicomweb", "ftp://x", *data)
-    assert bad.returncode == 2 and "is not an http:// or https:// URL" in bad.stderr
+    assert one_line_error(bad).endswith("is not an http:// or https:// URL "
+                                        "(e.g. http://pacs:8042/dicom-web)")
 
-    env = {"PRECEDENT_HTTP__PORT": "9"}  # nothing listens there
-    start = precedent("backfill", "start", "PACS", "--since", "2020-01-01", *data, env=env)
+    start = precedent("backfill", "start", "PACS", "--since", "2020-01-01", *data)
     assert start.returncode == 2
-    assert start.stderr.strip().startswith("precedent: the node does not answer at "
-                                           "http://127.0.0.1:9: start it with `precedent "
-                                           "serve`")
-    assert "Traceback" not in start.stderr
-    status = precedent("backfill", "status", *data, env=env)
+    assert one_line_error(start) == (
+        f"precedent: the node is not running (nothing owns the data folder {tmp_path}); a "
+        "backfill runs inside the node: start it with `precedent serve`, or give the "
+        "node's --config or --data-dir")
+    status = precedent("backfill", "status", *data)
     assert status.returncode == 0 and "no backfills" in status.stdout
     assert "the node is not running" in status.stderr
-    pause = precedent("backfill", "pause", "1", *data, env=env)
-    assert pause.returncode == 2 and "the node does not answer" in pause.stderr
+    pause = precedent("backfill", "pause", "1", *data)
+    assert pause.returncode == 2 and "precedent: the node is not running" in \
+        one_line_error(pause)
+
+
+def test_commands_refuse_while_another_command_owns_the_data_folder(tmp_path: Path) -> None:
+    prepare(tmp_path)
+    me = Owner(pid=os.getpid(), role=OwnerRoleValues.COMMAND, command="precedent index import")
+    with DataFolderLock.acquire(tmp_path, me):
+        start = precedent("backfill", "start", "PACS", "--since", "2020-01-01",
+                          "--data-dir", str(tmp_path))
+        assert one_line_error(start).startswith(
+            f"precedent: the data folder {tmp_path} is in use by `precedent index import` "
+            f"(pid {os.getpid()}), not by the node; a backfill runs inside the node")

@@ -1,11 +1,12 @@
 """`precedent import collection`: a generated folder of labelled PNG/JPEG images becomes
-Secondary Capture studies with reports — through the running node (admin API), or into
-the data folder when the node is down. Text search and `precedent eval --labels` work on
+Secondary Capture studies with reports — through the running node (an operation of its
+admin API), or into the data folder, with its lock held, when the node is down. Text search and `precedent eval --labels` work on
 it; importing again changes nothing; a broken image is a line in the summary."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,10 @@ import pydicom
 import pytest
 from PIL import Image
 
+from node.data_folder import DataFolderLock, Owner, OwnerRoleValues, prepare
 from node.storage import connect
 from tests.backfill._cli import precedent
+from tests.node._cli import one_line_error
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +55,10 @@ def test_import_through_the_running_node_is_searchable_evaluable_and_idempotent(
     folder = _folder(tmp_path / "chest-set")
     node = make_node(http={"admin_token": "adm1n"})
     node.wait_model()
-    env = {"PRECEDENT_HTTP__PORT": str(node.settings.http.port),
-           "PRECEDENT_HTTP__ADMIN_TOKEN": "adm1n"}
     data = ["--data-dir", str(node.data_dir)]
-    first = precedent("import", "collection", str(folder), "--modality", "CR", *data, env=env)
+    first = precedent("import", "collection", str(folder), "--modality", "CR", node=node)
     assert first.returncode == 0, first.stderr
+    assert "precedent: through the node (precedent serve, pid" in first.stderr
     assert first.stdout.startswith("collection chest-set: 15 images, 14 stored, 0 there "
                                    "already; 14 studies, 14 reports written")
     assert "effusion/effusion-broken.png: not a readable PNG/JPEG image" in first.stdout
@@ -94,7 +96,7 @@ def test_import_through_the_running_node_is_searchable_evaluable_and_idempotent(
     assert kinds == {("MONOCHROME2", 8), ("MONOCHROME2", 16), ("RGB", 8)}
 
     before = conn.execute("SELECT study_instance_uid, updated_at FROM reports").fetchall()
-    again = precedent("import", "collection", str(folder), "--modality", "CR", *data, env=env)
+    again = precedent("import", "collection", str(folder), "--modality", "CR", node=node)
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("collection chest-set: 15 images, 0 stored, 14 there "
                                    "already; 14 studies, 0 reports written")
@@ -120,11 +122,10 @@ def test_import_into_the_data_folder_with_labels_captions_and_patients(tmp_path:
         + "{not json\n"
         + json.dumps({"image": "x_P03_a.png", "caption": "Scaphoid fracture, subtle."}) + "\n")
     data = ["--data-dir", str(tmp_path / "data")]
-    env = {"PRECEDENT_HTTP__PORT": "9"}  # no node answers: the command does it itself
     args = ["import", "collection", str(folder), "--name", "wrists", "--labels",
             str(folder / "labels.csv"), "--captions", str(folder / "captions.jsonl"),
             "--patient-from", r"_(P\d+)_", "--modality", "DX", *data]
-    result = precedent(*args, env=env)
+    result = precedent(*args)  # no node owns the folder: the command does it itself
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("collection wrists: 4 images, 4 stored, 0 there already;"
                                     " 3 studies, 3 reports written")
@@ -149,12 +150,61 @@ def test_import_into_the_data_folder_with_labels_captions_and_patients(tmp_path:
     uids = sorted(r[0] for r in conn.execute("SELECT sop_instance_uid FROM instances"))
     conn.close()
 
-    again = precedent(*args, env=env)  # the same UIDs: nothing new
+    again = precedent(*args)  # the same UIDs: nothing new
     assert again.returncode == 0, again.stderr
     assert "0 stored, 4 there already" in again.stdout
     conn = connect(tmp_path / "data" / "catalog.sqlite")
     assert sorted(r[0] for r in conn.execute("SELECT sop_instance_uid FROM instances")) == uids
     conn.close()
 
-    missing = precedent("import", "collection", str(tmp_path / "nope"), *data, env=env)
-    assert missing.returncode == 2 and "is not a folder of PNG/JPEG images" in missing.stderr
+    missing = precedent("import", "collection", str(tmp_path / "nope"), *data)
+    assert missing.returncode == 2
+    assert "is not a folder of PNG/JPEG images" in one_line_error(missing)
+
+
+def test_import_refuses_while_another_command_owns_the_data_folder(tmp_path: Path) -> None:
+    """With the node down the import takes the folder's lock: never beside another
+    writer."""
+    folder = tmp_path / "set"
+    (folder / "normal").mkdir(parents=True)
+    Image.fromarray(_picture("normal", 1)).save(folder / "normal" / "a.png")
+    data_dir = tmp_path / "data"
+    prepare(data_dir)
+    me = Owner(pid=os.getpid(), role=OwnerRoleValues.COMMAND, command="precedent index import")
+    with DataFolderLock.acquire(data_dir, me):
+        refused = precedent("import", "collection", str(folder), "--data-dir", str(data_dir))
+    assert one_line_error(refused) == (
+        f"precedent: the data folder {data_dir} is in use by `precedent index import` "
+        f"(pid {os.getpid()}); wait for it to finish")
+    assert not (data_dir / "catalog.sqlite").exists()
+
+
+def test_import_route_is_an_operation_behind_the_admin_token(tmp_path: Path,
+                                                            make_node) -> None:
+    folder = _folder(tmp_path / "chest-set")
+    node = make_node(no_model=True)
+    with node.http() as anonymous:
+        refused = anonymous.post("/admin/collections/import", json={"folder": str(folder)})
+        assert refused.status_code == 401
+    with node.http(node.admin_token) as admin:
+        for body, detail in [
+            ({"folder": "chest-set"}, "paths must be absolute on the node's machine: "
+                                      "folder 'chest-set'"),
+            ({"folder": str(tmp_path / "nope")}, "is not a folder of PNG/JPEG images"),
+            ({"folder": str(folder), "modality": "C T"}, "--modality 'C T' is not a DICOM "
+                                                         "modality"),
+        ]:
+            answer = admin.post("/admin/collections/import", json=body)
+            assert answer.status_code == 400, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert detail in answer.json()["detail"]
+        started = admin.post("/admin/collections/import",
+                             json={"folder": str(folder), "name": "chest"})
+        assert started.status_code == 202, started.text
+        op = started.json()
+        assert op["kind"] == "collection" and op["total"] == 15
+        while op["state"] == "running":
+            op = admin.get(f"/admin/operations/{op['id']}").json()
+    assert op["state"] == "done" and op["done"] == 15, op
+    assert op["result"]["collection"] == "chest" and op["result"]["stored"] == 14
+    assert [p["file"] for p in op["result"]["problems"]] == ["effusion/effusion-broken.png"]

@@ -5,15 +5,24 @@ are indexed but never answered by the automatic KOS."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StudyRootQueryRetrieveInformationModelFind,
+)
 
 from node.backfill.request import BackfillRequest
+from node.dimse.scu import DestinationUnreachable, open_query_retrieve
 from node.storage import aes
-from tests._peers import storescu
+from node.storage.aes import Destination
+from tests._peers import free_port, storescu
 from tests._synthetic import ct_instance, write_files
 from tests.backfill._pacs import wanted_sops
 from tests.backfill.conftest import Pacs, catalog_sops, orthanc_sops, wait_backfill
@@ -88,3 +97,44 @@ def test_c_get_when_configured_for_the_source(pacs: Pacs, backfill_node) -> None
     sources = {r[0] for r in node.services.connections.get().execute(
         "SELECT DISTINCT source FROM instances")}
     assert sources == {f"BACKFILL:{job['id']}"}
+
+
+def test_abort_ends_a_c_find_the_pacs_does_not_answer() -> None:
+    """The node stopping aborts its PACS associations: an operation waiting for the
+    PACS's next answer ends then, not at the DIMSE timeout (here ten minutes)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def on_find(event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
+        entered.set()
+        release.wait(60)  # the PACS says nothing until the test is done
+        yield 0x0000, None
+
+    ae = AE(ae_title="SILENTPACS")
+    ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    try:
+        qr = open_query_retrieve(Destination("SILENTPACS", "127.0.0.1", port),
+                                 calling_ae="PRECEDENT", timeout=600)
+        query = Dataset()
+        query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", ""
+        outcome: list[str] = []
+
+        def find() -> None:
+            try:
+                qr.find(query)
+            except DestinationUnreachable as exc:
+                outcome.append(str(exc))
+
+        finding = threading.Thread(target=find, daemon=True)
+        finding.start()
+        assert entered.wait(30), "the C-FIND never reached the PACS"
+        qr.abort()
+        finding.join(30)  # a guard: without the wake-up it waits out the ten minutes
+        assert not finding.is_alive()
+        assert outcome == [f"SILENTPACS at 127.0.0.1:{port} ended the association "
+                           "(before or during a C-FIND)"]
+    finally:
+        release.set()
+        server.shutdown()

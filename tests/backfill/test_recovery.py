@@ -1,5 +1,5 @@
-"""Durable and resumable: a SIGKILL of the node midway, a PACS outage midway, and a
-partial C-MOVE. Each ends with the node holding what the PACS holds for the window,
+"""Durable and resumable: a SIGKILL of the node midway, a PACS outage midway, a partial
+C-MOVE, and a node stopped while its backfill waits. Each ends with the node holding what the PACS holds for the window,
 nothing doubled, done studies not pulled again."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,7 @@ import pytest
 
 from indexer import queue
 from node.backfill.request import BackfillRequest
+from node.data_folder import stored_admin_token
 from node.storage import connect
 from tests._peers import free_port, start_orthanc, wait_for_port
 from tests._synthetic import to_bytes
@@ -27,7 +30,14 @@ from tests.backfill._pacs import (
     restart_orthanc,
     wanted_sops,
 )
-from tests.backfill.conftest import Pacs, catalog_sops, wait_backfill
+from tests.backfill.conftest import (
+    FakeClock,
+    Pacs,
+    catalog_sops,
+    orthanc_sops,
+    start_backfill_node,
+    wait_backfill,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -69,12 +79,11 @@ def test_sigkill_midway_then_restart_resumes_without_pulling_done_studies_again(
         assert added.returncode == 0, added.stderr
         log1, log2 = tmp_path / "node1.log", tmp_path / "node2.log"
         node = _serve(data_dir, dimse_port, http_port, log1)
-        env = {"PRECEDENT_HTTP__PORT": str(http_port)}
         try:
             wait_for_port(http_port, timeout=60)
             started = precedent("backfill", "start", "ORTHANC", "--since", "2023-01-01",
                                 "--until", "2023-12-31", "--rate", "14400",
-                                "--concurrency", "1", "--data-dir", str(data_dir), env=env)
+                                "--concurrency", "1", "--data-dir", str(data_dir))
             assert started.returncode == 0, started.stderr
             deadline = time.monotonic() + 60
             while sum(s == "done" for s, _, _ in _plan(data_dir).values()) < 4:
@@ -89,8 +98,10 @@ def test_sigkill_midway_then_restart_resumes_without_pulling_done_studies_again(
             node = _serve(data_dir, dimse_port, http_port, log2)
             wait_for_port(http_port, timeout=60)
             deadline = time.monotonic() + 90
+            token = stored_admin_token(data_dir)  # the node's, made at its first start
             while True:
-                status = httpx.get(f"http://127.0.0.1:{http_port}/admin/backfill/1").json()
+                status = httpx.get(f"http://127.0.0.1:{http_port}/admin/backfill/1",
+                                   headers={"Authorization": f"Bearer {token}"}).json()
                 if status["state"] == "done":
                     break
                 assert time.monotonic() < deadline, status
@@ -174,7 +185,7 @@ def test_a_partial_c_move_is_retried_for_what_is_missing_only(pacs: Pacs, backfi
                               "WHERE study_instance_uid = ?", (target.study_instance_uid,)))
     assert len(first) == 2
 
-    with node.http() as http:  # the admin removes the clash, then resumes
+    with node.http(node.admin_token) as http:  # the admin removes the clash, resumes
         assert http.delete("/dicom-web/studies/1.2.826.0.1.55.1").status_code in (200, 204)
         assert http.post(f"/admin/backfill/{job['id']}/resume").status_code == 200
     status = wait_backfill(node, job["id"])
@@ -183,3 +194,35 @@ def test_a_partial_c_move_is_retried_for_what_is_missing_only(pacs: Pacs, backfi
                             "WHERE study_instance_uid = ?", (target.study_instance_uid,)))
     assert set(now) == set(target.series[0][2])
     assert {k: now[k] for k in first} == first  # the two held were not sent again
+
+
+def _backfill_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate()
+            if t.name.startswith("precedent-backfill-") and t.is_alive()]
+
+
+def test_node_stop_ends_the_backfills_and_the_next_start_goes_on(pacs: Pacs,
+                                                                 backfill_node) -> None:
+    """The workers wait on the node's one stop event: Node.stop ends them (before the
+    DIMSE listener their C-MOVEs deliver to), and the next node on the folder goes on."""
+    day = FakeClock(datetime(2024, 5, 2, 12, 0))  # outside the window: the workers wait
+    node = backfill_node(pacs.orthanc, clock=day)
+    job = node.services.backfill.start_backfill(BackfillRequest.build(
+        source="ORTHANC", since="2022-11-01", until="2022-11-30", window="22:00-06:00",
+        concurrency=2))
+    wait_backfill(node, job["id"], until=lambda s: s["note"] is not None)
+    assert len(_backfill_threads()) == 2
+    node.stop()
+    assert _backfill_threads() == []
+
+    night = FakeClock(datetime(2024, 5, 2, 23, 0))
+    again = start_backfill_node(node.data_dir, None, clock=night)
+    try:
+        register_node(pacs.orthanc, again.ae_title, again.dimse_port)
+        status = wait_backfill(again, job["id"])
+        assert status["state"] == "done" and status["studies"]["failed"] == 0, status
+        assert catalog_sops(again) == orthanc_sops(
+            pacs.orthanc, since="20221101", until="20221130", modalities=("CT", "MR", "CR"))
+    finally:
+        again.stop()
+    assert _backfill_threads() == []
