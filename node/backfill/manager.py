@@ -2,8 +2,9 @@
 routes call this), run by one :class:`~node.backfill.runner.JobRunner` each, inside the
 node, under its stop event.
 
-At start-up (:meth:`BackfillManager.recover`, before the node takes any study in) what a
-stop or a crash left in hand goes back to pending, and what a C-MOVE had brought by then
+Making the manager does nothing; at start-up (:meth:`BackfillManager.recover`, before
+the node takes any study in) the plan's tables are made when missing, what a stop or a
+crash left in hand goes back to pending, and what a C-MOVE had brought by then
 gets the backfill's source; :meth:`BackfillManager.start` then runs every backfill that
 was running. :meth:`BackfillManager.close` ends them within seconds.
 """
@@ -77,7 +78,6 @@ class BackfillManager:
         self._free = free
         self._lock = threading.Lock()
         self._runners: dict[int, JobRunner] = {}
-        ensure_schema(services.connections.get())
 
     @property
     def _conn(self) -> Any:
@@ -87,8 +87,10 @@ class BackfillManager:
 
     def recover(self) -> int:
         """What a stop or a crash left ``moving`` goes back to pending; instances a C-MOVE
-        had brought get the backfill's source. Returns how many studies were in hand."""
+        had brought get the backfill's source (the plan's tables are made first, when
+        missing). Returns how many studies were in hand."""
         conn = self._conn
+        ensure_schema(conn)
         studies = plan.reset_moving(conn)
         for study in studies:
             job = plan.get_job(conn, study.job_id)
