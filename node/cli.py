@@ -15,7 +15,18 @@ import sys
 from collections.abc import Sequence
 
 from indexer.errors import IndexerError
-from node.commands import ae, evaluate, index, model, reports, serve, status, viewer
+from node.commands import (
+    ae,
+    backfill,
+    evaluate,
+    imports,
+    index,
+    model,
+    reports,
+    serve,
+    status,
+    viewer,
+)
 from node.errors import PrecedentError
 
 __all__ = ["GROUPS", "main"]
@@ -23,7 +34,7 @@ __all__ = ["GROUPS", "main"]
 log = logging.getLogger("node.cli")
 
 #: the command groups, in the order ``precedent --help`` lists them
-GROUPS = (serve, status, ae, index, reports, evaluate, model, viewer)
+GROUPS = (serve, status, ae, index, imports, backfill, reports, evaluate, model, viewer)
 
 DESCRIPTION = """\
 Precedent: a DICOM node beside the PACS that finds similar past cases.

@@ -26,6 +26,11 @@
     │   ├── UnknownDestination   404
     │   ├── NothingToSelect      409
     │   └── SendFailed           stored on the node, refused by the destination (502)
+    ├── BackfillError            a backfill cannot be started or changed as asked
+    │   ├── InvalidBackfill      a date, window, rate or source cannot be used (400)
+    │   ├── UnknownBackfill      no backfill has that id (404)
+    │   └── BackfillConflict     not in a state that allows it (409)
+    ├── CollectionError          a collection folder, labels or captions file cannot be read
     └── RequestError             a REST request cannot be used as sent
         ├── BadRequest           a parameter, header or body cannot be used (400)
         ├── Unauthorized         no bearer token, or not a valid one (401, with a challenge)
@@ -49,11 +54,15 @@ from types import MappingProxyType
 __all__ = [
     "AdminError",
     "AlreadyExists",
+    "BackfillConflict",
+    "BackfillError",
     "BadRequest",
+    "CollectionError",
     "DataFolderBusy",
     "DuplicateRejected",
     "Forbidden",
     "IngestError",
+    "InvalidBackfill",
     "InvalidInstance",
     "InvalidQuery",
     "KosError",
@@ -74,6 +83,7 @@ __all__ = [
     "SopClassMismatch",
     "StartupError",
     "Unauthorized",
+    "UnknownBackfill",
     "UnknownDestination",
     "UnknownObject",
     "UnsupportedMediaType",
@@ -233,6 +243,32 @@ class SendFailed(KosError):
         super().__init__(message)
         self.sop_instance_uid = sop_instance_uid
         self.series_instance_uid = series_instance_uid
+
+
+class BackfillError(PrecedentError):
+    """A backfill cannot be started, paused, resumed or cancelled as asked."""
+
+
+class InvalidBackfill(BackfillError):
+    """A date, time window, rate, concurrency, modality or source cannot be used."""
+
+
+class UnknownBackfill(BackfillError):
+    """No backfill has the id asked for."""
+
+    http_status = 404
+
+
+class BackfillConflict(BackfillError):
+    """The backfill is not in a state that allows what was asked (resume a cancelled one)."""
+
+    http_status = 409
+
+
+class CollectionError(PrecedentError):
+    """An image collection cannot be imported: the folder, its labels CSV or its captions
+    file is missing or malformed (a broken image is not an error: it is reported and
+    skipped)."""
 
 
 class RequestError(PrecedentError):

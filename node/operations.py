@@ -1,12 +1,14 @@
 """Administrative operations the running node performs itself, for its admin API: the
-import of folders of DICOM files and the index rebuild (the way to change the model).
+import of folders of DICOM files, the import of a labelled image collection
+(:mod:`node.image_collections`) and the index rebuild (the way to change the model).
 
 While the node owns its data folder, ``precedent index import`` and ``precedent index
 rebuild`` ask it to do the work (``POST /admin/index/import``, ``POST
 /admin/index/rebuild``) and follow the :class:`Operation` (``GET
 /admin/operations/{id}``) with a progress bar: one writer, one indexer worker. When the
 node is down the commands do the same work themselves, holding the folder's lock, with
-the same :func:`import_files`.
+the same :func:`import_files` (``precedent import collection``: ``POST
+/admin/collections/import``, and :func:`~node.image_collections.importer.import_collection`).
 
 One operation runs at a time; each runs in a thread of its own and honours the node's
 stop event.
@@ -28,6 +30,7 @@ from indexer.errors import IndexerError
 from node.errors import DataFolderBusy, IngestError, NotFound, PrecedentError
 
 if TYPE_CHECKING:
+    from node.image_collections.importer import CollectionImport
     from node.runtime import Services
     from node.storage import Ingest
 
@@ -48,6 +51,7 @@ _POLL_S = 0.2
 class OperationKindValues(str, Enum):
     IMPORT = "import"
     REBUILD = "rebuild"
+    COLLECTION = "collection"
 
 
 class OperationStateValues(str, Enum):
@@ -72,6 +76,8 @@ class Operation:
     error: str | None = None
     #: a closing remark (what to do next)
     detail: str | None = None
+    #: what the operation made, once done (a collection import's summary)
+    result: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def progress(self, stage: str, total: int, done: int = 0) -> None:
@@ -93,7 +99,7 @@ class Operation:
             return {"id": self.id, "kind": self.kind.value, "state": self.state.value,
                     "stage": self.stage, "total": self.total, "done": self.done,
                     "outcomes": dict(self.outcomes), "error": self.error,
-                    "detail": self.detail}
+                    "detail": self.detail, "result": self.result}
 
 
 #: the node's rebuild: ``(model reference or None, operation) -> None``
@@ -185,6 +191,12 @@ class Operations:
         return self._start(OperationKindValues.IMPORT,
                            lambda op: self._import(op, files, index=index))
 
+    def start_collection(self, opened: CollectionImport) -> Operation:
+        """Import a labelled image collection (read and checked by the caller) as
+        Secondary Captures with their reports."""
+        return self._start(OperationKindValues.COLLECTION,
+                           lambda op: self._collection(op, opened))
+
     def start_rebuild(self, model: str | None) -> Operation:
         """Re-embed everything (with ``model``, when given): the node's own rebuild."""
         return self._start(OperationKindValues.REBUILD, lambda op: self._rebuild(model, op))
@@ -216,3 +228,12 @@ class Operations:
                              f"({model.reason})")
                 return
             self._stop.wait(_POLL_S)
+
+    def _collection(self, op: Operation, opened: CollectionImport) -> None:
+        from node.image_collections.importer import import_collection
+
+        op.progress("storing", len(opened.found.items))
+        summary = import_collection(
+            self._services.ingest, self._services.connections.get(), opened,
+            progress=lambda done, _total: op.advance(done), stop=self._stop)
+        op.result = summary.as_json()

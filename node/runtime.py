@@ -23,6 +23,7 @@ from node.storage import Ingest, ThreadConnections
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
+    from node.backfill.manager import BackfillManager
     from node.operations import Operations
 
 __all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index"]
@@ -97,6 +98,9 @@ class Services:
     #: imports and rebuilds the running node performs for its admin API (None outside
     #: a running node)
     operations: Operations | None = None
+    #: the node's backfills, once the supervisor has started them (None outside a
+    #: running node)
+    backfill: BackfillManager | None = None
 
 
 def load_model(settings: Settings) -> Embedder:

@@ -42,6 +42,7 @@ from node.locations import DATA_DIR_ENV, default_data_dir
 __all__ = [
     "CATALOG_KEYS",
     "DEFAULT_MODEL",
+    "BackfillSettings",
     "CatalogReader",
     "DuplicatePolicyValues",
     "HttpSettings",
@@ -257,6 +258,32 @@ class RetrievalSettings(_Section):
     text_min_score: float = Field(0.2, ge=-1.0, le=1.0)
 
 
+class BackfillSettings(_Section):
+    """Pulling priors from the PACS (``precedent backfill``); the flags of ``backfill
+    start`` override the defaults here for one backfill."""
+
+    #: destination AE titles retrieved with C-GET instead of C-MOVE (a PACS that cannot
+    #: open an association back to the node)
+    c_get_sources: list[str] = []
+    #: simultaneous associations to the PACS per backfill
+    concurrency: int = Field(2, ge=1, le=32)
+    #: days in each C-FIND / QIDO-RS date window (split further when the PACS caps answers)
+    window_days: int = Field(7, ge=1, le=3660)
+    #: the most studies the PACS answers to one query (Orthanc: LimitFindResults): a window
+    #: answered with this many is split; 0: only a C-FIND's final status says so (QIDO-RS
+    #: servers may cut an answer short without saying)
+    answer_limit: int = Field(0, ge=0)
+    #: a study that fails this many times is marked failed (``backfill resume`` retries it)
+    max_attempts: int = Field(5, ge=1, le=100)
+    #: the first retry waits this long; each further one twice as long, up to retry_max_s
+    retry_initial_s: float = Field(30.0, gt=0)
+    retry_max_s: float = Field(3600.0, gt=0)
+    #: how often a held backfill looks again (outside its window, disk low, PACS down)
+    poll_s: float = Field(5.0, gt=0)
+    #: DIMSE and HTTP timeout towards the PACS
+    timeout_s: float = Field(120.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything the node reads at start-up."""
 
@@ -274,6 +301,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     kos: KosSettings = KosSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    backfill: BackfillSettings = BackfillSettings()
     log_level: LogLevelValues = LogLevelValues.INFO
     #: the ``[node]`` values the catalog held when loaded (see :func:`catalog_notes`)
     _catalog: dict[str, str] = PrivateAttr(default_factory=dict)

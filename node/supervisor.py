@@ -4,11 +4,13 @@ in data-path order and stops them all, within seconds.
 ::
 
     DIMSE C-STORE ─┐                                    ┌─▶ report extraction (listener)
-    STOW-RS ───────┴─▶ Ingest (file + catalog + queue) ─┤
+    STOW-RS ───────┤                                    │
+    backfill ──────┴─▶ Ingest (file + catalog + queue) ─┤
                                                         └─▶ Worker (decode ▶ normalise
                                                              ▶ embed ▶ index)
                        StabilityMonitor ─▶ study-stable listeners (automatic KOS)
-    REST (FastAPI) ◀── catalog + indexes;  admin API ─▶ Operations (import, rebuild)
+    REST (FastAPI) ◀── catalog + indexes;  admin API ─▶ Operations (import, rebuild,
+                                                        collection), backfills (PACS)
 
 :func:`build_services` makes what the protocol adapters share; :class:`Node` owns the
 data folder (its lock, :mod:`node.data_folder`) and the threads. Start-up binds every
@@ -16,8 +18,12 @@ listener or none (:mod:`node.startup`), and says what is open to whom. The model
 loaded in the background and, while it cannot be, tried again every few seconds (a
 model folder that appears is picked up without a restart). A rebuild with another model
 is the node's own: it stops its worker, switches the index, re-embeds, and answers no
-similar-case query meanwhile. Every part waits on the node's one stop event, so
-:meth:`Node.stop` never hangs on a wait. Nothing here runs at import time.
+similar-case query meanwhile. The backfills (:mod:`node.backfill`) run inside the node
+like its operations: what a stop or a crash left in hand is settled before the listeners
+open, the running ones go on once they are open, and at stop their PACS associations are
+aborted before the DIMSE listener their C-MOVEs deliver to goes. Every part waits on the
+node's one stop event, so :meth:`Node.stop` never hangs on a wait. Nothing here runs at
+import time.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ if TYPE_CHECKING:
     from pynetdicom.transport import ThreadedAssociationServer
 
     from indexer.worker import Worker
+    from node.backfill.limits import Clock
+    from node.backfill.manager import BackfillManager
     from node.key_objects import AutoKos
     from node.reporting import ReportExtraction
 
@@ -93,7 +101,7 @@ def _with_admin_token(settings: Settings, token: str) -> Settings:
 
 class Node:
     """Owns a data folder and starts and stops the node's parts: listeners, DIMSE,
-    REST, stability, model and worker.
+    REST, backfills, stability, model and worker.
 
     Constructing it takes the data folder's lock (:class:`~node.errors.DataFolderBusy`
     when another process holds it) and the admin token (made at the first start when
@@ -102,7 +110,8 @@ class Node:
 
     def __init__(self, settings: Settings, *,
                  embedder_loader: EmbedderLoader = load_model,
-                 model_retry_s: float = MODEL_RETRY_S) -> None:
+                 model_retry_s: float = MODEL_RETRY_S,
+                 clock: Clock | None = None) -> None:
         data_dir = settings.node.data_dir
         prepare(data_dir)
         owner = Owner(pid=os.getpid(), role=OwnerRoleValues.NODE, command="precedent serve",
@@ -133,6 +142,9 @@ class Node:
                                  retry_s=model_retry_s, spawn=self._spawn)
         self.services.operations = Operations(self.services, self._stop,
                                               rebuild=self.indexing.rebuild)
+        # the backfills run inside the node, like its operations, on its stop event
+        self.backfill = self._backfill_manager(clock)
+        self.services.backfill = self.backfill
 
     @property
     def settings(self) -> Settings:
@@ -156,6 +168,9 @@ class Node:
             # what follows a stored instance: its report, and (once the study is stable)
             # the automatic KOS; hooked in before anything can arrive
             self._install_listeners()
+            # the backfills' plan: what a stop or a crash left in hand is settled before
+            # anything can arrive
+            self.backfill.recover()
             # the ways in: DIMSE and REST (STOW-RS, and the similar-case queries)
             self._start_dimse()
             self._start_http(self._http_socket)
@@ -164,6 +179,9 @@ class Node:
             if not started:
                 self.stop()
         self._announce()
+        # the backfills that were running (their C-MOVEs come in through the DIMSE
+        # listener)
+        self.backfill.start()
         # study completeness
         self._spawn("stability", lambda: self.stability.run(self._stop))
         # the model, then the worker that turns the queue into vectors
@@ -176,6 +194,14 @@ class Node:
 
         self.report_extraction = install_report_extraction(self.services, stop=self._stop)
         self.auto_kos = install_auto_kos(self.services, self.stability, stop=self._stop)
+
+    def _backfill_manager(self, clock: Clock | None) -> BackfillManager:
+        """The node's backfills (:mod:`node.backfill`); ``clock`` is the local time their
+        windows are read on (default: this machine's)."""
+        from node.backfill.limits import local_now
+        from node.backfill.manager import BackfillManager
+
+        return BackfillManager(self.services, stop=self._stop, clock=clock or local_now)
 
     def _start_dimse(self) -> None:
         from node.dimse.scp import start_dimse_server
@@ -242,7 +268,9 @@ class Node:
         self._stopped = True
         self._stop.set()
         self.indexing.signal_stop()
-        # the ways in first: nothing new arrives
+        # the ways in first: nothing new arrives (the backfills' PACS associations are
+        # aborted before the DIMSE listener their C-MOVEs deliver to goes)
+        self.backfill.close()
         if self._dimse is not None:
             self._dimse.shutdown()
         if self._http is not None:

@@ -7,6 +7,8 @@
 - :func:`data_folder_writer`: an administrative command acts through the running node
   (an :class:`~node.admin_client.AdminClient`), or holds the folder's lock itself while
   the node is down, or refuses naming the process that holds it.
+- :func:`running_node`: for what only the running node does (a backfill): through it,
+  or a one-line refusal saying to start it.
 - :func:`progress`: a progress bar on stderr; log records and whatever else is written
   to stderr meanwhile (decoding processes included) is printed above the bar, whole.
 """
@@ -28,7 +30,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from node.errors import DataFolderBusy, NotFound
+from node.errors import DataFolderBusy, NodeAdminError, NotFound
 from node.locations import find_config_file
 from node.settings import Settings, load_settings, location_notes
 
@@ -41,7 +43,8 @@ else:
     Subcommands = argparse._SubParsersAction
 
 __all__ = ["Subcommands", "add_location_flags", "console", "data_folder_writer", "note",
-           "print_data", "progress", "require_catalog", "settings_from", "use_cli_logging"]
+           "print_data", "progress", "require_catalog", "running_node", "settings_from",
+           "use_cli_logging"]
 
 #: progress bars and notes go to stderr; results to stdout
 console = Console(stderr=True)
@@ -142,6 +145,30 @@ def data_folder_writer(settings: Settings, command: str) -> Iterator[AdminClient
     me = Owner(pid=os.getpid(), role=OwnerRoleValues.COMMAND, command=f"precedent {command}")
     with DataFolderLock.acquire(data_dir, me):
         yield None
+
+
+@contextlib.contextmanager
+def running_node(settings: Settings, what: str) -> Iterator[AdminClient]:
+    """Through the running node (an :class:`AdminClient`) for ``what`` only it does;
+    :class:`NodeAdminError` when no node owns the data folder, :class:`DataFolderBusy`
+    when a command does."""
+    from node.admin_client import AdminClient
+    from node.data_folder import OwnerRoleValues, current_owner
+
+    data_dir = settings.node.data_dir
+    owner = current_owner(data_dir)
+    if owner is None:
+        raise NodeAdminError(f"the node is not running (nothing owns the data folder "
+                             f"{data_dir}); {what} runs inside the node: start it with "
+                             "`precedent serve`, or give the node's --config or --data-dir")
+    if owner.role is not OwnerRoleValues.NODE:
+        raise DataFolderBusy(f"the data folder {data_dir} is in use by {owner.describe()}, "
+                             f"not by the node; {what} runs inside the node: wait for that "
+                             "command to finish and start it with `precedent serve`",
+                             owner=owner)
+    note(f"precedent: through {owner.describe()}")
+    with AdminClient.for_owner(owner, settings) as client:
+        yield client
 
 
 def print_data(data: Any, as_json: bool, table: str) -> None:

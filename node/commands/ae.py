@@ -44,11 +44,14 @@ def register(commands: Subcommands) -> None:
 
     dest = ae.add_parser("destination", help="where the node sends").add_subparsers(
         dest="action", required=True)
-    p = dest.add_parser("add", help="a C-MOVE and KOS destination")
+    p = dest.add_parser("add", help="a C-MOVE and KOS destination (and a PACS to backfill "
+                        "from)")
     add_location_flags(p)
     p.add_argument("ae_title")
     p.add_argument("host")
     p.add_argument("port", type=int)
+    p.add_argument("--dicomweb", metavar="URL", help="the PACS's DICOMweb base URL "
+                   "(QIDO-RS/WADO-RS), for `precedent backfill start --via dicomweb`")
     p = dest.add_parser("remove", help="forget a destination")
     add_location_flags(p)
     p.add_argument("ae_title")
@@ -80,6 +83,8 @@ def _write(args: argparse.Namespace, settings: Settings) -> int:
                 body |= {"host": args.host, "permissions": args.permissions}
             elif args.action == "add":
                 body |= {"host": args.host, "port": args.port}
+                if args.dicomweb:
+                    body["dicomweb_url"] = args.dicomweb
             done = (node.request("POST", f"/config/{kind}", json=body) if args.action == "add"
                     else node.request("DELETE", f"/config/{kind}/{quote(aet, safe='')}"))
         else:
@@ -91,8 +96,8 @@ def _write(args: argparse.Namespace, settings: Settings) -> int:
                 elif kind == "source":
                     aes.remove_source(conn, aet)
                 elif args.action == "add":
-                    done = aes.add_destination(conn, aet, host=args.host,
-                                               port=args.port).as_json()
+                    done = aes.add_destination(conn, aet, host=args.host, port=args.port,
+                                               dicomweb_url=args.dicomweb).as_json()
                 else:
                     aes.remove_destination(conn, aet)
             finally:
@@ -102,7 +107,8 @@ def _write(args: argparse.Namespace, settings: Settings) -> int:
     elif kind == "source":
         print(f"source {aet} added ({','.join(done['permissions'])})")
     else:
-        print(f"destination {aet} added ({done['host']}:{done['port']})")
+        web = f", DICOMweb {done['dicomweb_url']}" if done.get("dicomweb_url") else ""
+        print(f"destination {aet} added ({done['host']}:{done['port']}{web})")
     return 0
 
 
@@ -123,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "list":
             dests = aes.list_destinations(conn) if conn is not None else []
             print_data([d.as_json() for d in dests], args.json, "\n".join(
-                f"{d.ae_title:16} {d.host}:{d.port}" for d in dests)
+                f"{d.ae_title:16} {d.host}:{d.port}"
+                + (f"  {d.dicomweb_url}" if d.dicomweb_url else "") for d in dests)
                 or "no destinations configured")
         else:
             from pynetdicom.status import Status

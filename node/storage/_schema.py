@@ -69,11 +69,23 @@ CREATE TABLE IF NOT EXISTS ae_sources (
     ae_title TEXT PRIMARY KEY, host TEXT, permissions TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ae_destinations (
-    ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL
+    ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, dicomweb_url TEXT
 );
 CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);
 """
+
+
+#: columns added after a table was first released: (table, column, SQL type)
+_ADDED_COLUMNS = (("ae_destinations", "dicomweb_url", "TEXT"),)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Bring a catalog written by an earlier version up to :data:`SCHEMA`."""
+    for table, column, sql_type in _ADDED_COLUMNS:
+        cursor = conn.execute(f"SELECT * FROM {table} LIMIT 0")
+        if column not in {d[0] for d in cursor.description}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def ensure_schema(conn: Connection) -> None:
@@ -81,6 +93,7 @@ def ensure_schema(conn: Connection) -> None:
     puts each instance on its work queue), each by its owner, and bring an older
     catalog's rows up to date (``catalog_migrations`` says what ran; idempotent)."""
     conn.executescript(SCHEMA)
+    _add_missing_columns(conn)
     grant_get_to_movers(conn)
     indexer.ensure_schema(conn)
 

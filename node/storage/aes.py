@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 from database import Connection, transaction
 from node.errors import AlreadyExists, NotFound
@@ -27,6 +28,7 @@ __all__ = [
     "remove_destination",
     "remove_source",
     "set_node_config",
+    "validate_dicomweb_url",
 ]
 
 
@@ -68,6 +70,8 @@ class Destination:
     ae_title: str
     host: str
     port: int
+    #: the PACS's DICOMweb base URL (QIDO-RS, WADO-RS), for ``backfill --via dicomweb``
+    dicomweb_url: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,22 +150,32 @@ def list_sources(conn: Connection) -> list[Source]:
     return [_source(r) for r in conn.execute("SELECT * FROM ae_sources ORDER BY ae_title")]
 
 
+def validate_dicomweb_url(url: str) -> str:
+    """``url`` without a trailing slash when it is an http(s) URL with a host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"DICOMweb URL {url!r} is not an http:// or https:// URL "
+                         "(e.g. http://pacs:8042/dicom-web)")
+    return url.strip().rstrip("/")
+
+
 def add_destination(
-    conn: Connection, ae_title: str, *, host: str, port: int
+    conn: Connection, ae_title: str, *, host: str, port: int, dicomweb_url: str | None = None
 ) -> Destination:
     validate_ae_title(ae_title)
     if not host:
         raise ValueError("host must not be empty")
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is not a TCP port (1-65535)")
+    url = validate_dicomweb_url(dicomweb_url) if dicomweb_url else None
     added = conn.execute(
-        "INSERT INTO ae_destinations (ae_title, host, port) VALUES (?,?,?)"
+        "INSERT INTO ae_destinations (ae_title, host, port, dicomweb_url) VALUES (?,?,?,?)"
         " ON CONFLICT (ae_title) DO NOTHING",
-        (ae_title, host, port),
+        (ae_title, host, port, url),
     ).rowcount
     if added == 0:
         raise AlreadyExists(f"destination AE title {ae_title!r} is configured already")
-    return Destination(ae_title, host, port)
+    return Destination(ae_title, host, port, url)
 
 
 def remove_destination(conn: Connection, ae_title: str) -> None:
@@ -173,14 +187,16 @@ def get_destination(conn: Connection, ae_title: str) -> Destination | None:
     row = conn.execute(
         "SELECT * FROM ae_destinations WHERE ae_title = ?", (ae_title,)
     ).fetchone()
-    return Destination(row["ae_title"], row["host"], row["port"]) if row else None
+    return _destination(row) if row else None
+
+
+def _destination(row: Any) -> Destination:
+    return Destination(row["ae_title"], row["host"], row["port"], row["dicomweb_url"])
 
 
 def list_destinations(conn: Connection) -> list[Destination]:
-    return [
-        Destination(r["ae_title"], r["host"], r["port"])
-        for r in conn.execute("SELECT * FROM ae_destinations ORDER BY ae_title")
-    ]
+    return [_destination(r)
+            for r in conn.execute("SELECT * FROM ae_destinations ORDER BY ae_title")]
 
 
 def get_node_config(conn: Connection) -> dict[str, str]:

@@ -6,9 +6,12 @@ Changes to the node's own AE title or port are kept in the catalog and take effe
 the next start; sources and destinations take effect at once.
 
 ``/admin/…`` is what the ``precedent`` command uses while the node owns its data folder
-(:mod:`node.admin_client`): ``POST /admin/index/import`` (folders on this machine) and
-``POST /admin/index/rebuild`` start an operation (202) that ``GET
-/admin/operations/{id}`` follows; ``POST /admin/reports/import`` takes a CSV body.
+(:mod:`node.admin_client`): ``POST /admin/index/import`` (folders on this machine),
+``POST /admin/collections/import`` (a labelled image folder on this machine) and ``POST
+/admin/index/rebuild`` start an operation (202) that ``GET /admin/operations/{id}``
+follows; ``POST /admin/reports/import`` takes a CSV body. The backfills' routes
+(``/admin/backfill…``, :mod:`node.web.backfill`) sit under the same prefix, behind the
+same admin dependency.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class DestinationIn(_Body):
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
+    dicomweb_url: str | None = None
 
 
 class NodeAeIn(_Body):
@@ -72,6 +76,20 @@ class ImportIn(BaseModel):
     paths: list[str] = Field(min_length=1)
     #: follow the indexing of what was stored (else store and queue only)
     index: bool = True
+
+
+class CollectionIn(BaseModel):
+    """The flags of ``precedent import collection``; paths absolute on the node's machine,
+    readable by the node's user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: str
+    name: str | None = None
+    modality: str | None = None
+    labels: str | None = None
+    captions: str | None = None
+    patient_from: str | None = None
 
 
 class RebuildIn(BaseModel):
@@ -131,8 +149,12 @@ def list_destinations(services: ServicesDep) -> list[dict[str, Any]]:
 
 @router.post("/config/destination", status_code=201)
 def add_destination(body: DestinationIn, services: ServicesDep) -> dict[str, Any]:
-    dest = aes.add_destination(services.connections.get(), body.ae_title,
-                               host=body.host, port=body.port)
+    try:
+        dest = aes.add_destination(services.connections.get(), body.ae_title,
+                                   host=body.host, port=body.port,
+                                   dicomweb_url=body.dicomweb_url)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
     return dest.as_json()
 
 
@@ -175,6 +197,24 @@ def start_import(body: ImportIn, services: ServicesDep) -> dict[str, Any]:
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
     return op.as_json()
+
+
+@router.post("/admin/collections/import", status_code=202)
+def start_collection_import(body: CollectionIn, services: ServicesDep) -> dict[str, Any]:
+    """Import a labelled PNG/JPEG folder as Secondary Captures with reports; the
+    operation's ``result`` is the import's summary."""
+    from node.image_collections.importer import open_collection
+
+    paths = {"folder": body.folder, "labels": body.labels, "captions": body.captions}
+    relative = [f"{k} {v!r}" for k, v in paths.items() if v and not Path(v).is_absolute()]
+    if relative:
+        raise BadRequest(f"paths must be absolute on the node's machine: {', '.join(relative)}")
+    opened = open_collection(
+        Path(body.folder), name=body.name, modality=body.modality,
+        labels_csv=Path(body.labels) if body.labels else None,
+        captions=Path(body.captions) if body.captions else None,
+        patient_from=body.patient_from)
+    return _operations(services).start_collection(opened).as_json()
 
 
 @router.post("/admin/index/rebuild", status_code=202)

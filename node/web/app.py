@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from node.runtime import Services
 from node.web import (
     admin,
+    backfill,
     delete,
     health,
     kos,
@@ -47,6 +48,8 @@ def create_app(services: Services) -> FastAPI:
     for module in (qido, wado, rendered, stow, similar, reports, kos):
         app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(delete.router, prefix=DICOMWEB_PREFIX, dependencies=read)
-    app.include_router(admin.router)
+    # the admin API (/config, /admin): each router carries the admin dependency
+    for module in (admin, backfill):
+        app.include_router(module.router)
     app.include_router(health.router)
     return app
