@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from indexer import queue
 from indexer.index import model_identity, vector_counts
 from node.errors import IngestError
-from node.runtime import load_model, open_index
+from node.runtime import load_model, open_index, volume_sampling
 from node.settings import Settings
 from node.storage import connect
 from node.supervisor import build_services
@@ -61,7 +61,8 @@ def _print_index_status(data: dict[str, Any]) -> None:
     print(f"model identity: {data['model_identity'] or '(none yet)'}")
     print("vectors: " + ", ".join(f"{k} {v}" for k, v in data["vectors"].items()))
     print("queue: " + ", ".join(f"{k} {v}" for k, v in data["by_state"].items()))
-    for title, key in (("failed", "failed_reasons"), ("skipped", "skipped_reasons")):
+    for title, key in (("failed", "failed_reasons"), ("skipped", "skipped_reasons"),
+                       ("not sampled", "not_sampled_reasons")):
         for reason, count in data.get(key, {}).items():
             print(f"  {title}: {count} × {reason}")
 
@@ -72,7 +73,8 @@ def _drain(settings: Settings, embedder: Embedder, index_set: IndexSet) -> None:
 
     w = settings.worker
     worker = Worker(db_path=settings.db_path, data_dir=settings.node.data_dir,
-                    embedder=embedder, index_set=index_set, batch_size=w.batch_size,
+                    embedder=embedder, index_set=index_set,
+                    sampling=volume_sampling(settings), batch_size=w.batch_size,
                     decode_processes=w.decode_processes, max_attempts=w.max_attempts,
                     poll_interval_s=w.poll_interval_s)
     conn = connect(settings.db_path)

@@ -3,7 +3,8 @@
 ``Services`` is what the protocol adapters (DIMSE handlers, REST routes) are given:
 the settings, the ingest path, per-thread catalog connections and the model state.
 :func:`load_model` and :func:`open_index` build the embedder and the indexes from the
-settings (torch and open_clip are imported only then).
+settings (torch and open_clip are imported only then); :func:`volume_sampling` is the
+worker's ``[indexer]`` sampling.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from node.storage import Ingest, ThreadConnections
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
+    from indexer.sampling import VolumeSampling
 
-__all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index"]
+__all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index",
+           "volume_sampling"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +108,18 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSet
         model_id=embedder.identity if embedder is not None else None,
         dim=embedder.dim if embedder is not None else None,
         dtype=ix.dtype,
+        level_dtypes=ix.level_dtype,
         connectivity=ix.connectivity,
         expansion_add=ix.expansion_add,
         expansion_search=ix.expansion_search,
     )
+
+
+def volume_sampling(settings: Settings) -> VolumeSampling:
+    """How the worker samples volumes (``[indexer]``)."""
+    from indexer.sampling import VolumeSampling
+
+    ix = settings.indexer
+    return VolumeSampling(slices_per_series=ix.slices_per_series,
+                          per_modality=ix.slices_per_modality,
+                          series_quiet_s=ix.series_quiet_s)

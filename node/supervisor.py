@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from node.runtime import ModelState, Services, load_model, open_index
+from node.runtime import ModelState, Services, load_model, open_index, volume_sampling
 from node.settings import Settings
 from node.storage import Ingest, StabilityMonitor, ThreadConnections
 from node.storage.files import remove_leftovers
@@ -160,6 +160,7 @@ class Node:
             data_dir=self.settings.node.data_dir,
             embedder=embedder,
             index_set=index_set,
+            sampling=volume_sampling(self.settings),
             batch_size=w.batch_size,
             decode_processes=w.decode_processes,
             max_attempts=w.max_attempts,

@@ -107,7 +107,8 @@ def test_skip_fail_and_counts_with_reasons(db: Path) -> None:
     queue.mark_failed(conn, items[2].sop_instance_uid, "undecodable: truncated")
     queue.mark_failed(conn, items[3].sop_instance_uid, "undecodable: truncated")
     c = queue.counts(conn)
-    assert c.by_state == {"pending": 0, "in_progress": 0, "done": 1, "skipped": 1, "failed": 2}
+    assert c.by_state == {"pending": 0, "in_progress": 0, "done": 1, "skipped": 1, "failed": 2,
+                          "not_sampled": 0}
     assert c.failed_reasons == {"undecodable: truncated": 2}
     assert c.skipped_reasons == {"no_pixel_data: Basic Text SR": 1}
     assert c.to_dict()["by_state"]["failed"] == 2
@@ -163,7 +164,7 @@ def test_counts_and_states_of_some_instances(db: Path) -> None:
     assert c.pending == 997 and c.waiting == 998
     assert c.failed_reasons == {"undecodable: truncated": 1} and c.skipped_reasons == {}
     assert queue.counts(conn, ["8.1", "nowhere"]).by_state == {
-        "pending": 1, "in_progress": 0, "done": 0, "skipped": 0, "failed": 0}
+        "pending": 1, "in_progress": 0, "done": 0, "skipped": 0, "failed": 0, "not_sampled": 0}
     assert queue.counts(conn, []).total == 0
     assert queue.counts(conn).total == 1002  # the whole queue
     states = queue.states_of(conn, ["7.0", "7.1", "7.2", "7.3", "nowhere"])
