@@ -161,7 +161,10 @@ def _open(conn: Connection, header: SliceHeader, arrived_at: float) -> None:
         "INSERT INTO volume_series (series_instance_uid, study_instance_uid, modality,"
         " state, version, last_arrival) VALUES (?, ?, ?, ?, 1, ?)"
         " ON CONFLICT (series_instance_uid) DO UPDATE SET state = excluded.state,"
-        " version = volume_series.version + 1, complete_at = NULL,"
+        " version = volume_series.version + 1,"
+        # a slice that arrived before its study was declared stable keeps it complete
+        " complete_at = CASE WHEN excluded.last_arrival <= volume_series.complete_at"
+        " THEN volume_series.complete_at END,"
         " modality = coalesce(volume_series.modality, excluded.modality),"
         " last_arrival = CASE WHEN excluded.last_arrival > volume_series.last_arrival"
         " THEN excluded.last_arrival ELSE volume_series.last_arrival END",

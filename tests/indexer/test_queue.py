@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from database import connect
+from database import connect, transaction
 from indexer import ensure_schema, queue
 from indexer.errors import QueueError
 from indexer.queue import WorkStateValues
@@ -191,3 +191,27 @@ def test_the_schema_allows_only_the_states_of_the_enum(db: Path) -> None:
     _enqueue(conn, "10.1")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute("UPDATE work SET state = 'lost' WHERE sop_instance_uid = '10.1'")
+
+
+def test_an_older_work_table_is_upgraded_with_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite"
+    conn = connect(db)
+    conn.executescript("""
+        CREATE TABLE work (
+            sop_instance_uid TEXT PRIMARY KEY, path TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'in_progress', 'done', 'skipped', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,
+            not_before REAL NOT NULL DEFAULT 0, updated_at REAL NOT NULL);
+        INSERT INTO work VALUES ('1.1', 'a.dcm', 'done', 1, NULL, 0, 100.0);
+        INSERT INTO work VALUES ('1.2', 'b.dcm', 'pending', 0, NULL, 0, 200.0);
+    """)
+    ensure_schema(conn)
+    ensure_schema(conn)  # idempotent
+    assert queue.states_of(conn, ["1.1", "1.2"]) == {
+        "1.1": WorkStateValues.DONE, "1.2": WorkStateValues.PENDING}
+    [item] = queue.claim(conn, 5)
+    assert (item.sop_instance_uid, item.enqueued_at) == ("1.2", 200.0)  # its last update
+    with transaction(conn):
+        queue.mark(conn, ["1.2"], WorkStateValues.NOT_SAMPLED, "not sampled: test")
+    assert queue.counts(conn).not_sampled_reasons == {"not sampled: test": 1}
