@@ -47,6 +47,8 @@ class Decision:
     taken: tuple[WorkItem, ...]
     drop: tuple[str, ...]
     reason: str
+    #: slices asked for (0: every slice)
+    k: int = 0
     #: held slices this decision moved on (taken, or marked not sampled)
     moved: int = 0
 
@@ -83,8 +85,8 @@ def start(
         )
         if not taken and not drop:
             slices.record_sample(conn, due.series_instance_uid, version=due.version,
-                                 sample=sample, now=now)
-    return Decision(due, tuple(sample), tuple(taken), drop, reason,
+                                 sample=sample, k=k, now=now)
+    return Decision(due, tuple(sample), tuple(taken), drop, reason, k=k,
                     moved=len(taken) + len(left_out))
 
 
@@ -106,7 +108,8 @@ def commit(
         queue.mark(conn, [u for u in decision.drop if states.get(u) is WorkStateValues.DONE],
                    WorkStateValues.NOT_SAMPLED, decision.reason)
         slices.record_sample(conn, decision.series.series_instance_uid,
-                             version=decision.series.version, sample=decision.sample, now=now)
+                             version=decision.series.version, sample=decision.sample,
+                             k=decision.k, now=now)
 
     return index_set.update(add=embedded, remove=list(decision.drop), identity=identity,
                             also=bookkeeping)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from database import Connection
 from indexer.image_plane import SliceHeader
@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS volume_series (
     last_arrival REAL NOT NULL,
     complete_at REAL,
     sample TEXT,
+    k INTEGER,
     sampled_at REAL
 );
 CREATE INDEX IF NOT EXISTS volume_series_state ON volume_series (state, study_instance_uid);
@@ -110,13 +111,15 @@ class DueSeries:
 
 
 def admit(
-    conn: Connection, arrivals: Sequence[tuple[SliceHeader, float]]
+    conn: Connection, arrivals: Sequence[tuple[SliceHeader, float]],
+    k_for: Callable[[str | None], int],
 ) -> dict[str, AdmissionValues]:
     """Record slices (their header and arrival time) and say what becomes of each.
 
     A slice new to its series, or whose place changed, opens the series (a decision is
-    due again); one already known unchanged (sent again, or queued again after a model
-    change) follows the recorded sample. Inside the caller's transaction.
+    due again), as does one whose series was sampled with another number of slices than
+    ``k_for(modality)`` says now; one already known unchanged (sent again, or queued again
+    after a rebuild) follows the recorded sample. Inside the caller's transaction.
     """
     out: dict[str, AdmissionValues] = {}
     for header, arrived_at in arrivals:
@@ -130,6 +133,12 @@ def admit(
             " position, orientation FROM slices WHERE sop_instance_uid = ?", (uid,),
         ).fetchone()
         changed = old is None or tuple(old) != row
+        recorded = conn.execute(
+            "SELECT k FROM volume_series WHERE series_instance_uid = ? AND state = ?",
+            (header.series_instance_uid, _SAMPLED),
+        ).fetchone()
+        if recorded is not None and recorded[0] != k_for(header.modality):
+            changed = True  # the settings changed since: decide again
         if changed:
             conn.execute(
                 "INSERT INTO slices (sop_instance_uid, series_instance_uid,"
@@ -272,13 +281,14 @@ def sample_of(
 
 def record_sample(
     conn: Connection, series_instance_uid: str, *, version: int, sample: Sequence[str],
-    now: float,
+    k: int, now: float,
 ) -> bool:
-    """Record a decision (inside the caller's transaction). False when the series changed
-    since it was read at ``version``: it then stays open for another decision."""
+    """Record a decision: the sample, of ``k`` slices asked for (inside the caller's
+    transaction). False when the series changed since it was read at ``version``: it
+    then stays open for another decision."""
     cur = conn.execute(
-        "UPDATE volume_series SET state = ?, sample = ?, sampled_at = ?"
+        "UPDATE volume_series SET state = ?, sample = ?, k = ?, sampled_at = ?"
         " WHERE series_instance_uid = ? AND version = ?",
-        (_SAMPLED, json.dumps(list(sample)), now, series_instance_uid, version),
+        (_SAMPLED, json.dumps(list(sample)), k, now, series_instance_uid, version),
     )
     return cur.rowcount > 0

@@ -177,7 +177,7 @@ class Worker:
         sampled (it has not)."""
         conn, later = self._conn, []
         with database.transaction(conn):
-            outcome = slices.admit(conn, [(h, at) for h, at, _ in arrivals])
+            outcome = slices.admit(conn, [(h, at) for h, at, _ in arrivals], self.sampling.k)
             queue.hold(conn, [u for u, a in outcome.items()
                               if a is slices.AdmissionValues.HOLD], decisions.HELD_REASON)
             for header, _, path in arrivals:

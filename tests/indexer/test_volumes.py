@@ -174,6 +174,26 @@ def test_deleting_a_chosen_slice_re_decides_its_series(
     worker.close()
 
 
+def test_a_rebuild_samples_again_with_the_settings_of_now(
+    tmp_path: Path, tiny_embedder: Embedder
+) -> None:
+    datasets = [_slice(i) for i in range(18)]
+    headers = [slice_header(ds) for ds in datasets]
+    uids = [h.sop_instance_uid for h in headers]
+    _queue(tmp_path, datasets, at=time.time() - 1)
+    worker = _worker(tmp_path, tiny_embedder, VolumeSampling(3, series_quiet_s=0))
+    _drain(worker)
+    worker.close()
+    for k in (3, 6):  # the same settings follow the recorded sample; new ones decide again
+        ix = IndexSet.open(db_path=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
+        ix.switch_model(tiny_embedder.identity, tiny_embedder.dim)  # `index rebuild`
+        again = _worker(tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
+        counts = _drain(again)
+        assert (counts.done, counts.not_sampled) == (k, 18 - k)
+        assert _embedded(again.index_set, uids) == set(choose_slices(headers, k))
+        again.close()
+
+
 def test_a_decision_interrupted_by_a_crash_is_taken_again(
     tmp_path: Path, tiny_embedder: Embedder
 ) -> None:
@@ -186,7 +206,7 @@ def test_a_decision_interrupted_by_a_crash_is_taken_again(
     items = queue.claim(conn, 64)  # what the worker does first, by hand: triage, admit
     with transaction(conn):
         slices.admit(conn, [(slice_header(ds), it.enqueued_at)
-                            for ds, it in zip(datasets, items, strict=True)])
+                            for ds, it in zip(datasets, items, strict=True)], sampling.k)
         queue.hold(conn, [it.sop_instance_uid for it in items], decisions.HELD_REASON)
     [due] = slices.due_series(conn, now=time.time(), quiet_s=0, oldest_unsorted=None)
     decision = decisions.start(conn, due, sampling, now=time.time())
