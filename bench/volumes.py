@@ -65,7 +65,7 @@ def ct_study(n_series: int, slices: int, *, seed: int) -> tuple[str, list[bytes]
     study, patient = generate_uid(), f"BENCH{seed:04d}"
     y, x = np.mgrid[0:512, 0:512] / 512.0
     out = []
-    template = ct_instance(study_uid=study, series_uid=study + ".0", patient_id=patient,
+    template = ct_instance(study_uid=study, series_uid=generate_uid(), patient_id=patient,
                            size=512, seed=seed)
     for s in range(n_series):
         series = generate_uid()
@@ -111,17 +111,26 @@ class Node:
         self.services.model.set_ready(embedder, self.index_set)
         self.client = TestClient(create_app(self.services))
         w = self.settings.worker
-        self.worker = Worker(db_path=self.settings.db_path, data_dir=folder, embedder=embedder,
-                             index_set=self.index_set, sampling=volume_sampling(self.settings),
-                             batch_size=w.batch_size, decode_processes=w.decode_processes,
-                             poll_interval_s=0.05, save_interval_s=3600)
         self.conn = connect(self.settings.db_path)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.worker = Worker(
+            db_path=self.settings.db_path, data_dir=folder, embedder=embedder,
+            index_set=self.index_set, sampling=volume_sampling(self.settings),
+            batch_size=w.batch_size, decode_processes=w.decode_processes,
+            poll_interval_s=0.05, save_interval_s=3600)
 
     def start_worker(self) -> None:
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self.worker.run, args=(self._stop,))
         self._thread.start()
+
+    def pause_worker(self) -> None:
+        """Stop the worker's loop (its decode processes stay, as in a running node)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._thread = None
 
     def store(self, study: list[bytes]) -> float:
         t = time.perf_counter()
@@ -136,8 +145,9 @@ class Node:
         mark_stable_studies(self.conn, 0.0, time.time())
         return time.perf_counter()
 
-    def searchable(self, study_uid: str) -> float:
-        """Wait until the study has nothing waiting and answers "similar by this study"."""
+    def searchable(self, study_uid: str, *, alone: bool = False) -> float:
+        """Wait until the study has nothing waiting and answers "similar by this study"
+        with cases (``alone``: with an answer, empty when no other study is there)."""
         from indexer import queue
 
         sops = [r[0] for r in self.conn.execute(
@@ -145,8 +155,8 @@ class Node:
         while True:
             if queue.counts(self.conn, sops).waiting == 0:
                 answer = self.client.get(f"/dicom-web/studies/{study_uid}/similar",
-                                         params={"excludePatient": "false", "limit": 5})
-                if answer.status_code == 200 and answer.json():
+                                         params={"limit": 5})
+                if answer.status_code == 200 and (alone or answer.json()):
                     return time.perf_counter()
             time.sleep(0.05)
 
@@ -158,15 +168,25 @@ class Node:
         return queue.counts(self.conn, sops)
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self.pause_worker()
         self.worker.close()
+
+
+def _with_priors(node: Node) -> None:
+    """Two small prior studies of other patients, indexed first: the cases to find."""
+    node.start_worker()
+    for seed in (100, 101):
+        uid, data = ct_study(1, 4, seed=seed)
+        node.store(data)
+        node.stable()
+        node.searchable(uid, alone=True)
+    node.pause_worker()
 
 
 def latency(tmp: Path, model: Path, embedder: Any, k: int, study: tuple[str, list[bytes]], *,
             during_arrival: bool) -> tuple[float, float, Any]:
     node = Node(tmp, model, embedder, k)
+    _with_priors(node)
     if during_arrival:
         node.start_worker()
     stored_s = node.store(study[1])
@@ -179,8 +199,22 @@ def latency(tmp: Path, model: Path, embedder: Any, k: int, study: tuple[str, lis
     return t1 - t0, stored_s, counts
 
 
+def bare_rate(embedder: Any, seconds: float = 4.0) -> float:
+    """The model alone on ready tensors, batch 8 (images/s): the reference of this run."""
+    import torch
+
+    x = torch.randn(8, 3, embedder.image_size, embedder.image_size)
+    embedder.embed_tensor(x)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        embedder.embed_tensor(x)
+        done += 8
+    return done / (time.perf_counter() - start)
+
+
 def bench_latency(tmp: Path, model: Path, embedder: Any) -> float:
     print("(a) study-to-searchable latency, from the stable event (s)")
+    print(f"  the model alone in this run: {bare_rate(embedder):.1f} images/s (batch 8)")
     one_series = ct_study(1, 300, seed=1)
     today, stored, c = latency(tmp / "today", model, embedder, 0, one_series,
                                during_arrival=False)
@@ -204,6 +238,7 @@ def bench_sustained(tmp: Path, model: Path, embedder: Any, n: int, today_s: floa
     print(f"(b) sustained: {n} studies of 4 × 300 slices stored back to back, worker running")
     studies = [ct_study(4, 300, seed=10 + i) for i in range(n)]
     node = Node(tmp / "sustained", model, embedder, 16)
+    _with_priors(node)
     node.start_worker()
     t0 = time.perf_counter()
     stored = 0.0

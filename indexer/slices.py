@@ -1,9 +1,12 @@
-"""The slices of volume series and their sampling decisions: the indexer's ``slices`` and
-``volume_series`` tables (the only module that writes SQL on them).
+"""The slices of volume series and their sampling decisions: the indexer's ``slices``,
+``volume_series`` and ``study_completion`` tables (the only module that writes SQL on
+them).
 
 - ``slices``: one row per single-frame slice of a CT, MR, PET or NM series, with what the
   sampler needs from its header (read without pixel data by the worker: Instance Number,
   ImagePositionPatient, ImageOrientationPatient) and when it arrived.
+- ``study_completion``: when the node last declared each study stable (its slices that
+  arrived before are complete, even those the worker has not looked at yet).
 - ``volume_series``: one row per such series. It is ``open`` while its sample is to be
   decided (a slice arrived, or one was deleted, since the last decision) and ``sampled``
   once decided; ``sample`` lists the SOP Instance UIDs embedded at the last decision and
@@ -83,6 +86,11 @@ CREATE TABLE IF NOT EXISTS volume_series (
     sampled_at REAL
 );
 CREATE INDEX IF NOT EXISTS volume_series_state ON volume_series (state, study_instance_uid);
+
+CREATE TABLE IF NOT EXISTS study_completion (
+    study_instance_uid TEXT PRIMARY KEY,
+    complete_at REAL NOT NULL
+);
 """
 
 _OPEN = SeriesStateValues.OPEN.value
@@ -166,19 +174,24 @@ def admit(
 
 
 def _open(conn: Connection, header: SliceHeader, arrived_at: float) -> None:
+    """Open the slice's series (a decision is due again). It is complete already when its
+    study was declared stable after this slice arrived: the worker may look at slices
+    only after the study-stable event."""
+    stable = conn.execute(
+        "SELECT complete_at FROM study_completion WHERE study_instance_uid = ?",
+        (header.study_instance_uid,),
+    ).fetchone()
+    complete_at = float(stable[0]) if stable is not None and arrived_at <= stable[0] else None
     conn.execute(
         "INSERT INTO volume_series (series_instance_uid, study_instance_uid, modality,"
-        " state, version, last_arrival) VALUES (?, ?, ?, ?, 1, ?)"
+        " state, version, last_arrival, complete_at) VALUES (?, ?, ?, ?, 1, ?, ?)"
         " ON CONFLICT (series_instance_uid) DO UPDATE SET state = excluded.state,"
-        " version = volume_series.version + 1,"
-        # a slice that arrived before its study was declared stable keeps it complete
-        " complete_at = CASE WHEN excluded.last_arrival <= volume_series.complete_at"
-        " THEN volume_series.complete_at END,"
+        " version = volume_series.version + 1, complete_at = excluded.complete_at,"
         " modality = coalesce(volume_series.modality, excluded.modality),"
         " last_arrival = CASE WHEN excluded.last_arrival > volume_series.last_arrival"
         " THEN excluded.last_arrival ELSE volume_series.last_arrival END",
         (header.series_instance_uid, header.study_instance_uid, header.modality, _OPEN,
-         arrived_at),
+         arrived_at, complete_at),
     )
 
 
@@ -205,19 +218,31 @@ def forget(conn: Connection, sop_instance_uids: Sequence[str]) -> None:
     """Instances deleted from the node: their slice rows go, and each volume series that
     keeps other slices is sampled again (inside the caller's transaction)."""
     series: set[str] = set()
+    studies: set[str] = set()
     for uid in sop_instance_uids:
         row = conn.execute(
-            "DELETE FROM slices WHERE sop_instance_uid = ? RETURNING series_instance_uid",
-            (uid,),
+            "DELETE FROM slices WHERE sop_instance_uid = ?"
+            " RETURNING series_instance_uid, study_instance_uid", (uid,),
         ).fetchone()
         if row is not None:
             series.add(str(row[0]))
+            studies.add(str(row[1]))
     _reopen(conn, sorted(series))
+    for study in sorted(studies):
+        if conn.execute("SELECT 1 FROM slices WHERE study_instance_uid = ? LIMIT 1",
+                        (study,)).fetchone() is None:
+            conn.execute("DELETE FROM study_completion WHERE study_instance_uid = ?", (study,))
 
 
 def study_complete(conn: Connection, study_instance_uids: Sequence[str], now: float) -> None:
-    """The node declared these studies stable: their open volume series are complete
-    (inside the caller's transaction, the node's study-stable one)."""
+    """The node declared these studies stable: their open volume series are complete, and
+    so are those of their slices the worker has not looked at yet (inside the caller's
+    transaction, the node's study-stable one)."""
+    conn.executemany(
+        "INSERT INTO study_completion (study_instance_uid, complete_at) VALUES (?, ?)"
+        " ON CONFLICT (study_instance_uid) DO UPDATE SET complete_at = excluded.complete_at",
+        [(uid, now) for uid in study_instance_uids],
+    )
     conn.executemany(
         "UPDATE volume_series SET complete_at = ? WHERE state = ? AND study_instance_uid = ?",
         [(now, _OPEN, uid) for uid in study_instance_uids],

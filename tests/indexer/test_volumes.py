@@ -124,6 +124,27 @@ def test_the_sample_is_the_same_whatever_the_arrival_order(
         np.testing.assert_allclose(vec, series_vectors[0], atol=1e-6)
 
 
+def test_a_study_stable_before_the_worker_looked_at_its_slices_is_complete(
+    tmp_path: Path, tiny_embedder: Embedder
+) -> None:
+    datasets = [_slice(i) for i in range(10)]
+    _queue(tmp_path, datasets, at=time.time() - 1)
+    conn = connect(tmp_path / "catalog.sqlite")
+    with transaction(conn):  # the node's stable event, while the worker is busy elsewhere
+        slices.study_complete(conn, [STUDY], time.time())
+    worker = _worker(tmp_path, tiny_embedder, VolumeSampling(3, series_quiet_s=3600))
+    counts = _drain(worker)  # no hour of quiet waited for
+    assert (counts.done, counts.not_sampled) == (3, 7)
+    late = _slice(10)  # but a slice after the event is not covered by it
+    _queue(tmp_path, [late], at=time.time())
+    worker.run_once()
+    assert queue.counts(conn).pending == 1
+    with transaction(conn):
+        slices.study_complete(conn, [STUDY], time.time())  # the next stable event
+    assert _drain(worker).done == 3
+    worker.close()
+
+
 def test_a_late_slice_re_decides_its_series(tmp_path: Path, tiny_embedder: Embedder) -> None:
     n, k = 20, 4
     first = [_slice(i) for i in range(n)]
