@@ -9,7 +9,7 @@ tables; the node asks through :mod:`indexer.queue`, :mod:`indexer.index` and
 
 from __future__ import annotations
 
-from database import Connection, transaction
+from database import Connection, DialectValues, dialect_of, transaction
 from indexer import slices
 from indexer._levels import LevelValues
 from indexer.errors import QueueError
@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS index_meta (
 
 
 def _work_is_current(conn: Connection) -> bool:
+    """Whether ``work`` is missing or of the current form (older catalogs are SQLite's:
+    a PostgreSQL catalog starts with the current tables)."""
+    if dialect_of(conn) is not DialectValues.SQLITE:
+        return True
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work'"
     ).fetchone()

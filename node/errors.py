@@ -4,6 +4,10 @@
 
     PrecedentError
     ├── SettingsError            a setting is wrong; start-up stops with its message
+    │   └── StartupError         a setting's value cannot be used here (port in use, folder
+    │                            not writable); start-up stops, nothing is left listening
+    ├── DataFolderBusy           another process owns the data folder (the lock's pid)
+    ├── NodeAdminError           the running node could not do an administrative request
     ├── AdminError               an AE-title administration request cannot be done
     │   ├── AlreadyExists        409 on REST, an error line on the command line
     │   └── NotFound             404
@@ -46,6 +50,7 @@ __all__ = [
     "AdminError",
     "AlreadyExists",
     "BadRequest",
+    "DataFolderBusy",
     "DuplicateRejected",
     "Forbidden",
     "IngestError",
@@ -53,6 +58,7 @@ __all__ = [
     "InvalidQuery",
     "KosError",
     "ModelNotReady",
+    "NodeAdminError",
     "NotAcceptable",
     "NotFound",
     "NotIndexed",
@@ -66,6 +72,7 @@ __all__ = [
     "SendFailed",
     "SettingsError",
     "SopClassMismatch",
+    "StartupError",
     "Unauthorized",
     "UnknownDestination",
     "UnknownObject",
@@ -87,6 +94,26 @@ class PrecedentError(Exception):
 
 class SettingsError(PrecedentError):
     """A setting is missing or wrong; the message names it and the allowed values."""
+
+
+class StartupError(SettingsError):
+    """A setting's value cannot be used on this machine now: the port is taken, the data
+    folder cannot be written. The message names the setting and its value."""
+
+
+class DataFolderBusy(PrecedentError):
+    """Another process holds the data folder's lock; ``owner`` is its card (or None)."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, owner: object = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
+class NodeAdminError(PrecedentError):
+    """An administrative request through the running node's admin API failed; the
+    message carries the node's answer."""
 
 
 class AdminError(PrecedentError):

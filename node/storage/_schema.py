@@ -9,6 +9,7 @@ from pathlib import Path
 import database
 import indexer
 from database import Connection
+from node.storage.aes import grant_get_to_movers
 
 __all__ = ["SCHEMA", "connect", "ensure_schema"]
 
@@ -71,13 +72,16 @@ CREATE TABLE IF NOT EXISTS ae_destinations (
     ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalog_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);
 """
 
 
 def ensure_schema(conn: Connection) -> None:
     """Create the catalog's tables if missing, and the indexer's (the ingest transaction
-    puts each instance on its work queue), each by its owner (idempotent)."""
+    puts each instance on its work queue), each by its owner, and bring an older
+    catalog's rows up to date (``catalog_migrations`` says what ran; idempotent)."""
     conn.executescript(SCHEMA)
+    grant_get_to_movers(conn)
     indexer.ensure_schema(conn)
 
 

@@ -3,6 +3,7 @@ sends to, and the node's own AE title and port, kept in the catalog."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "get_destination",
     "get_node_config",
     "get_source",
+    "grant_get_to_movers",
     "list_destinations",
     "list_sources",
     "remove_destination",
@@ -29,10 +31,14 @@ __all__ = [
 
 
 class PermissionValues(str, Enum):
-    """What a source may ask of the node (``move`` covers C-MOVE and C-GET)."""
+    """What a source may ask of the node: one permission per DIMSE service.
+
+    ``get`` came after the others: sources catalogued before it with ``move`` (which
+    covered C-GET then) are given ``get`` once, by :func:`grant_get_to_movers`."""
 
     ECHO = "echo"
     FIND = "find"
+    GET = "get"
     MOVE = "move"
     STORE = "store"
 
@@ -79,6 +85,28 @@ def parse_permissions(value: str | list[str] | None) -> frozenset[PermissionValu
         raise ValueError(
             f"permissions {value!r} are not valid: use all or any of {allowed}"
         ) from exc
+
+
+#: the ``catalog_migrations`` row saying :func:`grant_get_to_movers` ran on this catalog
+_GET_MIGRATION = "ae_sources.get_granted_to_move"
+
+
+def grant_get_to_movers(conn: Connection) -> None:
+    """Once per catalog: give ``get`` to each source that has ``move``, so that C-GET
+    keeps working for the sources configured when ``move`` covered it."""
+    query = "SELECT 1 FROM catalog_migrations WHERE name = ?"
+    if conn.execute(query, (_GET_MIGRATION,)).fetchone():
+        return
+    with transaction(conn):
+        if conn.execute(query, (_GET_MIGRATION,)).fetchone():
+            return  # another connection did it meanwhile
+        for row in conn.execute("SELECT ae_title, permissions FROM ae_sources").fetchall():
+            names = {p.strip() for p in str(row["permissions"]).split(",") if p.strip()}
+            if "move" in names and "get" not in names:
+                conn.execute("UPDATE ae_sources SET permissions = ? WHERE ae_title = ?",
+                             (",".join(sorted(names | {"get"})), row["ae_title"]))
+        conn.execute("INSERT INTO catalog_migrations (name, applied_at) VALUES (?, ?)",
+                     (_GET_MIGRATION, time.time()))
 
 
 def _source(row: Any) -> Source:

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from indexer import queue
-from node.runtime import Services
+from node.runtime import ModelStatusValues, Services
 from node.web._deps import ServicesDep
 
 __all__ = ["node_status", "router"]
@@ -23,7 +23,8 @@ def node_status(services: Services) -> dict[str, Any]:
     studies = conn.execute("SELECT count(*) FROM studies").fetchone()[0]
     instances = conn.execute("SELECT count(*) FROM instances").fetchone()[0]
     return {
-        "status": "ok" if services.dimse_ready.is_set() else "starting",
+        "status": "starting" if not services.dimse_ready.is_set() else (
+            "rebuilding" if services.model.status is ModelStatusValues.REBUILDING else "ok"),
         "ae_title": settings.node.ae_title,
         "dimse_port": settings.node.dimse_port,
         "studies": studies,
@@ -36,4 +37,4 @@ def node_status(services: Services) -> dict[str, Any]:
 @router.get("/health")
 def health(services: ServicesDep) -> JSONResponse:
     body = node_status(services)
-    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+    return JSONResponse(body, status_code=503 if body["status"] == "starting" else 200)
