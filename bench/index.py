@@ -8,10 +8,12 @@
     pydicom (``dcmread`` + ``pixel_array``). "worker stage" adds the downscale to the
     model's input size that the worker does before handing pixels over.
 (b) embedding on this machine's device with the tiny test model (random weights): the
-    whole worker pipeline (queue → decode → normalise → embed → index, with decode
-    processes) against the bare model forward on ready tensors. With ``--biomedclip`` (and
-    always when CUDA is present) BiomedCLIP's architecture at random weights too: bare
-    forward fp32 vs autocast.
+    whole worker pipeline (queue → triage → decode → normalise → embed → index, with
+    decode processes; every image embedded, no volume sampling) against the bare model
+    forward on ready tensors. With ``--biomedclip`` (and always when CUDA is present)
+    BiomedCLIP's architecture at random weights too: bare forward fp32 vs autocast (AMP:
+    fp16 on CUDA, bf16 on CPUs that have it), and the autocast model bare vs through the
+    worker.
 (c) usearch HNSW (cosine, f16 by default, connectivity 16, expansion_add 128 — the index
     defaults): build time, memory, single-query p50/p99 and recall@10 against exact numpy
     search (the peer) for several ``expansion_search``, on two sets of unit 512-d vectors:
@@ -124,29 +126,22 @@ def bench_decode(folder: Path) -> None:
 # -- (b) embedding --------------------------------------------------------------------
 
 
-def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
-    import torch
-
+def _pipeline_rate(emb: object, folder: Path, n_images: int, batch: int) -> tuple[float, int]:
+    """Images/s through the whole worker (queue → triage → decode processes → normalise →
+    embed → index) on ``n_images`` 512×512 CT images, every one embedded; and the number
+    of decode processes."""
     import database
     from indexer import ensure_schema, queue
-    from indexer.embedder import load_embedder
     from indexer.index import IndexSet
+    from indexer.sampling import VolumeSampling
     from indexer.worker import Worker
-    from tests._models import write_random_model_dir
     from tests.indexer._dicom import ct_pattern, grey_dataset, write
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"(b) embedding on {device} (images/s)")
-    tiny = write_random_model_dir(MODELS / "tiny", folder / "tiny")
-    emb = load_embedder(path=tiny, device=device, batch_size=64)
-    batch = torch.randn(64, 3, emb.image_size, emb.image_size)
-    bare = rate(lambda: emb.embed_tensor(batch), 64)
 
     data = folder / "data"
     conn = database.connect(data / "catalog.sqlite")
     ensure_schema(conn)
     with database.transaction(conn):
-        for i in range(n_images):
+        for i in range(n_images + batch):
             rel = f"dicom/{i}.dcm"
             ds = grey_dataset(ct_pattern(i, size=512, kind=i), bits_stored=12,
                               sop_uid=f"1.9.{i}", study_uid=f"1.9.{i // 4}",
@@ -154,12 +149,13 @@ def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
             write(ds, data / rel)
             queue.enqueue(conn, f"1.9.{i}", rel)
     index_set = IndexSet.open(db_path=data / "catalog.sqlite", index_dir=data / "index",
-                              model_id=emb.identity, dim=emb.dim)
+                              model_id=emb.identity, dim=emb.dim)  # type: ignore[attr-defined]
     processes = max(1, (os.cpu_count() or 2) - 1)
-    worker = Worker(db_path=data / "catalog.sqlite", data_dir=data, embedder=emb,
-                    index_set=index_set, batch_size=64, decode_processes=processes,
-                    poll_interval_s=0.01, save_interval_s=3600)
-    worker.run_once()  # start the decode processes outside the timing
+    worker = Worker(db_path=data / "catalog.sqlite", data_dir=data, embedder=emb,  # type: ignore[arg-type]
+                    index_set=index_set, batch_size=batch, decode_processes=processes,
+                    poll_interval_s=0.01, save_interval_s=3600,
+                    sampling=VolumeSampling.every_slice())  # every image, as before sampling
+    worker.run_once()  # start the decode processes (and warm the model) outside the timing
     stop = threading.Event()
     start = time.perf_counter()
     thread = threading.Thread(target=worker.run, args=(stop,))
@@ -170,9 +166,24 @@ def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
     stop.set()
     thread.join()
     worker.close()
-    done = queue.counts(conn).done - 64
-    row(f"tiny model, pipeline ({processes} decode proc.)", "bare forward", bare,
-        done / elapsed, "img/s")
+    return (queue.counts(conn).done - batch) / elapsed, processes
+
+
+def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
+    import torch
+
+    from indexer.embedder import load_embedder
+    from tests._models import write_random_model_dir
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"(b) embedding on {device} (images/s)")
+    tiny = write_random_model_dir(MODELS / "tiny", folder / "tiny")
+    emb = load_embedder(path=tiny, device=device, batch_size=64)
+    batch = torch.randn(64, 3, emb.image_size, emb.image_size)
+    bare = rate(lambda: emb.embed_tensor(batch), 64)
+    through, processes = _pipeline_rate(emb, folder / "tiny-run", n_images, 64)
+    row(f"tiny model, pipeline ({processes} decode proc.)", "bare forward", bare, through,
+        "img/s")
     print(f"  {'':<44} (the pipeline/bare gap is decoding 512x512 CT on {os.cpu_count()} cores;"
           " the tiny model itself is nearly free)")
 
@@ -184,14 +195,21 @@ def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
         base = rate(lambda: fp32.embed_tensor(x), bs, min_s=3)
         del fp32
         amp = load_embedder(path=folder_b, device=device, precision="auto", batch_size=bs)
-        row(f"BiomedCLIP arch, bare forward, batch {bs}", "fp32", base,
-            rate(lambda: amp.embed_tensor(x), bs, min_s=3), f"img/s {amp.autocast_dtype and amp.autocast_dtype.value}")
+        precision = amp.autocast_dtype and amp.autocast_dtype.value
+        bare_amp = rate(lambda: amp.embed_tensor(x), bs, min_s=3)
+        row(f"BiomedCLIP arch, bare forward, batch {bs}", "fp32", base, bare_amp,
+            f"img/s {precision}")
+        # the same model through the worker (decode processes feeding it), with AMP
+        n = n_images if device == "cuda" else min(n_images, 64)
+        piped, processes = _pipeline_rate(amp, folder / "biomedclip-run", n, bs)
+        row(f"BiomedCLIP arch, through the worker ({processes} dec.)", f"bare {precision}",
+            bare_amp, piped, f"img/s {precision}")
 
 
 # -- (c) usearch ------------------------------------------------------------------------
 
 
-def _vectors(kind: str, n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+def unit_vectors(kind: str, n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     """Unit vectors: ``random`` (isotropic: intrinsic dimension = dim, the worst case for
     any graph index) or ``lowrank`` (a 32-d latent space mapped to ``dim`` plus 10% noise,
     closer to how image embeddings spread)."""
@@ -213,8 +231,8 @@ def bench_usearch(n: int, dim: int, dtype: str, queries: int, kind: str) -> None
 
     print(f"(c) usearch HNSW, {n:,} {kind} unit {dim}-d vectors, {dtype}, cosine")
     rng = np.random.default_rng(0)
-    x = _vectors(kind, n, dim, rng)
-    q = _vectors(kind, queries, dim, rng)
+    x = unit_vectors(kind, n, dim, rng)
+    q = unit_vectors(kind, queries, dim, rng)
 
     index = Index(ndim=dim, metric="cos", dtype=dtype, connectivity=16, expansion_add=128)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

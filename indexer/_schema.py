@@ -1,13 +1,16 @@
-"""The indexer's tables in the catalog (``work``, ``vectors``, ``index_meta``), and
-:func:`ensure_schema`, which creates them.
+"""The indexer's tables in the catalog (``work``, ``vectors``, ``index_meta``, and the
+volume sampling's ``slices`` and ``volume_series``), and :func:`ensure_schema`, which
+creates them and brings an older ``work`` table up to date.
 
 See docs/internals.md. The indexer is the only package that reads or writes these
-tables; the node asks through :mod:`indexer.queue` and :mod:`indexer.index`.
+tables; the node asks through :mod:`indexer.queue`, :mod:`indexer.index` and
+:mod:`indexer.slices`.
 """
 
 from __future__ import annotations
 
-from database import Connection
+from database import Connection, DialectValues, dialect_of, transaction
+from indexer import slices
 from indexer._levels import LevelValues
 from indexer.errors import QueueError
 from indexer.queue import WorkStateValues
@@ -19,8 +22,7 @@ def _values(enum_type: type[WorkStateValues] | type[LevelValues]) -> str:
     return ", ".join(f"'{member.value}'" for member in enum_type)
 
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS work (
+_WORK_COLUMNS = f"""
     sop_instance_uid TEXT PRIMARY KEY,
     path TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT '{WorkStateValues.PENDING.value}'
@@ -28,9 +30,14 @@ CREATE TABLE IF NOT EXISTS work (
     attempts INTEGER NOT NULL DEFAULT 0,
     reason TEXT,
     not_before REAL NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS work_state ON work (state, not_before);
+    updated_at REAL NOT NULL,
+    enqueued_at REAL NOT NULL DEFAULT 0
+"""
+_WORK_INDEX = "CREATE INDEX IF NOT EXISTS work_state ON work (state, not_before);"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS work ({_WORK_COLUMNS});
+{_WORK_INDEX}
 
 CREATE TABLE IF NOT EXISTS vectors (
     key INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,11 +63,45 @@ CREATE TABLE IF NOT EXISTS index_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+{slices.SCHEMA}
 """
 
 
+def _work_is_current(conn: Connection) -> bool:
+    """Whether ``work`` is missing or of the current form (older catalogs are SQLite's:
+    a PostgreSQL catalog starts with the current tables)."""
+    if dialect_of(conn) is not DialectValues.SQLITE:
+        return True
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'work'"
+    ).fetchone()
+    return row is None or (
+        "enqueued_at" in str(row[0]) and WorkStateValues.NOT_SAMPLED.value in str(row[0])
+    )
+
+
+def _upgrade_work(conn: Connection) -> None:
+    """A ``work`` table of an older version (no ``not_sampled`` state, no ``enqueued_at``)
+    is copied into the current form, every row kept (arrival: its last update)."""
+    with transaction(conn):
+        if _work_is_current(conn):
+            return  # another connection upgraded it meanwhile
+        conn.execute(f"CREATE TABLE work_upgrade ({_WORK_COLUMNS})")
+        conn.execute(
+            "INSERT INTO work_upgrade (sop_instance_uid, path, state, attempts, reason,"
+            " not_before, updated_at, enqueued_at) SELECT sop_instance_uid, path, state,"
+            " attempts, reason, not_before, updated_at, updated_at FROM work"
+        )
+        conn.execute("DROP TABLE work")
+        conn.execute("ALTER TABLE work_upgrade RENAME TO work")
+        conn.execute(_WORK_INDEX)
+
+
 def ensure_schema(conn: Connection) -> None:
-    """Create the indexer's tables if missing (idempotent; outside a transaction)."""
+    """Create the indexer's tables if missing, and upgrade an older ``work`` table
+    (idempotent; outside a transaction)."""
     if conn.in_transaction:
         raise QueueError("ensure_schema must be called outside a transaction")
+    if not _work_is_current(conn):
+        _upgrade_work(conn)
     conn.executescript(SCHEMA)

@@ -5,9 +5,11 @@
 
 The steps, in the order of the DICOM grayscale pipeline (PS3.4 N.2):
 
-1. **Frame.** Multi-frame objects give their middle frame (``number_of_frames // 2``):
-   for a cine loop, a volume stored as one object or a tomosynthesis stack it is the most
-   representative single picture, and only that frame is decoded.
+1. **Frame.** Multi-frame objects give the frame asked for (``frame``; the worker asks
+   for the frames :func:`indexer.sampling.choose_frames` picks), by default their middle
+   frame (``number_of_frames // 2``): for a cine loop, a volume stored as one object or a
+   tomosynthesis stack it is the most representative single picture. Only the frames
+   asked for are decoded.
 2. **Decode** with pydicom's pixel plugins (any transfer syntax they handle), plus GDCM
    for 12-bit JPEG Extended streams libjpeg refuses (:mod:`indexer.jpeg_extended`). YBR_FULL,
    YBR_FULL_422 (and the other YBR forms) become RGB in the decoder; PALETTE COLOR goes
@@ -96,8 +98,9 @@ def choose_frame(number_of_frames: int) -> int:
     return number_of_frames // 2
 
 
-def normalise_dataset(ds: Dataset) -> NormalisedImage | SkipReason:
-    """Turn a data set into a :class:`NormalisedImage`, or say why it has none."""
+def normalise_dataset(ds: Dataset, frame: int | None = None) -> NormalisedImage | SkipReason:
+    """Turn a data set (its frame ``frame``, 0-based; by default the middle one) into a
+    :class:`NormalisedImage`, or say why it has none."""
     if not any(k in ds for k in _PIXEL_KEYWORDS):
         return SkipReason(
             SkipReasonValues.NO_PIXEL_DATA, f"{_sop_class_name(ds)} has no pixel data"
@@ -106,7 +109,9 @@ def normalise_dataset(ds: Dataset) -> NormalisedImage | SkipReason:
         n_frames = max(1, int(ds.get("NumberOfFrames") or 1))
     except (TypeError, ValueError):
         n_frames = 1
-    index = choose_frame(n_frames)
+    if frame is not None and not 0 <= frame < n_frames:
+        raise ValueError(f"frame must be in 0…{n_frames - 1}, got {frame}")
+    index = choose_frame(n_frames) if frame is None else frame
     try:
         arr = _decode_frame(_with_transfer_syntax(ds), index, n_frames)
     except Exception as exc:  # noqa: BLE001 - any plugin failure is a reason, not a crash

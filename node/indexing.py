@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from node.errors import StartupError
 from node.operations import Operation
-from node.runtime import ModelStatusValues, Services, open_index
+from node.runtime import ModelStatusValues, Services, open_index, volume_sampling
 from node.settings import Settings
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class Indexing:
             data_dir=self.settings.node.data_dir,
             embedder=embedder,
             index_set=index_set,
+            sampling=volume_sampling(self.settings),
             batch_size=w.batch_size,
             decode_processes=w.decode_processes,
             max_attempts=w.max_attempts,

@@ -5,7 +5,8 @@ the settings, the ingest path, per-thread catalog connections, the model state a
 administrative operations the running node performs. :func:`load_model` and
 :func:`open_index` build the embedder and the indexes from the settings (torch and
 open_clip are imported only then; an ``hf-hub:`` model that can be had neither from the
-local cache nor from the hub fails first, in seconds).
+local cache nor from the hub fails first, in seconds); :func:`volume_sampling` is the
+worker's ``[indexer]`` sampling.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from node.storage import Ingest, ThreadConnections
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
+    from indexer.sampling import VolumeSampling
     from node.backfill.manager import BackfillManager
     from node.operations import Operations
 
-__all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index"]
+__all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index",
+           "volume_sampling"]
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +136,18 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSet
         model_id=embedder.identity if embedder is not None else None,
         dim=embedder.dim if embedder is not None else None,
         dtype=ix.dtype,
+        level_dtypes=ix.level_dtype,
         connectivity=ix.connectivity,
         expansion_add=ix.expansion_add,
         expansion_search=ix.expansion_search,
     )
+
+
+def volume_sampling(settings: Settings) -> VolumeSampling:
+    """How the worker samples volumes (``[indexer]``)."""
+    from indexer.sampling import VolumeSampling
+
+    ix = settings.indexer
+    return VolumeSampling(slices_per_series=ix.slices_per_series,
+                          per_modality=ix.slices_per_modality,
+                          series_quiet_s=ix.series_quiet_s)

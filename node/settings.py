@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -47,6 +47,7 @@ __all__ = [
     "DuplicatePolicyValues",
     "HttpSettings",
     "IndexSettings",
+    "IndexerSettings",
     "KosSettings",
     "LogLevelValues",
     "ModelSettings",
@@ -203,6 +204,8 @@ class IndexSettings(_Section):
     """The usearch HNSW indexes."""
 
     dtype: str = "f16"
+    #: another vector type for some levels, e.g. {instance = "i8", series = "i8"}
+    level_dtype: dict[str, str] = {}
     connectivity: int = Field(16, ge=2, le=256)
     expansion_add: int = Field(128, ge=1)
     expansion_search: int = Field(64, ge=1)
@@ -213,6 +216,21 @@ class IndexSettings(_Section):
         if v not in {"f32", "f16", "bf16", "i8"}:
             raise ValueError(f"{v!r} is not a vector type: use f32, f16, bf16 or i8")
         return v
+
+    @field_validator("level_dtype")
+    @classmethod
+    def _check_level_dtype(cls, v: dict[str, str]) -> dict[str, str]:
+        if set(v) - {"study", "series", "instance"}:
+            raise ValueError(f"{sorted(v)} are not all levels: use study, series or instance")
+        return {level: cls._check_dtype(dtype) for level, dtype in v.items()}
+
+
+class IndexerSettings(_Section):
+    """Volume sampling (conf/node.example.toml explains it)."""
+
+    slices_per_series: int = Field(16, ge=0)  #: 0 embeds every slice, as each arrives
+    slices_per_modality: dict[str, Annotated[int, Field(ge=0)]] = {}  #: {MR = 24, PT = 0}
+    series_quiet_s: float = Field(10.0, ge=0)  #: or its study stable, whichever is first
 
 
 class WorkerSettings(_Section):
@@ -298,6 +316,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     model: ModelSettings = ModelSettings()
     index: IndexSettings = IndexSettings()
+    indexer: IndexerSettings = IndexerSettings()
     worker: WorkerSettings = WorkerSettings()
     kos: KosSettings = KosSettings()
     retrieval: RetrievalSettings = RetrievalSettings()

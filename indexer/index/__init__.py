@@ -8,12 +8,17 @@
   refused with :class:`~indexer.errors.ModelMismatch`; changing the model is the explicit
   :meth:`IndexSet.switch_model` (drops the vectors and queues every instance again).
 - A series vector is the mean of its instances' vectors, a study vector the mean of its
-  series' vectors, renormalised; both are recomputed as instances arrive or go.
+  series' vectors, renormalised; both are recomputed as instances arrive or go. A volume
+  series holds only its sample's instance vectors (:mod:`indexer.sampling`), so its
+  vector is the mean of the sample; :meth:`IndexSet.update` swaps one sample for another
+  in one transaction.
+- Each level's index stores ``dtype`` scalars (f16 by default) unless ``level_dtypes``
+  says otherwise: instance and series vectors may be kept quantized (i8) on their own.
 
 Modules, one concept each: :mod:`~indexer.index.vectors` (the ``vectors`` table),
 ``_meta`` (``index_meta``), ``_aggregation`` (parent means), ``_changes`` (writes inside
-the caller's transaction), ``_files`` (usearch in memory and on disk), ``_set``
-(:class:`IndexSet`, which ties them together).
+the caller's transaction), ``_files`` (usearch in memory and on disk), ``_reads`` (the
+read side of the set), ``_set`` (:class:`IndexSet`, which ties them together).
 
 What the node uses besides :class:`IndexSet`: :func:`model_identity` and
 :func:`vector_counts` (status), :func:`delete_instances` + :meth:`IndexSet.apply`

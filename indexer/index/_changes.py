@@ -23,7 +23,7 @@ from indexer.errors import ModelMismatch
 from indexer.index import _meta, vectors
 from indexer.index._aggregation import ParentChange, refresh_parents
 
-__all__ = ["VectorChanges", "delete_instances", "store_instances"]
+__all__ = ["VectorChanges", "delete_instances", "replace_instances", "store_instances"]
 
 
 @dataclasses.dataclass
@@ -47,6 +47,22 @@ class VectorChanges:
                 self.removed.append((level, key))
             else:
                 self.upserted.append((level, key, vec))
+
+    def then(self, later: VectorChanges) -> VectorChanges:
+        """These changes followed by ``later`` ones, as one: the last word on each key."""
+        final: dict[tuple[LevelValues, int], npt.NDArray[np.float32] | None] = {}
+        for changes in (self, later):
+            for level, key in changes.removed:
+                final[(level, key)] = None
+            for level, key, vec in changes.upserted:
+                final[(level, key)] = vec
+        out = VectorChanges(generation=max(self.generation, later.generation))
+        for (level, key), last in final.items():
+            if last is None:
+                out.removed.append((level, key))
+            else:
+                out.upserted.append((level, key, last))
+        return out
 
 
 def store_instances(
@@ -120,3 +136,23 @@ def delete_instances(conn: Connection, sop_instance_uids: Iterable[str]) -> Vect
         changes.add_parents(refresh_parents(conn, sorted(series), model_id))
     changes.generation = _meta.bump_generation(conn)
     return changes
+
+
+def replace_instances(
+    conn: Connection,
+    add: Sequence[vectors.InstanceVector],
+    remove: Sequence[str],
+    *,
+    model_id: str,
+    dim: int,
+) -> tuple[list[str], VectorChanges]:
+    """Store ``add`` (only instances still claimed on the work queue) and delete the
+    vectors of ``remove``, with their series and studies recomputed: a series' new sample
+    replacing its old one. Inside the caller's transaction. Returns the UIDs stored."""
+    stored = [it.sop_instance_uid for it in add]
+    if add:
+        states = queue.states_of(conn, stored)
+        stored = [u for u in stored if states.get(u) is queue.WorkStateValues.IN_PROGRESS]
+    _, added = store_instances(conn, add, model_id=model_id, dim=dim, only_claimed=True)
+    removed = delete_instances(conn, remove)
+    return stored, added.then(removed)

@@ -10,12 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from database import Connection, ThreadConnections, transaction
 from indexer import queue
@@ -23,11 +20,11 @@ from indexer._enums import to_member
 from indexer._levels import LevelValues
 from indexer._schema import ensure_schema
 from indexer.errors import ModelMismatch
-from indexer.filters import SearchFilters
 from indexer.index import _files, _meta, vectors
-from indexer.index._changes import VectorChanges, store_instances
+from indexer.index._changes import VectorChanges, replace_instances, store_instances
 from indexer.index._changes import delete_instances as _delete_instances
 from indexer.index._files import DTypeValues, HnswSettings
+from indexer.index._reads import IndexReads
 
 __all__ = ["IndexSet"]
 
@@ -36,10 +33,12 @@ log = logging.getLogger(__name__)
 _LEVELS = (LevelValues.INSTANCE, LevelValues.SERIES, LevelValues.STUDY)
 
 
-class IndexSet:
+class IndexSet(IndexReads):
     """The three per-level HNSW indexes and the ``vectors`` table behind them.
 
-    Open with :meth:`open`, which loads saved indexes or rebuilds stale ones.
+    Open with :meth:`open`, which loads saved indexes or rebuilds stale ones. ``dtype`` is
+    every level's scalar type unless ``level_dtypes`` names another for a level (e.g. i8
+    for the instance and series levels, f16 for studies).
     """
 
     def __init__(
@@ -51,6 +50,7 @@ class IndexSet:
         connectivity: int = 16,
         expansion_add: int = 128,
         expansion_search: int = 64,
+        level_dtypes: Mapping[LevelValues | str, DTypeValues | str] | None = None,
     ) -> None:
         self.hnsw = HnswSettings(
             dtype=to_member(DTypeValues, dtype, name="dtype"),
@@ -58,6 +58,16 @@ class IndexSet:
             expansion_add=expansion_add,
             expansion_search=expansion_search,
         )
+        chosen = {
+            to_member(LevelValues, lv, name="level_dtypes key"):
+            to_member(DTypeValues, dt, name=f"level_dtypes[{lv!r}]")
+            for lv, dt in (level_dtypes or {}).items()
+        }
+        self._hnsw = {
+            lv: HnswSettings(chosen.get(lv, self.hnsw.dtype), connectivity, expansion_add,
+                             expansion_search)
+            for lv in _LEVELS
+        }
         self.db_path = Path(db_path)
         self.index_dir = Path(index_dir)
         self._connections = ThreadConnections(self.db_path, schema=ensure_schema)
@@ -71,6 +81,10 @@ class IndexSet:
     def dtype(self) -> DTypeValues:
         return self.hnsw.dtype
 
+    def level_dtype(self, level: LevelValues | str) -> DTypeValues:
+        """The scalar type the index of ``level`` stores."""
+        return self._hnsw[LevelValues(level)].dtype
+
     @classmethod
     def open(
         cls,
@@ -81,6 +95,7 @@ class IndexSet:
         connectivity: int = 16,
         expansion_add: int = 128,
         expansion_search: int = 64,
+        level_dtypes: Mapping[LevelValues | str, DTypeValues | str] | None = None,
         model_id: str | None = None,
         dim: int | None = None,
     ) -> IndexSet:
@@ -97,6 +112,7 @@ class IndexSet:
             connectivity=connectivity,
             expansion_add=expansion_add,
             expansion_search=expansion_search,
+            level_dtypes=level_dtypes,
         )
         if model_id is not None:
             if dim is None:
@@ -119,10 +135,6 @@ class IndexSet:
     def identity(self) -> str | None:
         """The model identity the vectors belong to (None while the index is empty)."""
         return _meta.model_identity(self.connection())
-
-    @property
-    def dim(self) -> int | None:
-        return _meta.model_dim(self.connection())
 
     def generation(self) -> int:
         return _meta.generation(self.connection())
@@ -149,7 +161,7 @@ class IndexSet:
         with self._lock:
             for level in _LEVELS:
                 if level not in self._indexes:
-                    self._indexes[level] = self.hnsw.new_index(dim)
+                    self._indexes[level] = self._hnsw[level].new_index(dim)
             self._bound = (identity, dim)
 
     def switch_model(self, identity: str, dim: int) -> int:
@@ -164,7 +176,7 @@ class IndexSet:
             generation = _meta.bump_generation(conn)
         requeued = queue.requeue_all(conn)
         with self._lock:
-            self._indexes = {level: self.hnsw.new_index(dim) for level in _LEVELS}
+            self._indexes = {level: self._hnsw[level].new_index(dim) for level in _LEVELS}
             self._bound = (identity, dim)
             self._loaded_generation = generation
         self.save()
@@ -187,11 +199,11 @@ class IndexSet:
         with self._lock:
             for level in _LEVELS:
                 index = _files.load(
-                    self.index_dir, level, self.hnsw,
+                    self.index_dir, level, self._hnsw[level],
                     identity=identity, dim=dim, generation=generation,
                 )
                 if index is None:
-                    index = _files.build(self.connection(), level, self.hnsw, dim)
+                    index = _files.build(self.connection(), level, self._hnsw[level], dim)
                     rebuilt.append(level)
                 self._indexes[level] = index
             self._loaded_generation = generation
@@ -208,7 +220,7 @@ class IndexSet:
         generation = self.generation()
         conn = self.connection()
         with self._lock:
-            self._indexes = {lv: _files.build(conn, lv, self.hnsw, dim) for lv in _LEVELS}
+            self._indexes = {lv: _files.build(conn, lv, self._hnsw[lv], dim) for lv in _LEVELS}
             self._loaded_generation = generation
         self.save()
 
@@ -218,7 +230,7 @@ class IndexSet:
         with self._lock:
             for level, index in self._indexes.items():
                 _files.save(
-                    self.index_dir, level, index, self.hnsw,
+                    self.index_dir, level, index, self._hnsw[level],
                     identity=identity, dim=dim, generation=self._loaded_generation,
                 )
 
@@ -248,6 +260,29 @@ class IndexSet:
             )
         self.apply(changes)
         return keys
+
+    def update(
+        self,
+        *,
+        add: Sequence[vectors.InstanceVector],
+        remove: Sequence[str],
+        identity: str,
+        also: Callable[[Connection, list[str]], None] | None = None,
+    ) -> list[str]:
+        """Store ``add`` (instances still claimed) and delete the vectors of ``remove`` in
+        one catalog transaction, then the indexes: a series' new sample replacing its old
+        one, never half of each. ``also(conn, stored_uids)`` runs in the same transaction
+        (the caller's own rows). Returns the UIDs stored."""
+        dim = int(add[0].vector.shape[-1]) if add else (self.dim or 0)
+        if add:
+            self.check_model(identity, dim)
+        conn = self.connection()
+        with transaction(conn):
+            stored, changes = replace_instances(conn, add, remove, model_id=identity, dim=dim)
+            if also is not None:
+                also(conn, stored)
+        self.apply(changes)
+        return stored
 
     def delete_instance(self, sop_instance_uid: str) -> bool:
         """Remove an instance's vector, and update (or remove) its series and study.
@@ -279,57 +314,3 @@ class IndexSet:
                     index.remove(key)
                 index.add(key, vec)
             self._loaded_generation = changes.generation
-
-    # -- reads ------------------------------------------------------------------------
-
-    def count(self, level: LevelValues | str) -> int:
-        """How many vectors the in-memory index of ``level`` holds."""
-        index = self._indexes.get(LevelValues(level))
-        return 0 if index is None else len(index)
-
-    def ann(
-        self, level: LevelValues, vector: npt.NDArray[np.float32], count: int, *,
-        exact: bool = False,
-    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
-        """Raw usearch search: keys and cosine *distances* (1 - similarity), best first."""
-        with self._lock:
-            index = self._indexes.get(level)
-            if index is None or len(index) == 0:
-                return np.zeros(0, np.uint64), np.zeros(0, np.float32)
-            m = index.search(np.asarray(vector, dtype=np.float32), count, exact=exact)
-        return np.asarray(m.keys, np.uint64), np.asarray(m.distances, np.float32)
-
-    def get_vector(self, level: LevelValues | str, uid: str) -> npt.NDArray[np.float32] | None:
-        """The stored (float32) vector of a study, series or instance UID."""
-        return vectors.get_vector(self.connection(), LevelValues(level), uid)
-
-    def get_vectors(
-        self, level: LevelValues | str, uids: Sequence[str]
-    ) -> npt.NDArray[np.float32]:
-        """Stored vectors of the given UIDs that exist (missing ones are left out)."""
-        vecs = [v for v in (self.get_vector(level, u) for u in uids) if v is not None]
-        dim = self.dim or 0
-        return np.stack(vecs) if vecs else np.zeros((0, dim), np.float32)
-
-    def rows(self, keys: Sequence[int]) -> dict[int, vectors.VectorRow]:
-        """The rows (without vectors) of the given keys."""
-        return vectors.rows(self.connection(), keys)
-
-    def best_instance(
-        self, level: LevelValues | str, uid: str, query: npt.NDArray[np.float32]
-    ) -> str | None:
-        """The instance of a study or series closest to the unit ``query`` (an instance is
-        its own); None when it has no instance vector."""
-        return vectors.best_instance(self.connection(), LevelValues(level), uid, query)
-
-    def vectors_in_studies(
-        self,
-        level: LevelValues | str,
-        study_instance_uids: Sequence[str],
-        filters: SearchFilters | None = None,
-    ) -> list[vectors.StoredVector]:
-        """The stored vectors of ``level`` in these studies that pass ``filters``."""
-        return vectors.in_studies(
-            self.connection(), LevelValues(level), study_instance_uids,
-            filters or SearchFilters(),
-        )

@@ -79,7 +79,8 @@ def _print_index_status(data: dict[str, Any]) -> None:
     print(f"model identity: {data['model_identity'] or '(none yet)'}")
     print("vectors: " + ", ".join(f"{k} {v}" for k, v in data["vectors"].items()))
     print("queue: " + ", ".join(f"{k} {v}" for k, v in data["by_state"].items()))
-    for title, key in (("failed", "failed_reasons"), ("skipped", "skipped_reasons")):
+    for title, key in (("failed", "failed_reasons"), ("skipped", "skipped_reasons"),
+                       ("not sampled", "not_sampled_reasons")):
         for reason, count in data.get(key, {}).items():
             print(f"  {title}: {count} × {reason}")
 
@@ -141,11 +142,13 @@ def _drain(settings: Settings, embedder: Embedder, index_set: IndexSet) -> None:
     """Run the indexer worker here until the queue has nothing pending."""
     from indexer import queue
     from indexer.worker import Worker
+    from node.runtime import volume_sampling
     from node.storage import connect
 
     w = settings.worker
     worker = Worker(db_path=settings.db_path, data_dir=settings.node.data_dir,
-                    embedder=embedder, index_set=index_set, batch_size=w.batch_size,
+                    embedder=embedder, index_set=index_set,
+                    sampling=volume_sampling(settings), batch_size=w.batch_size,
                     decode_processes=w.decode_processes, max_attempts=w.max_attempts,
                     poll_interval_s=w.poll_interval_s)
     conn = connect(settings.db_path)

@@ -65,6 +65,10 @@ def _not_indexed_reason(conn: sqlite3.Connection, obj: StoredObject) -> str:
     if counts.waiting:
         return (f"{obj.level.value} {obj.uid} is not indexed yet ({counts.waiting} instance(s) "
                 "waiting on the work queue); try again shortly")
+    if obj.level is LevelValues.INSTANCE and counts.not_sampled:
+        reason = next(iter(counts.not_sampled_reasons), "not sampled")
+        return (f"instance {obj.uid} has no vector of its own ({reason}); ask for the "
+                "similar cases of its series or study")
     if counts.skipped or counts.failed:
         reason = next((r for r in (*counts.skipped_reasons, *counts.failed_reasons) if r), "")
         why = f": {reason}" if reason else ""

@@ -3,6 +3,10 @@
 Like a PACS, the node cannot know when a sender has finished; it waits
 ``stable_after_s`` seconds after the last instance and then fires the study-stable
 event once. A later instance makes the study unstable again and it fires again.
+
+The same transaction tells the indexer that the study's volume series are complete
+(:func:`indexer.slices.study_complete`): their samples are chosen at once, without
+waiting for each series' own quiet period.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from database import Connection, transaction
+from indexer import slices
 from node.storage._schema import connect
 
 __all__ = ["StabilityMonitor", "mark_stable_studies"]
@@ -22,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def mark_stable_studies(conn: Connection, quiet_s: float, now: float) -> list[str]:
-    """Mark studies quiet for ``quiet_s`` as stable; return their UIDs."""
+    """Mark studies quiet for ``quiet_s`` as stable, and their volume series complete;
+    return their UIDs."""
     with transaction(conn):
         rows = conn.execute(
             "SELECT study_instance_uid FROM studies WHERE stable_at IS NULL AND updated_at <= ?",
@@ -33,6 +39,7 @@ def mark_stable_studies(conn: Connection, quiet_s: float, now: float) -> list[st
             "UPDATE studies SET stable_at = ? WHERE study_instance_uid = ?",
             [(now, uid) for uid in uids],
         )
+        slices.study_complete(conn, uids, now)
     return uids
 
 

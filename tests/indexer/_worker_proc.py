@@ -12,6 +12,7 @@ from pathlib import Path
 
 from indexer.embedder import load_embedder
 from indexer.index import IndexSet
+from indexer.sampling import VolumeSampling
 from indexer.worker import Worker
 
 
@@ -25,6 +26,7 @@ def main() -> None:
     worker = Worker(
         db_path=db, data_dir=data_dir, embedder=embedder, index_set=index_set,
         batch_size=2, decode_processes=processes, backoff_s=0.0, save_interval_s=0.0,
+        sampling=VolumeSampling.every_slice(),
     )
     n = 0
     while worker.run_once():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,27 @@ def test_the_worker_does_not_bring_back_an_instance_deleted_while_embedding(
     assert len(keys) == 1 and ix.get_vector("instance", "1.1.2") is None
     assert ix.count("instance") == 1
     np.testing.assert_allclose(ix.get_vector("series", "1.1"), _unit(np.ones(DIM)), atol=1e-6)
+
+
+def test_instance_and_series_levels_can_be_kept_quantized(paths: tuple[Path, Path]) -> None:
+    i8 = {"instance": "i8", LevelValues.SERIES: DTypeValues.I8}
+    ix = _open(paths, model_id=MODEL, dim=DIM, level_dtypes=i8)
+    assert [ix.level_dtype(lv) for lv in ("instance", "series", "study")] == [
+        DTypeValues.I8, DTypeValues.I8, DTypeValues.F16]
+    rng = np.random.default_rng(5)
+    vecs = [rng.normal(size=DIM) for _ in range(30)]
+    ix.add_instances([_iv(f"1.{i}.1", f"1.{i}", f"{i}", v) for i, v in enumerate(vecs)],
+                     identity=MODEL)
+    for level in ("instance", "series", "study"):  # each finds its own nearest
+        keys, _ = ix.ann(LevelValues(level), _unit(vecs[7]), 1)
+        assert ix.rows([int(keys[0])])[int(keys[0])].uid.startswith(("1.7", "7"))
+    ix.save()
+    sidecar = json.loads((paths[1] / "series.json").read_text())
+    assert sidecar["dtype"] == "i8"
+    # opened with f16 everywhere: the quantized levels are stale and rebuilt, not the study's
+    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    assert sorted(again.load_or_rebuild()) == [LevelValues.INSTANCE, LevelValues.SERIES]
+    with pytest.raises(ValueError, match="level_dtypes key"):
+        IndexSet(db_path=paths[0], index_dir=paths[1], level_dtypes={"patient": "i8"})
+    with pytest.raises(ValueError, match="level_dtypes"):
+        IndexSet(db_path=paths[0], index_dir=paths[1], level_dtypes={"series": "i4"})

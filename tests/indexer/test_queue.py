@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from database import connect
+from database import connect, transaction
 from indexer import ensure_schema, queue
 from indexer.errors import QueueError
 from indexer.queue import WorkStateValues
@@ -107,7 +107,8 @@ def test_skip_fail_and_counts_with_reasons(db: Path) -> None:
     queue.mark_failed(conn, items[2].sop_instance_uid, "undecodable: truncated")
     queue.mark_failed(conn, items[3].sop_instance_uid, "undecodable: truncated")
     c = queue.counts(conn)
-    assert c.by_state == {"pending": 0, "in_progress": 0, "done": 1, "skipped": 1, "failed": 2}
+    assert c.by_state == {"pending": 0, "in_progress": 0, "done": 1, "skipped": 1, "failed": 2,
+                          "not_sampled": 0}
     assert c.failed_reasons == {"undecodable: truncated": 2}
     assert c.skipped_reasons == {"no_pixel_data: Basic Text SR": 1}
     assert c.to_dict()["by_state"]["failed"] == 2
@@ -163,7 +164,7 @@ def test_counts_and_states_of_some_instances(db: Path) -> None:
     assert c.pending == 997 and c.waiting == 998
     assert c.failed_reasons == {"undecodable: truncated": 1} and c.skipped_reasons == {}
     assert queue.counts(conn, ["8.1", "nowhere"]).by_state == {
-        "pending": 1, "in_progress": 0, "done": 0, "skipped": 0, "failed": 0}
+        "pending": 1, "in_progress": 0, "done": 0, "skipped": 0, "failed": 0, "not_sampled": 0}
     assert queue.counts(conn, []).total == 0
     assert queue.counts(conn).total == 1002  # the whole queue
     states = queue.states_of(conn, ["7.0", "7.1", "7.2", "7.3", "nowhere"])
@@ -190,3 +191,27 @@ def test_the_schema_allows_only_the_states_of_the_enum(db: Path) -> None:
     _enqueue(conn, "10.1")
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute("UPDATE work SET state = 'lost' WHERE sop_instance_uid = '10.1'")
+
+
+def test_an_older_work_table_is_upgraded_with_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite"
+    conn = connect(db)
+    conn.executescript("""
+        CREATE TABLE work (
+            sop_instance_uid TEXT PRIMARY KEY, path TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'in_progress', 'done', 'skipped', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,
+            not_before REAL NOT NULL DEFAULT 0, updated_at REAL NOT NULL);
+        INSERT INTO work VALUES ('1.1', 'a.dcm', 'done', 1, NULL, 0, 100.0);
+        INSERT INTO work VALUES ('1.2', 'b.dcm', 'pending', 0, NULL, 0, 200.0);
+    """)
+    ensure_schema(conn)
+    ensure_schema(conn)  # idempotent
+    assert queue.states_of(conn, ["1.1", "1.2"]) == {
+        "1.1": WorkStateValues.DONE, "1.2": WorkStateValues.PENDING}
+    [item] = queue.claim(conn, 5)
+    assert (item.sop_instance_uid, item.enqueued_at) == ("1.2", 200.0)  # its last update
+    with transaction(conn):
+        queue.mark(conn, ["1.2"], WorkStateValues.NOT_SAMPLED, "not sampled: test")
+    assert queue.counts(conn).not_sampled_reasons == {"not sampled: test": 1}

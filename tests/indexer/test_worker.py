@@ -18,6 +18,7 @@ from indexer import LevelValues, ensure_schema, queue
 from indexer.embedder import Embedder
 from indexer.errors import ModelMismatch
 from indexer.index import IndexSet, InstanceVector
+from indexer.sampling import VolumeSampling
 from indexer.search import SearchFilters, search
 from indexer.worker import Worker
 from tests.indexer._dicom import PYDICOM_FILES, ct_pattern, grey_dataset, sr_dataset, write
@@ -78,13 +79,14 @@ def test_a_batch_of_good_and_bad_instances(tmp_path: Path, tiny_embedder: Embedd
     worker = Worker(
         db_path=tmp_path / "catalog.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
         index_set=index_set, batch_size=5, max_attempts=3, backoff_s=0.0,
+        sampling=VolumeSampling.every_slice(),  # each CT slice embedded as it comes
     )
     processed = [worker.run_once() for _ in range(8)]
     assert processed == [5, 5, 2, 1, 1, 0, 0, 0]  # the missing file, tried three times
     c = queue.counts(connect(tmp_path / "catalog.sqlite"))
     assert (c.done, c.skipped, c.failed, c.pending) == (len(uids), 1, 3, 0)
     [skip] = c.skipped_reasons
-    assert skip.startswith("no_pixel_data: Basic Text SR Storage")
+    assert skip.startswith("not an image for retrieval (SOP class Basic Text SR Storage")
     reasons = " | ".join(c.failed_reasons)
     assert "undecodable" in reasons and "not a DICOM file" in reasons
     assert "cannot read" in reasons and "(after 3 attempts)" in reasons
