@@ -130,10 +130,10 @@ def test_arguments_are_validated(tiny_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_biomedclip_architecture_loads_offline_from_a_local_folder(tmp_path: Path) -> None:
+def test_biomedclip_architecture_loads_offline_from_a_local_folder(biomedclip_dir: Path) -> None:
     """BiomedCLIP's real architecture (timm ViT-B/16 + PubMedBERT-shaped BERT), random
     weights, through the same ``local-dir:`` setting a hospital uses for the real ones."""
-    folder = write_random_model_dir(MODELS / "biomedclip", tmp_path / "biomedclip")
+    folder = biomedclip_dir
     cfg = json.loads((folder / "open_clip_config.json").read_text())
     assert cfg["model_cfg"]["vision_cfg"]["timm_model_name"] == "vit_base_patch16_224"
     emb = load_embedder(name=f"local-dir:{folder}", device="cpu", batch_size=2)
