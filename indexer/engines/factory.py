@@ -14,9 +14,13 @@ bf16). An OpenVINO candidate is exported once and kept in ``cache_dir`` under a 
 the tower's weights, the engine, its precision, the library versions and the verification
 pictures, beside torch fp32's vectors of those pictures. Every time it is opened, from
 the cache or fresh, its vectors are checked against those (:mod:`indexer.engines.fidelity`);
-a candidate that fails is refused with one log line saying why, its refusal is remembered
-in the cache (so a node does not export it again at every start), and the next candidate
-is tried. torch needs no check: it is the reference (bf16 autocast is within 0.9999).
+a candidate that fails is refused with one log line saying why and what runs instead, its
+refusal is remembered in the cache (so a node does not export it again at every start),
+and the next candidate is tried. An export that fails outright (an operation the converter
+does not know, NNCF, no room) is refused the same way but not remembered. torch needs no
+check: it is the reference (bf16 autocast is within 0.9999). What the libraries print
+while exporting goes to the log at DEBUG (:mod:`indexer.engines._quiet`); ``on_progress``
+is told what takes time, for the node's status.
 
 The index records the model's identity, never the engine's: every engine that passed the
 check gives vectors interchangeable with torch's.
@@ -126,8 +130,8 @@ def open_image_encoder(
             key_base = _weights_hash(visual) + _array_hash(verification)
         assert key_base is not None
         calib = verification if calibration is None else calibration
-        key = _key(key_base, prec, image_size, threshold, calib)
         try:
+            key = _key(key_base, prec, image_size, threshold, calib)
             return _open_openvino(
                 visual,
                 folder=cache / f"openvino-{prec}-{key}",
@@ -282,7 +286,11 @@ def _key(
 ) -> str:
     h = hashlib.blake2b(digest_size=8)
     parts = [base, precision, str(image_size), repr(threshold), str(_FORMAT)]
-    parts += [f"{k}={v}" for k, v in sorted(ov_engine.versions(precision).items())]
+    try:
+        versions = ov_engine.versions(precision)
+    except ImportError as exc:  # NNCF, for int8
+        raise EngineRefused(f"{exc.name or exc} cannot be imported ({exc})") from exc
+    parts += [f"{k}={v}" for k, v in sorted(versions.items())]
     if precision == EnginePrecisionValues.INT8:
         parts.append(_array_hash(calibration))
     h.update("|".join(parts).encode())

@@ -160,3 +160,25 @@ def test_the_first_start_exports_while_the_node_receives_and_says_so(
     status = cli("status", "--data-dir", str(node.data_dir), home=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "model: ready (image tower on openvino int8)" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"engine": "tensorrt"},
+         "setting 'model.engine' 'tensorrt' is not an engine: use auto, torch, openvino"),
+        ({"engine_precision": "fp8"},
+         "setting 'model.engine_precision' 'fp8' is not an engine precision: use auto, int8, "
+         "bf16, fp32"),
+        ({"engine": "torch", "engine_precision": "int8"},
+         "engine_precision = \"int8\" needs engine = \"openvino\" or \"auto\""),
+    ],
+)
+def test_a_wrong_engine_setting_is_one_line_naming_it(model: dict[str, str], message: str) -> None:
+    from node.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, {"model": model})
+    assert message in str(info.value) and "\n" not in str(info.value)
+    defaults = load_settings(None, {}).model
+    assert (defaults.engine, defaults.engine_precision) == ("auto", "auto")
