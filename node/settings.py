@@ -50,6 +50,7 @@ __all__ = [
     "LogLevelValues",
     "ModelSettings",
     "NodeSettings",
+    "RetrievalSettings",
     "Settings",
     "TlsSettings",
     "WorkerSettings",
@@ -270,6 +271,21 @@ class KosSettings(_Section):
         return self
 
 
+class RetrievalSettings(_Section):
+    """What a similar-case answer states: when its majority label is a consensus, and
+    how close a text query's results must be (docs/api.md)."""
+
+    #: ``Precedent-Consensus`` is sent only when at least this many results carry the
+    #: majority label …
+    consensus_min_cases: int = Field(2, ge=1, le=100)
+    #: … and they are at least this share of the results (0 to 1)
+    consensus_min_fraction: float = Field(0.3, ge=0.0, le=1.0)
+    #: text queries: the lowest image–text cosine a result may have (``minScore``
+    #: overrides it; -1: no floor). A starting point for BiomedCLIP, whose matching
+    #: image–text pairs score about 0.3–0.4 and others about 0.1–0.2; calibrate it
+    text_min_score: float = Field(0.2, ge=-1.0, le=1.0)
+
+
 class Settings(BaseSettings):
     """Everything the node reads at start-up."""
 
@@ -286,6 +302,7 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     worker: WorkerSettings = WorkerSettings()
     kos: KosSettings = KosSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
     log_level: LogLevelValues = LogLevelValues.INFO
     #: the ``[node]`` values the catalog held when loaded (see :func:`catalog_notes`)
     _catalog: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -41,7 +41,7 @@ def create_app(services: Services) -> FastAPI:
             allow_origins=list(services.settings.http.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept"],
-            expose_headers=["Precedent-Consensus"],
+            expose_headers=["Precedent-Consensus", "Precedent-Ranking"],
         )
     read = [Depends(require_read)]
     for module in (qido, wado, rendered, stow, similar, reports, kos):

@@ -136,7 +136,8 @@ def test_rest_operations_import_and_rebuild(make_node, tmp_path: Path) -> None:
         op = _follow(admin, r.json())
         assert op["state"] == "done" and op["stage"] == "indexing"
         assert (op["done"], op["total"]) == (6, 6)
-        assert op["outcomes"] == {"stored": 6, "skipped: the data set cannot be decoded": 1}
+        assert op["outcomes"] == {
+            "stored": 6, "skipped: the data set cannot be decoded (InvalidDicomError)": 1}
 
         identity = admin.get("/health").json()["model"]["identity"]
         r = admin.post("/admin/index/rebuild", json={"model": "local-dir:/nonexistent"})
