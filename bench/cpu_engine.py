@@ -2,6 +2,7 @@
 
     python bench/cpu_engine.py                 # everything (15–20 min on 2 idle cores, far more when shared)
     python bench/cpu_engine.py --rounds 4 --skip-onnxruntime --skip-outliers
+    python bench/cpu_engine.py --only-embedder # the embedder's own path (README's table)
 
 BiomedCLIP's architecture (timm ``vit_base_patch16_224`` + projection) with random
 weights, built through ``local-dir:`` like real weights. Pictures: every pydicom and
@@ -20,6 +21,15 @@ Peers: torch fp32 and torch bf16 (autocast), ONNX Runtime (fp32, dynamic int8, s
 int8 QDQ per-channel with MinMax calibration), OpenVINO (fp32, bf16, NNCF int8 with
 defaults) and ours: ``indexer.engines.open_image_encoder`` (OpenVINO int8 with its
 fidelity check), exactly as a node opens it.
+
+"Through the embedder" (first; ``--only-embedder`` for it alone): what a node's worker
+gets, i.e. ``load_embedder(...)`` exactly as ``[model] engine`` / ``engine_precision`` /
+``precision`` make it (torch fp32, torch bf16 autocast, OpenVINO int8 and bf16, each
+export made and checked as a node does it, cached in a temporary ``engines`` folder), and
+``Embedder.embed_images`` on the worker's pictures (each test picture cut to the model's
+224² input, as the worker hands them over) in batches of the node's default 32. Interleaved
+rounds, median images/s, median per-round ratio to torch bf16, the minimum cosine to torch
+fp32 over all pictures, and the load average before and after (the machine is shared).
 
 "Trained-like" (``--skip-outliers`` to leave out): random weights lack the few huge
 activation channels of trained transformers (LLM.int8(), Dettmers et al. 2022; Bondarenko
@@ -190,12 +200,55 @@ def speed(cands: dict[str, tuple[Encode, int]], x: np.ndarray, rounds: int) -> d
     return per_image
 
 
+def embedder_table(folder: Path, pictures: list[np.ndarray], rounds: int, batch: int = 32) -> None:
+    """images/s of ``Embedder.embed_images`` for each engine a node may run, loaded as the
+    node loads it (see the module docstring); prints a Markdown table."""
+    from indexer.embedder import load_embedder
+    from indexer.stages import shrink
+
+    settings = {
+        "torch fp32": {"engine": "torch", "precision": "fp32"},
+        "torch bf16 (autocast)": {"engine": "torch", "precision": "bf16"},
+        "openvino int8": {"engine": "openvino", "engine_precision": "int8"},
+        "openvino bf16": {"engine": "openvino", "engine_precision": "bf16"},
+    }
+    embedders: dict[str, Any] = {}
+    for label, kw in settings.items():
+        t = time.time()
+        emb = load_embedder(path=folder, device="cpu", batch_size=batch, cache_dir=folder.parent / "engines", **kw)
+        embedders[label] = emb
+        print(f"  {label}: loaded as {emb.engine} in {time.time() - t:.0f} s", flush=True)
+    square = [shrink(p, 224, crop=True) for p in pictures]
+    vectors = {k: e.embed_images(square) for k, e in embedders.items()}
+    cos = {k: np.sum(v * vectors["torch fp32"], axis=1) for k, v in vectors.items()}
+    work = (square * (batch // len(square) + 1))[:batch]
+    per_image: dict[str, list[float]] = {k: [] for k in embedders}
+    load_before = os.getloadavg()
+    for _ in range(rounds):
+        for k, emb in embedders.items():
+            time.sleep(0.3)
+            t = time.perf_counter()
+            emb.embed_images(work)
+            per_image[k].append((time.perf_counter() - t) / batch)
+    load_after = os.getloadavg()
+    base = per_image["torch bf16 (autocast)"]
+    print(f"\nThrough the embedder (load_embedder + embed_images, batch {batch}, {rounds} interleaved rounds; "
+          f"load average {load_before[0]:.1f} / {load_before[1]:.1f} before, {load_after[0]:.1f} / {load_after[1]:.1f} after):")
+    print("| engine (as the node loads it) | images/s (median) | best | × torch bf16 (median of rounds) | min cosine to torch fp32 | mean cosine |")
+    print("|---|---|---|---|---|---|")
+    for k, emb in embedders.items():
+        ratio = statistics.median(base[i] / per_image[k][i] for i in range(rounds))
+        print(f"| {emb.engine} | {1 / statistics.median(per_image[k]):.1f} | {1 / min(per_image[k]):.1f} | "
+              f"{ratio:.2f} | {cos[k].min():.5f} | {cos[k].mean():.5f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--skip-onnxruntime", action="store_true")
     ap.add_argument("--skip-outliers", action="store_true")
+    ap.add_argument("--only-embedder", action="store_true", help="only the table through the embedder")
     args = ap.parse_args()
 
     import torch
@@ -208,6 +261,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="cpu-engine-"))
     folder = write_random_model_dir(MODELS / "biomedclip", tmp / "biomedclip")
+    t = time.time()
+    pictures, held_out = test_pictures()
+    print(f"{len(pictures)} test pictures, {args.threads} threads; prepared in {time.time() - t:.0f} s", flush=True)
+    embedder_table(folder, pictures, args.rounds)
+    if args.only_embedder:
+        return
+
     emb = load_embedder(path=folder, device="cpu", precision="fp32", batch_size=8)
     visual, size = emb._model.visual.eval(), emb.image_size
 
@@ -215,7 +275,6 @@ def main() -> None:
         return emb.to_tensor(p).numpy()
 
     t = time.time()
-    pictures, held_out = test_pictures()
     x = np.concatenate([pre(pictures[i : i + 16]) for i in range(0, len(pictures), 16)])
     held = np.array(held_out)
     calib = pre(verification_pictures())

@@ -10,10 +10,11 @@
 (b) embedding on this machine's device with the tiny test model (random weights): the
     whole worker pipeline (queue → triage → decode → normalise → embed → index, with
     decode processes; every image embedded, no volume sampling) against the bare model
-    forward on ready tensors. With ``--biomedclip`` (and always when CUDA is present)
-    BiomedCLIP's architecture at random weights too: bare forward fp32 vs autocast (AMP:
-    fp16 on CUDA, bf16 on CPUs that have it), and the autocast model bare vs through the
-    worker.
+    forward on ready tensors. With ``--biomedclip`` on a CPU, BiomedCLIP's architecture at
+    random weights through the embedder as a node loads it: torch fp32, torch bf16 and the
+    CPU engine (OpenVINO int8 and bf16), images/s and cosine to fp32 (``bench/cpu_engine.py
+    --only-embedder`` prints the same table); when CUDA is present, its bare forward fp32
+    vs autocast.
 (c) usearch HNSW (cosine, f16 by default, connectivity 16, expansion_add 128 — the index
     defaults): build time, memory, single-query p50/p99 and recall@10 against exact numpy
     search (the peer) for several ``expansion_search``, on two sets of unit 512-d vectors:
@@ -187,7 +188,13 @@ def bench_embed(folder: Path, biomedclip: bool, n_images: int) -> None:
     print(f"  {'':<44} (the pipeline/bare gap is decoding 512x512 CT on {os.cpu_count()} cores;"
           " the tiny model itself is nearly free)")
 
-    if biomedclip or device == "cuda":
+    if biomedclip and device == "cpu":
+        # through the embedder, as a node loads it: torch fp32 / bf16 and the CPU engine
+        from bench.cpu_engine import embedder_table, test_pictures
+
+        folder_b = write_random_model_dir(MODELS / "biomedclip", folder / "biomedclip")
+        embedder_table(folder_b, test_pictures()[0], rounds=8)
+    elif device == "cuda":
         folder_b = write_random_model_dir(MODELS / "biomedclip", folder / "biomedclip")
         bs = 64 if device == "cuda" else 8
         x = torch.randn(bs, 3, 224, 224)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from node.errors import StartupError
 from node.operations import Operation
@@ -34,7 +34,14 @@ __all__ = ["EmbedderLoader", "Indexing"]
 
 log = logging.getLogger("node.supervisor")
 
-EmbedderLoader = Callable[[Settings], "Embedder"]
+
+class EmbedderLoader(Protocol):
+    """Loads the model the settings name (``node.runtime.load_model``); tells
+    ``on_progress`` what takes time (the first export of the image tower's engine)."""
+
+    def __call__(self, settings: Settings, *,
+                 on_progress: Callable[[str], None] | None = None) -> Embedder: ...
+
 
 #: how long stopping waits for the worker (a batch in hand)
 _JOIN_S = 30.0
@@ -80,7 +87,7 @@ class Indexing:
                 if model.status in (ModelStatusValues.READY, ModelStatusValues.REBUILDING):
                     return
                 try:
-                    embedder = self._loader(self.settings)
+                    embedder = self._loader(self.settings, on_progress=model.set_loading)
                     if self._stop.is_set():
                         return  # stopped while loading: leave the indexes alone
                     index_set = open_index(self.settings, embedder)
@@ -98,7 +105,8 @@ class Indexing:
                         announced = reason
                 else:
                     model.set_ready(embedder, index_set)
-                    log.info("model ready: %s", embedder.identity)
+                    log.info("model ready: %s (image tower: %s)", embedder.identity,
+                             embedder.engine)
                     if self.settings.worker.enabled and not self._stop.is_set():
                         self._start_worker(embedder, index_set)
                     return
@@ -152,7 +160,7 @@ class Indexing:
                                "so it cannot rebuild; enable its worker")
         settings = self.settings if model is None else _with_model(self.settings, model)
         op.progress("loading the model", 0)
-        embedder = self._loader(settings)
+        embedder = self._loader(settings, on_progress=lambda doing: op.progress(doing, 0))
         state = self.services.model
         with self._lock:
             if self._stop.is_set():

@@ -5,16 +5,20 @@ the settings, the ingest path, per-thread catalog connections, the model state a
 administrative operations the running node performs. :func:`load_model` and
 :func:`open_index` build the embedder and the indexes from the settings (torch and
 open_clip are imported only then; an ``hf-hub:`` model that can be had neither from the
-local cache nor from the hub fails first, in seconds); :func:`volume_sampling` is the
-worker's ``[indexer]`` sampling.
+local cache nor from the hub fails first, in seconds). On a CPU the embedder runs the
+image tower on the engine ``[model] engine`` names, exported once into
+``data_dir/engines``; while it exports, the model's state says so. :func:`volume_sampling`
+is the worker's ``[indexer]`` sampling.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from node.errors import ModelNotReady
@@ -28,8 +32,8 @@ if TYPE_CHECKING:
     from node.backfill.manager import BackfillManager
     from node.operations import Operations
 
-__all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index",
-           "volume_sampling"]
+__all__ = ["ModelState", "ModelStatusValues", "Services", "engines_dir", "load_model",
+           "open_index", "volume_sampling"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,13 @@ class ModelState:
             self.status, self.reason = ModelStatusValues.READY, None
         self.ready.set()
 
+    def set_loading(self, reason: str) -> None:
+        """What the load is doing now (e.g. exporting the image tower); ignored unless the
+        model is loading (or was unavailable and is now loading after all)."""
+        with self._lock:
+            if self.status in (ModelStatusValues.LOADING, ModelStatusValues.UNAVAILABLE):
+                self.status, self.reason = ModelStatusValues.LOADING, reason
+
     def set_unavailable(self, reason: str) -> None:
         with self._lock:
             self.status, self.reason = ModelStatusValues.UNAVAILABLE, reason
@@ -84,8 +95,13 @@ class ModelState:
             return self.embedder, self.index_set
 
     def as_json(self) -> dict[str, object]:
-        identity = getattr(self.embedder, "identity", None)
-        return {"status": self.status.value, "reason": self.reason, "identity": identity}
+        """Status, reason, the model's identity and the engine that runs its image tower
+        (e.g. ``openvino int8``, ``torch bf16``; None until loaded)."""
+        with self._lock:
+            identity = getattr(self.embedder, "identity", None)
+            engine = getattr(self.embedder, "engine", None)
+            return {"status": self.status.value, "reason": self.reason, "identity": identity,
+                    "engine": engine}
 
 
 @dataclass
@@ -106,8 +122,11 @@ class Services:
     backfill: BackfillManager | None = None
 
 
-def load_model(settings: Settings) -> Embedder:
-    """The embedder named by ``[model]`` (raises ``ModelUnavailable`` with the fix)."""
+def load_model(settings: Settings, *,
+               on_progress: Callable[[str], None] | None = None) -> Embedder:
+    """The embedder named by ``[model]`` (raises ``ModelUnavailable`` with the fix), its
+    image tower on the engine ``[model] engine`` / ``engine_precision`` choose, cached in
+    ``data_dir/engines``. ``on_progress`` is told what takes time (an export)."""
     from indexer.embedder import load_embedder
     from indexer.model_files import check_available
 
@@ -121,7 +140,16 @@ def load_model(settings: Settings) -> Embedder:
         device=m.device,
         precision=m.precision,
         batch_size=m.batch_size,
+        engine=m.engine,
+        engine_precision=m.engine_precision,
+        cache_dir=engines_dir(settings),
+        on_progress=on_progress,
     )
+
+
+def engines_dir(settings: Settings) -> Path:
+    """Where the image tower's engine exports are kept: ``data_dir/engines``."""
+    return settings.node.data_dir / "engines"
 
 
 def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSet:

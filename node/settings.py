@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from indexer.embedder import DEFAULT_MODEL
+from indexer.embedder import DEFAULT_MODEL, EnginePrecisionValues, EngineValues
 from node.errors import SettingsError
 from node.locations import DATA_DIR_ENV, default_data_dir
 
@@ -182,8 +182,37 @@ class ModelSettings(_Section):
     #: open_clip ``pretrained`` tag for a built-in architecture
     pretrained: str | None = None
     device: str = "auto"
+    #: torch's autocast: on CUDA, and on a CPU when ``engine = "torch"``
     precision: str = "auto"
     batch_size: int = Field(32, ge=1, le=4096)
+    #: the image tower's engine on a CPU: ``auto`` (OpenVINO when installed and
+    #: faithful, else torch), ``openvino`` or ``torch`` (no engine: torch as before)
+    engine: str = "auto"
+    #: the CPU engine's precision: ``auto`` (int8, then bf16, then torch bf16, each only
+    #: when it passes the fidelity check), ``int8``, ``bf16`` or ``fp32``
+    engine_precision: str = "auto"
+
+    @field_validator("engine")
+    @classmethod
+    def _check_engine(cls, v: str) -> str:
+        if v not in EngineValues.ALL:
+            raise ValueError(f"{v!r} is not an engine: use {', '.join(EngineValues.ALL)}")
+        return v
+
+    @field_validator("engine_precision")
+    @classmethod
+    def _check_engine_precision(cls, v: str) -> str:
+        if v not in EnginePrecisionValues.ALL:
+            raise ValueError(f"{v!r} is not an engine precision: use "
+                             f"{', '.join(EnginePrecisionValues.ALL)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_engine_pair(self) -> ModelSettings:
+        if self.engine == EngineValues.TORCH and self.engine_precision == "int8":
+            raise ValueError("engine_precision = \"int8\" needs engine = \"openvino\" or "
+                             "\"auto\"; torch runs fp32 or bf16 (set [model] precision)")
+        return self
 
     @field_validator("device")
     @classmethod

@@ -118,8 +118,10 @@ def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> Runn
                  "free_space_reserve_mb": 0, "stable_after_s": 1.0, "timeout_s": 30},
         "http": {"host": "127.0.0.1", "port": http_port},
         "worker": {"decode_processes": 0, "poll_interval_s": 0.05, "batch_size": 16},
+        # torch fp32: the CPU engine's export costs seconds per data folder; the engine's
+        # own tests (tests/node/test_model_engine.py) start nodes with engine = "openvino"
         "model": {"name": f"local-dir:{model_dir}" if model_dir else "local-dir:/nonexistent",
-                  "precision": "fp32", "batch_size": 16},
+                  "precision": "fp32", "batch_size": 16, "engine": "torch"},
         # the tiny model's weights are random: its image–text cosines mean nothing, so
         # text queries get no floor unless a test sets one (the floor has its own tests)
         "retrieval": {"text_min_score": -1.0},

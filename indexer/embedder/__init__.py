@@ -18,13 +18,20 @@ The model reference (``[model] name``) is any open_clip reference:
 Modules, one concept each: :mod:`~indexer.embedder.loading` (reference to model, with
 :data:`DEFAULT_MODEL`), ``_model`` (:class:`Embedder`), :mod:`~indexer.embedder.
 preprocessing` (pictures to the input tensor), :mod:`~indexer.embedder.precision`
-(device and autocast), :mod:`~indexer.embedder.identity` (what the index records).
+(device and autocast), :mod:`~indexer.embedder.identity` (what the index records),
+:mod:`~indexer.embedder.image_engine` (which engine runs the image tower: on a CPU the
+fidelity-checked engine of :mod:`indexer.engines`, on CUDA torch with autocast).
 """
 
 from __future__ import annotations
 
 from indexer.embedder._model import Embedder
 from indexer.embedder.identity import weights_hash
+from indexer.embedder.image_engine import (
+    EnginePrecisionValues,
+    EngineValues,
+    check_engine_settings,
+)
 from indexer.embedder.loading import DEFAULT_MODEL, load_embedder
 from indexer.embedder.precision import PrecisionValues
 from indexer.errors import ModelUnavailable
@@ -32,8 +39,11 @@ from indexer.errors import ModelUnavailable
 __all__ = [
     "DEFAULT_MODEL",
     "Embedder",
+    "EnginePrecisionValues",
+    "EngineValues",
     "ModelUnavailable",
     "PrecisionValues",
+    "check_engine_settings",
     "load_embedder",
     "weights_hash",
 ]

@@ -1,5 +1,7 @@
 """The :class:`Embedder`: an open_clip model, its preprocessing and tokenizer, on one
-device, turning pictures and texts into unit vectors."""
+device, turning pictures and texts into unit vectors. The image tower runs on torch or,
+on a CPU, on an engine of :mod:`indexer.engines` (:mod:`~indexer.embedder.image_engine`);
+the text tower always on torch."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from indexer.embedder.preprocessing import (
 if TYPE_CHECKING:
     import torch
 
+    from indexer.engines import ImageEncoder
+
 __all__ = ["Embedder"]
 
 
@@ -32,6 +36,10 @@ class Embedder:
     ``embed_images`` and ``embed_texts`` return float32 arrays of shape ``(n, dim)``
     whose rows have unit length. ``identity`` is the model reference plus a short hash
     of the weights: the index stores it and refuses vectors of another identity.
+
+    ``image_encoder``, when given, runs the image tower instead of torch (an engine of
+    this model that passed the fidelity check, :func:`indexer.engines.open_image_encoder`;
+    its identity must be this model's). ``engine`` names what runs the image tower.
     """
 
     def __init__(
@@ -45,6 +53,7 @@ class Embedder:
         autocast_dtype: PrecisionValues | str | None = None,
         batch_size: int = 32,
         identity: str | None = None,
+        image_encoder: ImageEncoder | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -66,14 +75,39 @@ class Embedder:
         self.image_size = image_size(model)
         self._normalisation = standard_normalisation(preprocess, self.image_size)
         self.identity = identity or f"{display_name(name)}@{weights_hash(model)}"
+        if image_encoder is not None and image_encoder.identity != self.identity:
+            raise ValueError(
+                f"image_encoder is an engine of {image_encoder.identity!r}, not of this "
+                f"model {self.identity!r}"
+            )
+        self._image_encoder = image_encoder
+        self.engine = self._engine_name()
         self.dim = int(self.embed_images([np.zeros((8, 8, 3), np.uint8)]).shape[1])
+        if image_encoder is not None:
+            self._check_engine_dim()
 
     def __repr__(self) -> str:
         autocast = None if self.autocast_dtype is None else self.autocast_dtype.value
         return (
             f"Embedder(identity={self.identity!r}, dim={self.dim}, device={self.device!r}, "
-            f"autocast={autocast!r})"
+            f"autocast={autocast!r}, engine={self.engine!r})"
         )
+
+    def _engine_name(self) -> str:
+        if self._image_encoder is not None:
+            return self._image_encoder.engine
+        precision = "fp32" if self.autocast_dtype is None else self.autocast_dtype.value
+        on = self.device.split(":")[0]
+        return f"torch {precision}" + ("" if on == "cpu" else f" ({on})")
+
+    def _check_engine_dim(self) -> None:
+        import torch
+
+        probe = self.to_tensor([np.zeros((8, 8, 3), np.uint8)])
+        with torch.inference_mode(), self._autocast():
+            torch_dim = int(self._model.encode_image(probe.to(self.device)).shape[1])
+        if torch_dim != self.dim:
+            raise ValueError(f"image_encoder gives {self.dim}-d vectors, the model {torch_dim}-d")
 
     def _autocast(self) -> Any:
         import torch
@@ -104,6 +138,9 @@ class Embedder:
         """One forward of the image tower on preprocessed pixels (no batching)."""
         import torch
 
+        if self._image_encoder is not None:
+            x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+            return unit_rows(self._image_encoder.encode(x))
         with torch.inference_mode(), self._autocast():
             feats = self._model.encode_image(batch.to(self.device, non_blocking=True))
         return unit_rows(feats.float().cpu().numpy())

@@ -12,13 +12,25 @@ import copy
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from indexer._enums import to_member
 from indexer.embedder._model import Embedder
-from indexer.embedder.identity import LOCAL_DIR
+from indexer.embedder.identity import LOCAL_DIR, display_name, weights_hash
+from indexer.embedder.image_engine import (
+    EnginePrecisionValues,
+    EngineValues,
+    Progress,
+    check_engine_settings,
+    open_engine,
+)
 from indexer.embedder.precision import PrecisionValues, resolve_autocast, resolve_device
+from indexer.embedder.preprocessing import image_size, standard_normalisation, to_tensor
 from indexer.errors import ModelUnavailable
 
 __all__ = ["DEFAULT_MODEL", "load_embedder", "local_text_override"]
@@ -82,16 +94,28 @@ def load_embedder(
     device: str = "auto",
     precision: PrecisionValues | str = PrecisionValues.AUTO,
     batch_size: int = 32,
+    engine: str = EngineValues.TORCH,
+    engine_precision: str = EnginePrecisionValues.AUTO,
+    cache_dir: str | os.PathLike[str] | None = None,
+    on_progress: Progress | None = None,
 ) -> Embedder:
     """Build an :class:`Embedder` from an open_clip model reference.
 
     ``path``, when given, is a local model folder and wins over ``name``. Raises
     :class:`ModelUnavailable` (saying why and how to provide the weights) when the model
     cannot be loaded: no hub, no folder, no weights, no tokenizer files.
+
+    ``precision`` is torch's autocast (on CUDA, and on a CPU with ``engine="torch"``).
+    ``engine`` (``auto`` | ``openvino`` | ``torch``, default torch) and
+    ``engine_precision`` (``auto`` | ``int8`` | ``bf16`` | ``fp32``) choose the image
+    tower's engine on a CPU (:mod:`~indexer.embedder.image_engine`); an engine other than
+    torch needs ``cache_dir`` for its export (the node's ``data_dir/engines``), and tells
+    ``on_progress`` what takes time (the first export of a model takes minutes).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     wanted = to_member(PrecisionValues, precision, name="precision")
+    check_engine_settings(engine, engine_precision)
     if path is not None:
         p = Path(path)
         if p.is_file():
@@ -129,6 +153,20 @@ def load_embedder(
     model.eval()
     if dev.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
+    identity = f"{display_name(name)}@{weights_hash(model)}"
+    size = image_size(model)
+    normalisation = standard_normalisation(preprocess, size)
+
+    def preprocessed(pictures: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        tensor = to_tensor(pictures, preprocess=preprocess, size=size,
+                           normalisation=normalisation)
+        return np.asarray(tensor.numpy(), dtype=np.float32)
+
+    encoder = open_engine(
+        model.visual, device=dev, identity=identity, image_size=size,
+        preprocess=preprocessed, engine=engine, precision=engine_precision,
+        cache_dir=None if cache_dir is None else Path(cache_dir), on_progress=on_progress,
+    )
     embedder = Embedder(
         model=model,
         preprocess=preprocess,
@@ -137,6 +175,8 @@ def load_embedder(
         device=dev,
         autocast_dtype=autocast,
         batch_size=batch_size,
+        identity=identity,
+        image_encoder=encoder,
     )
     log.info("model loaded: %r", embedder)
     return embedder

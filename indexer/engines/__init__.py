@@ -9,7 +9,8 @@ torch when no engine passes. The text tower stays on torch.
 Modules, one concept each: ``_encoder`` (the :class:`ImageEncoder` protocol and the
 allowed values), ``torch_eager`` (the reference and fallback), ``openvino`` (export,
 quantization, inference), ``fidelity`` (the check and its pictures), ``factory``
-(choosing, caching and verifying).
+(choosing, caching and verifying), ``_quiet`` (library output during an export goes to
+the log at DEBUG).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from indexer.engines._encoder import (
     ImageEncoder,
     unit_rows,
 )
-from indexer.engines.factory import candidates, open_image_encoder
+from indexer.engines.factory import Progress, candidates, open_image_encoder
 from indexer.engines.fidelity import (
     MIN_COSINE,
     FidelityReport,
@@ -35,6 +36,7 @@ __all__ = [
     "EngineValues",
     "FidelityReport",
     "ImageEncoder",
+    "Progress",
     "TorchImageEncoder",
     "candidates",
     "check_fidelity",

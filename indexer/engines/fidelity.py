@@ -15,8 +15,13 @@ The same pictures calibrate int8 quantization.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
+import os
+import subprocess
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +40,8 @@ __all__ = [
     "encode_all",
     "verification_pictures",
 ]
+
+log = logging.getLogger(__name__)
 
 MIN_COSINE = 0.995
 
@@ -66,7 +73,54 @@ class FidelityReport:
 
 
 def verification_pictures() -> list[npt.NDArray[np.uint8]]:
-    """Every distinct picture pydicom's own test files normalise to, in file-name order."""
+    """Every distinct picture pydicom's own test files normalise to, in file-name order.
+
+    Decoded once per process, by a child Python: the test files are odd on purpose
+    (truncated JPEG 2000, 12-bit JPEG Extended...), and the C decoders print about them
+    on standard error; the child's output goes to the log at DEBUG (and a decoder that
+    crashes on one of them cannot take the node down)."""
+    return list(_verification_pictures())
+
+
+@functools.lru_cache(maxsize=1)
+def _verification_pictures() -> tuple[npt.NDArray[np.uint8], ...]:
+    pictures = _decode_in_child()
+    if pictures is None:  # no child process here: decode in ours (the decoders may print)
+        pictures = _distinct_pictures()
+    for picture in pictures:
+        picture.setflags(write=False)
+    return tuple(pictures)
+
+
+def _decode_in_child() -> list[npt.NDArray[np.uint8]] | None:
+    """The pictures, decoded by a child Python (its output to the log at DEBUG); None
+    when no child could do it."""
+    with tempfile.TemporaryDirectory(prefix="precedent-verification-") as tmp:
+        out = Path(tmp) / "pictures.npz"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        code = "import sys; from indexer.engines.fidelity import _write_pictures; " \
+               "_write_pictures(sys.argv[1])"
+        try:
+            done = subprocess.run([sys.executable, "-c", code, str(out)], env=env,
+                                  capture_output=True, timeout=600, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.debug("verification pictures: no child process (%s)", exc)
+            return None
+        printed = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
+        if printed:
+            log.debug("decoders printed while reading pydicom's test files: %s", printed)
+        if done.returncode != 0 or not out.is_file():
+            return None
+        with np.load(out) as data:
+            return [np.asarray(data[f"arr_{i}"], dtype=np.uint8) for i in range(len(data.files))]
+
+
+def _write_pictures(path: str) -> None:
+    """In the child: the distinct pictures, in order, into an ``.npz`` at ``path``."""
+    np.savez(path, *_distinct_pictures())
+
+
+def _distinct_pictures() -> list[npt.NDArray[np.uint8]]:
     import pydicom
 
     folder = Path(pydicom.__file__).parent / "data" / "test_files"

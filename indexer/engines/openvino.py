@@ -93,7 +93,8 @@ def _bf16_scope(model: Any) -> Any:
 
 def quantize_int8(model: Any, calibration: npt.NDArray[np.float32], *, batch_size: int = 8) -> Any:
     """NNCF post-training int8 quantization of ``model`` calibrated on ``calibration``
-    (preprocessed pictures)."""
+    (preprocessed pictures). NNCF prints progress bars: run it inside
+    :func:`indexer.engines._quiet.quiet`, as the factory does."""
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
@@ -102,24 +103,18 @@ def quantize_int8(model: Any, calibration: npt.NDArray[np.float32], *, batch_siz
 
     if len(calibration) == 0:
         raise ValueError("int8 quantization needs at least one calibration picture")
-    nncf_log = logging.getLogger("nncf")
-    level = nncf_log.level
-    nncf_log.setLevel(logging.WARNING)  # NNCF's progress bars and per-layer notes
-    try:
-        batches = [calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)]
-        return nncf.quantize(
-            model,
-            nncf.Dataset(batches),
-            model_type=nncf.ModelType.TRANSFORMER,
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-            subset_size=len(batches),
-            ignored_scope=_bf16_scope(model),
-            advanced_parameters=AdvancedQuantizationParameters(
-                smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=SMOOTH_QUANT_ALPHA)
-            ),
-        )
-    finally:
-        nncf_log.setLevel(level)
+    batches = [calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)]
+    return nncf.quantize(
+        model,
+        nncf.Dataset(batches),
+        model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=len(batches),
+        ignored_scope=_bf16_scope(model),
+        advanced_parameters=AdvancedQuantizationParameters(
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=SMOOTH_QUANT_ALPHA)
+        ),
+    )
 
 
 def save(model: Any, folder: Path) -> Path:

@@ -199,7 +199,7 @@ def _here(settings: Settings, args: argparse.Namespace) -> int:
         _print_outcomes(dict(_import_here(settings, files)))
         if args.no_index:
             return 0
-    embedder = load_model(settings)
+    embedder = load_model(settings, on_progress=note)
     if args.action == "rebuild":
         # a rebuild re-embeds everything: the way to change the model
         index_set = open_index(settings)

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         + held,
         "queue: " + ", ".join(f"{k} {v}" for k, v in data["queue"]["by_state"].items()),
         *(f"  failed: {n} × {why}" for why, n in data["queue"]["failed_reasons"].items()),
-        f"model: {model['status']}" + (f": {model['reason']}" if model.get("reason") else ""),
+        f"model: {model['status']}" + (f": {model['reason']}" if model.get("reason") else "")
+        + (f" (image tower on {model['engine']})" if model.get("engine") else ""),
         f"index built with: {data['index_model'] or '(nothing indexed yet)'}",
     ]
     print_data(data, args.json, "\n".join(lines))

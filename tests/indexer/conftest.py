@@ -25,3 +25,12 @@ def tiny_embedder(tiny_dir: Path):  # type: ignore[no-untyped-def]
     from indexer.embedder import load_embedder
 
     return load_embedder(name=f"local-dir:{tiny_dir}", device="cpu", precision="fp32", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def biomedclip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """BiomedCLIP's real architecture (timm ViT-B/16 + PubMedBERT-shaped BERT) with random
+    weights, as a ``local-dir:`` folder (written once per session: about 10 s)."""
+    from tests._models import write_random_model_dir
+
+    return write_random_model_dir(MODELS / "biomedclip", tmp_path_factory.mktemp("biomedclip"))

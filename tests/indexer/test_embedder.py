@@ -130,10 +130,10 @@ def test_arguments_are_validated(tiny_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_biomedclip_architecture_loads_offline_from_a_local_folder(tmp_path: Path) -> None:
+def test_biomedclip_architecture_loads_offline_from_a_local_folder(biomedclip_dir: Path) -> None:
     """BiomedCLIP's real architecture (timm ViT-B/16 + PubMedBERT-shaped BERT), random
     weights, through the same ``local-dir:`` setting a hospital uses for the real ones."""
-    folder = write_random_model_dir(MODELS / "biomedclip", tmp_path / "biomedclip")
+    folder = biomedclip_dir
     cfg = json.loads((folder / "open_clip_config.json").read_text())
     assert cfg["model_cfg"]["vision_cfg"]["timm_model_name"] == "vit_base_patch16_224"
     emb = load_embedder(name=f"local-dir:{folder}", device="cpu", batch_size=2)
@@ -142,3 +142,100 @@ def test_biomedclip_architecture_loads_offline_from_a_local_folder(tmp_path: Pat
     t = emb.embed_texts(["left pleural effusion"])
     assert v.shape == t.shape == (1, 512)
     np.testing.assert_allclose(np.linalg.norm(np.concatenate([v, t]), axis=1), 1.0, atol=1e-3)
+
+
+# -- the image tower's engine ---------------------------------------------------------
+
+
+def _real_pictures() -> list[np.ndarray]:
+    """A CT, an MR and a colour secondary capture from pydicom's test files."""
+    import pydicom
+
+    names = ("CT_small.dcm", "MR_small.dcm", "SC_rgb_dcmtk_+eb+cr.dcm")
+    return [normalise_dataset(pydicom.dcmread(PYDICOM_FILES / n)).pixels for n in names]  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engines")
+
+
+def test_on_a_cpu_the_image_tower_runs_on_the_engine(
+    tiny_dir: Path, tiny_embedder: Embedder, engine_cache: Path
+) -> None:
+    """Same identity, same dimension, vectors within the fidelity threshold of torch fp32;
+    the text tower stays on torch (identical vectors)."""
+    pytest.importorskip("openvino")
+    from indexer.engines import MIN_COSINE
+
+    emb = load_embedder(path=tiny_dir, device="cpu", precision="fp32", engine="openvino",
+                        engine_precision="int8", cache_dir=engine_cache)
+    assert emb.engine == "openvino int8" and tiny_embedder.engine == "torch fp32"
+    assert emb.identity == tiny_embedder.identity and emb.dim == tiny_embedder.dim
+    assert "engine='openvino int8'" in repr(emb)
+    pictures = _real_pictures()
+    ours, torch_fp32 = emb.embed_images(pictures), tiny_embedder.embed_images(pictures)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert float(np.sum(ours * torch_fp32, axis=1).min()) >= MIN_COSINE
+    tensor = emb.to_tensor(pictures)
+    np.testing.assert_allclose(emb.embed_tensor(tensor), ours, atol=1e-6)
+    texts = ["left pneumothorax", "no acute findings"]
+    np.testing.assert_array_equal(emb.embed_texts(texts), tiny_embedder.embed_texts(texts))
+
+
+def test_the_first_load_exports_and_says_so_the_next_reads_the_cache(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("openvino")
+    said: list[str] = []
+    load_embedder(path=tiny_dir, device="cpu", engine="auto", engine_precision="bf16",
+                  cache_dir=tmp_path, on_progress=said.append)
+    assert said == ["exporting the image tower to OpenVINO bf16 (first start with this model; "
+                    "minutes on a CPU for BiomedCLIP)"]
+    [artefact] = list(tmp_path.iterdir())
+    written = (artefact / "image_tower.bin").stat().st_mtime_ns
+    said.clear()
+    again = load_embedder(path=tiny_dir, device="cpu", engine="auto", engine_precision="bf16",
+                          cache_dir=tmp_path, on_progress=said.append)
+    assert again.engine == "openvino bf16"
+    assert said == ["checking the cached OpenVINO bf16 image tower against torch fp32"]
+    assert (artefact / "image_tower.bin").stat().st_mtime_ns == written
+
+
+def test_the_export_prints_nothing_on_the_console(
+    tiny_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """NNCF's progress bars, torch's tracer warnings and the decoders' complaints about
+    pydicom's odd test files go to the log at DEBUG, not to the node's console."""
+    pytest.importorskip("openvino")
+    capfd.readouterr()
+    emb = load_embedder(path=tiny_dir, device="cpu", engine="openvino", engine_precision="int8",
+                        cache_dir=tmp_path)
+    assert emb.engine == "openvino int8"
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_engine_torch_turns_the_engine_off(tiny_dir: Path, tmp_path: Path) -> None:
+    emb = load_embedder(path=tiny_dir, device="cpu", precision="bf16", engine="torch",
+                        cache_dir=tmp_path)
+    assert emb.engine == "torch bf16" and list(tmp_path.iterdir()) == []
+
+
+def test_engine_settings_are_checked(tiny_dir: Path) -> None:
+    with pytest.raises(ValueError, match="needs a cache folder"):
+        load_embedder(path=tiny_dir, device="cpu", engine="auto")
+    with pytest.raises(ValueError, match=r"engine must be one of \('auto', 'torch', 'openvino'\), got 'tensorrt'"):
+        load_embedder(path=tiny_dir, device="cpu", engine="tensorrt")
+    with pytest.raises(ValueError, match="int8 needs the openvino engine"):
+        load_embedder(path=tiny_dir, device="cpu", engine="torch", engine_precision="int8")
+
+
+def test_an_image_encoder_of_another_model_is_refused(tiny_embedder: Embedder) -> None:
+    from indexer.engines import TorchImageEncoder
+
+    foreign = TorchImageEncoder(tiny_embedder._model.visual, identity="other@123", precision="fp32")
+    with pytest.raises(ValueError, match="image_encoder is an engine of 'other@123'"):
+        Embedder(model=tiny_embedder._model, preprocess=tiny_embedder._preprocess,
+                 tokenizer=tiny_embedder._tokenizer, name="x", image_encoder=foreign,
+                 identity=tiny_embedder.identity)

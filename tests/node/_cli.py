@@ -23,11 +23,13 @@ REPO = Path(__file__).parents[2]
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of an admin's shell: HOME of its own, the repository importable,
-    no PRECEDENT_* settings, the hub offline, fp32 and no decoding processes (fast)."""
+    no PRECEDENT_* settings, the hub offline, torch fp32 (no CPU engine export) and no
+    decoding processes (fast)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PRECEDENT_", "HF_", "XDG_"))}
     env.update({"HOME": str(home), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
                 "HF_HOME": str(home / "hf"), "PRECEDENT_MODEL__PRECISION": "fp32",
+                "PRECEDENT_MODEL__ENGINE": "torch",
                 "PRECEDENT_WORKER__DECODE_PROCESSES": "0"})
     env.update(extra)
     return env

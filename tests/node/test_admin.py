@@ -145,7 +145,8 @@ def test_rest_operations_import_and_rebuild(make_node, tmp_path: Path) -> None:
         assert op["state"] == "failed"
         assert op["error"].startswith("model folder /nonexistent does not exist")
         health = admin.get("/health").json()
-        assert health["model"] == {"status": "ready", "reason": None, "identity": identity}
+        assert health["model"] == {"status": "ready", "reason": None, "identity": identity,
+                                   "engine": "torch fp32"}
 
         csv_body = "StudyInstanceUID,text\n1.2.3.4,report\n"
         r = admin.post("/admin/reports/import", content=csv_body,

@@ -39,7 +39,7 @@ def test_stop_ends_an_automatic_kos_waiting_on_a_model_that_never_loads(
     loading = threading.Event()
     release = threading.Event()
 
-    def never_loads(settings: Settings) -> Embedder:
+    def never_loads(settings: Settings, **_: object) -> Embedder:
         loading.set()
         release.wait(120)  # the test lets the loader go once the node has stopped
         raise ModelUnavailable("released by the test")
