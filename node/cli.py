@@ -180,6 +180,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=settings.log_level.value,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import pydicom.config
+
+    # pydicom's warnings on invalid values quote the value (a name sent as a UID) at
+    # WARNING; the node keeps what it receives as received, so it does not validate it
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     for note in catalog_notes(settings):
         log.info("%s", note)
     Node(settings).serve_forever()

@@ -24,7 +24,9 @@ from node.retrieval.similar_query import MAX_LIMIT, SimilarQuery
 from node.retrieval.stored import StoredObject, find_stored_object, stored_vector
 from node.retrieval.upload import (
     UPLOAD_MEDIA_TYPES,
+    DecodeBudget,
     DecodedUpload,
+    UploadLimits,
     UploadMediaTypeValues,
     decode_upload,
 )
@@ -36,10 +38,12 @@ __all__ = [
     "UPLOAD_MEDIA_TYPES",
     "Case",
     "Consensus",
+    "DecodeBudget",
     "DecodedUpload",
     "SimilarAnswer",
     "SimilarQuery",
     "StoredObject",
+    "UploadLimits",
     "UploadMediaTypeValues",
     "consensus",
     "decode_upload",

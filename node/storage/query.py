@@ -12,12 +12,18 @@ Matching, per key (an empty value, or ``*``, matches everything):
 
 ========================  ==============================================================
 UI (UIDs)                 single UID or a list ``uid1\\uid2`` (any of them)
-DA, TM                    single value or a range ``A-B``, ``-B``, ``A-`` (inclusive)
+DA, TM                    single value or a range ``A-B``, ``-B``, ``A-`` (inclusive);
+                          each a real date (no month 13) or time of day (hours 00-23)
 PN                        single value or wildcards ``*`` ``?``, case-insensitive
 other strings             single value or wildcards, case-sensitive; ``A\\B`` for
                           Modality and ModalitiesInStudy matches any of them
 IS, US                    single integer
 ========================  ==============================================================
+
+A value that still holds a control character once its padding (spaces, a UID's
+trailing NUL) is stripped is refused, whatever the VR. QIDO-RS values carry no padding:
+:mod:`node.web.qido` refuses any control character, so ``PatientName=%00`` is a 400,
+not a universal match.
 
 Keys of the query level and of the levels above it take part in matching (so QIDO's
 ``/series?PatientID=…`` and a C-FIND SERIES query with a study key both work). The
@@ -45,7 +51,10 @@ from node.storage._attributes import (
     attribute_keyword,
     attribute_vr,
     element_value,
+    has_control_character,
     is_supported,
+    is_valid_da,
+    is_valid_tm,
     supported_keys,
 )
 
@@ -60,8 +69,11 @@ __all__ = [
     "find",
     "find_files",
     "find_values",
+    "has_control_character",
     "instance_files",
     "is_supported",
+    "is_valid_da",
+    "is_valid_tm",
     "supported_keys",
 ]
 
@@ -173,10 +185,14 @@ def _glob(value: str) -> str:
 
 
 def _condition(attribute: Attribute, raw: str) -> tuple[str, list[object]] | None:
-    value = raw.strip().strip("\x00").strip()
+    keyword, vr = attribute.keyword, attribute.vr
+    value = raw.strip().strip("\x00").strip()  # padding: spaces, and NUL after a UI
+    if has_control_character(value):
+        raise InvalidQuery(f"{keyword} value holds a control character: send printable "
+                           "text (or leave the key empty to match any value)",
+                           attribute=keyword, short=f"{keyword}: control character in value")
     if value in ("", "*"):
         return None  # universal matching
-    keyword, vr = attribute.keyword, attribute.vr
     if attribute.computed:  # ModalitiesInStudy / SOPClassesInStudy: any of the values
         column = "x.modality" if keyword == "ModalitiesInStudy" else "x.sop_class_uid"
         table = "series" if keyword == "ModalitiesInStudy" else "instances"
@@ -221,7 +237,7 @@ def _condition(attribute: Attribute, raw: str) -> tuple[str, list[object]] | Non
 
 
 def _range(keyword: str, vr: str, column: str, value: str) -> tuple[str, list[object]]:
-    pattern = _DATE if vr == "DA" else _TIME
+    pattern, valid = (_DATE, is_valid_da) if vr == "DA" else (_TIME, is_valid_tm)
     form = "YYYYMMDD" if vr == "DA" else "HHMMSS"
     low, dash, high = value.partition("-")
     low, high = low.strip(), high.strip()
@@ -231,6 +247,12 @@ def _range(keyword: str, vr: str, column: str, value: str) -> tuple[str, list[ob
                 f"{keyword} value {value[:40]!r} is not a {vr}: use {form}, or a range "
                 f"{form}-{form}, -{form} or {form}-", attribute=keyword,
                 short=f"{keyword}: use {form} or a range {form}-{form}")
+        if part and not valid(part):
+            what = "day (month 01-12, a day the month has)" if vr == "DA" else \
+                "time of day (hours 00-23, minutes 00-59, seconds 00-60)"
+            raise InvalidQuery(f"{keyword} value {value[:40]!r} is not a {vr}: {part} is not "
+                               f"a {what}", attribute=keyword,
+                               short=f"{keyword}: {part} is not a valid {vr}")
     if not dash:
         if vr == "TM":  # a partial time matches every time it is a prefix of
             return f"substr({column}, 1, ?) = ?", [len(low), low]

@@ -8,7 +8,10 @@ header says so). UID values may be lists separated by ``,`` or ``\\``.
 
 Each answer carries the attributes PS3.18 table 10.6.3-3/-4/-5 requires for its level
 (those the catalog holds) and ``RetrieveURL``, built from ``[http] public_url`` or the
-request's own base URL. Unknown parameters and bad values are 400 problems naming them.
+request's own base URL. Unknown parameters and bad values are 400 problems naming them:
+a date that is no day (``StudyDate=20241301``), a time that is no time of day, a value
+holding a control character (``PatientName=%00``, which would otherwise read as empty and
+match every study).
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from collections.abc import Iterable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from node.errors import BadRequest, NotAcceptable
+from node.errors import BadRequest, InvalidQuery, NotAcceptable
 from node.runtime import Services
 from node.storage.query import (
     QueryLevelValues,
     attribute_keyword,
+    has_control_character,
     is_supported,
     supported_keys,
 )
@@ -81,6 +85,10 @@ def parse_search(items: Iterable[tuple[str, str]], level: QueryLevelValues,
                 raise BadRequest(f"query parameter '{name[:64]}' is not known: use a DICOM "
                                  "keyword or tag (e.g. PatientID or 00100020), includefield, "
                                  "limit, offset or fuzzymatching")
+            if has_control_character(value):  # %00 would otherwise read as an empty value
+                raise InvalidQuery(f"query parameter '{name[:64]}' holds a control character "
+                                   "(such as %00): send printable text, or leave the "
+                                   "parameter out to match any value", attribute=keyword)
             if not is_supported(keyword, level):
                 warnings.append(f'299 precedent "{keyword} is not supported for matching '
                                 f'at this level and was ignored"')
