@@ -6,6 +6,10 @@ Routers import this module, the other private helpers and the domain; never a si
 router nor the composition root (:mod:`node.web.app`), which puts the
 :class:`~node.runtime.Services` and the :class:`~node.retrieval.UploadLimits` on
 ``app.state`` for :func:`services` and :func:`upload_limits` to hand out.
+
+The dependencies here do no I/O and are ``async``: FastAPI runs a plain ``def``
+dependency in its thread pool, one round trip per dependency and request, which under
+load costs more than the route itself (each hop waits for the GIL twice).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ PROBLEM_JSON = "application/problem+json"
 OCTET_STREAM = "application/octet-stream"
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     """The node's parts, as :func:`node.web.app.create_app` was given them."""
     found: Services = request.app.state.services
     return found
@@ -55,7 +59,7 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def upload_limits(request: Request) -> UploadLimits:
+async def upload_limits(request: Request) -> UploadLimits:
     """What similar-case uploads may decode to, one and all together (one per app)."""
     found: UploadLimits = request.app.state.upload_limits
     return found
@@ -64,7 +68,7 @@ def upload_limits(request: Request) -> UploadLimits:
 UploadLimitsDep = Annotated[UploadLimits, Depends(upload_limits)]
 
 
-def dicomweb_base(request: Request, services: ServicesDep) -> str:
+async def dicomweb_base(request: Request, services: ServicesDep) -> str:
     """The DICOMweb root clients should use (``RetrieveURL``, report links):
     ``[http] public_url`` + ``/dicom-web``, or the request's own base URL."""
     public = services.settings.http.public_url

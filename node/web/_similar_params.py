@@ -74,7 +74,7 @@ class SimilarParams:
             positive=self.positive, negative=self.negative)
 
 
-def _similar_params(
+async def _similar_params(  # async: no thread-pool hop (see node.web._deps)
     limit: _Limit = 10, modality: _Modality = None, body_part: _BodyPart = None,
     study_date: _StudyDate = None, exclude_patient: _ExcludePatient = None,
     positive: _Feedback = [],  # noqa: B006

@@ -5,7 +5,7 @@ imports this module but :mod:`node.web`'s ``__init__``."""
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 
 from node.retrieval import UploadLimits
@@ -22,12 +22,18 @@ from node.web import (
     stow,
     wado,
 )
-from node.web._deps import DICOMWEB_PREFIX
+from node.web._deps import DICOMWEB_PREFIX, ServicesDep
 from node.web.access_log import AccessLog, route_words
 from node.web.auth import require_read
 from node.web.problems import install_problem_handlers
 
 __all__ = ["create_app"]
+
+
+async def _read_scope(request: Request, services: ServicesDep) -> None:
+    """:func:`~node.web.auth.require_read`, run on the event loop: it does no I/O, and a
+    plain ``def`` dependency costs a thread-pool round trip on every request."""
+    require_read(request, services)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -47,7 +53,7 @@ def create_app(services: Services) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Accept"],
             expose_headers=["Precedent-Consensus"],
         )
-    read = [Depends(require_read)]
+    read = [Depends(_read_scope)]
     for module in (qido, wado, rendered, stow, similar, reports, kos):
         app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(delete.router, prefix=DICOMWEB_PREFIX, dependencies=read)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from node.errors import BadRequest, InvalidQuery, NotAcceptable
 from node.runtime import Services
@@ -31,6 +31,7 @@ from node.storage.query import (
     supported_keys,
 )
 from node.web._deps import DICOM_JSON, BaseUrlDep, ServicesDep
+from node.web._dicom_json import DicomJSONResponse
 from node.web._qido_answer import qido_answers, required_keys
 
 __all__ = ["parse_search", "router"]
@@ -108,7 +109,7 @@ def _search(
     *,
     path_filters: dict[str, str] | None = None,
     also: tuple[QueryLevelValues, ...] = (),
-) -> JSONResponse:
+) -> Response:
     """Run one QIDO-RS search; ``also`` names the levels above whose required attributes
     each answer carries too (as Orthanc does: a series answer says whose study it is)."""
     filters, include, include_all, limit, offset, warnings = parse_search(
@@ -119,10 +120,10 @@ def _search(
     body = qido_answers(services.connections.get(), level, filters, keys, base,
                         limit=limit, offset=offset)
     headers = {"Warning": ", ".join(warnings)} if warnings else None
-    return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
+    return DicomJSONResponse(body, headers=headers)
 
 
-def _check_accept(request: Request) -> None:
+async def _check_accept(request: Request) -> None:  # async: no thread-pool hop
     accept = request.headers.get("accept", "")
     if accept and not any(t in accept for t in ("json", "*/*", "application/*")):
         raise NotAcceptable(f"QIDO-RS answers only {DICOM_JSON} (or application/json); "
@@ -135,26 +136,26 @@ _STUDY, _SERIES, _IMAGE = (QueryLevelValues.STUDY, QueryLevelValues.SERIES,
 
 
 @router.get("/studies", summary="Search for studies")
-def search_studies(request: Request, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def search_studies(request: Request, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _search(request, services, base, _STUDY)
 
 
 @router.get("/studies/{study}/series", summary="Search for series of a study")
 def search_study_series(study: str, request: Request, services: ServicesDep,
-                        base: BaseUrlDep) -> JSONResponse:
+                        base: BaseUrlDep) -> Response:
     return _search(request, services, base, _SERIES,
                    path_filters={"StudyInstanceUID": study}, also=(_STUDY,))
 
 
 @router.get("/series", summary="Search for series")
-def search_series(request: Request, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def search_series(request: Request, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _search(request, services, base, _SERIES, also=(_STUDY,))
 
 
 @router.get("/studies/{study}/series/{series}/instances",
             summary="Search for instances of a series")
 def search_series_instances(study: str, series: str, request: Request, services: ServicesDep,
-                            base: BaseUrlDep) -> JSONResponse:
+                            base: BaseUrlDep) -> Response:
     return _search(request, services, base, _IMAGE,
                    path_filters={"StudyInstanceUID": study, "SeriesInstanceUID": series},
                    also=(_STUDY, _SERIES))
@@ -162,11 +163,11 @@ def search_series_instances(study: str, series: str, request: Request, services:
 
 @router.get("/studies/{study}/instances", summary="Search for instances of a study")
 def search_study_instances(study: str, request: Request, services: ServicesDep,
-                           base: BaseUrlDep) -> JSONResponse:
+                           base: BaseUrlDep) -> Response:
     return _search(request, services, base, _IMAGE, path_filters={"StudyInstanceUID": study},
                    also=(_STUDY, _SERIES))
 
 
 @router.get("/instances", summary="Search for instances")
-def search_instances(request: Request, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def search_instances(request: Request, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _search(request, services, base, _IMAGE, also=(_STUDY, _SERIES))

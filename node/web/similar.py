@@ -15,8 +15,6 @@ are the domain's exceptions, answered by :mod:`node.web.problems`.
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -33,7 +31,8 @@ from node.retrieval import (
 )
 from node.runtime import Services
 from node.storage.query import QueryLevelValues
-from node.web._deps import DICOM_JSON, BaseUrlDep, ServicesDep, UploadLimitsDep, check_uid
+from node.web._deps import BaseUrlDep, ServicesDep, UploadLimitsDep, check_uid
+from node.web._dicom_json import DicomJSONResponse
 from node.web._similar_answer import answer_headers, answer_json
 from node.web._similar_params import SimilarParams, SimilarParamsDep
 
@@ -46,7 +45,7 @@ MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 def _respond(services: Services, answer: SimilarAnswer, base: str) -> Response:
     body = answer_json(services.connections.get(), answer, base)
-    return Response(json.dumps(body), media_type=DICOM_JSON, headers=answer_headers(answer))
+    return DicomJSONResponse(body, headers=answer_headers(answer))
 
 
 def _stored(services: Services, base: str, *, study: str, series: str | None,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydicom.dataelem import DataElement
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -40,7 +40,8 @@ from pydicom.uid import (
 from node.errors import BadRequest, NotAcceptable, UnknownObject
 from node.runtime import Services
 from node.storage.query import InstanceFile
-from node.web._deps import DICOM, DICOM_JSON, OCTET_STREAM, BaseUrlDep, ServicesDep
+from node.web._deps import DICOM, OCTET_STREAM, BaseUrlDep, ServicesDep
+from node.web._dicom_json import DicomJSONResponse
 from node.web._wado import check_multipart, multipart, single_part, stored_files, stored_path
 
 __all__ = ["router"]
@@ -98,7 +99,7 @@ def retrieve_instance(study: str, series: str, instance: str, request: Request,
 # --------------------------------------------------------------------------- metadata
 
 
-def _metadata(services: Services, base: str, files: list[InstanceFile]) -> JSONResponse:
+def _metadata(services: Services, base: str, files: list[InstanceFile]) -> Response:
     body = []
     for f in files:
         url = (f"{base}/studies/{f.study_instance_uid}/series/{f.series_instance_uid}"
@@ -116,25 +117,25 @@ def _metadata(services: Services, base: str, files: list[InstanceFile]) -> JSONR
                 ds.get("BitsAllocated", 8) > 8 else "OB"
             item["7FE00010"] = {"vr": vr, "BulkDataURI": f"{url}/bulk/7FE00010"}
         body.append(item)
-    return JSONResponse(body, media_type=DICOM_JSON)
+    return DicomJSONResponse(body)
 
 
 @router.get("/studies/{study}/metadata", summary="Metadata of a study's instances")
-def study_metadata(study: str, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def study_metadata(study: str, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _metadata(services, base, stored_files(services, study))
 
 
 @router.get("/studies/{study}/series/{series}/metadata",
             summary="Metadata of a series' instances")
 def series_metadata(study: str, series: str, services: ServicesDep,
-                    base: BaseUrlDep) -> JSONResponse:
+                    base: BaseUrlDep) -> Response:
     return _metadata(services, base, stored_files(services, study, series))
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/metadata",
             summary="Metadata of an instance")
 def instance_metadata(study: str, series: str, instance: str, services: ServicesDep,
-                      base: BaseUrlDep) -> JSONResponse:
+                      base: BaseUrlDep) -> Response:
     return _metadata(services, base, stored_files(services, study, series, instance))
 
 
