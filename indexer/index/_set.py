@@ -62,6 +62,9 @@ class IndexSet:
         self.index_dir = Path(index_dir)
         self._connections = ThreadConnections(self.db_path, schema=ensure_schema)
         self._lock = threading.RLock()
+        #: held by :meth:`save` and :meth:`apply` only: a save (a second or so at 100,000
+        #: vectors) excludes changes to the indexes, not searches
+        self._write_lock = threading.Lock()
         self._indexes: dict[LevelValues, Any] = {}
         self._loaded_generation = -1
         self._bound: tuple[str, int] | None = None
@@ -215,11 +218,13 @@ class IndexSet:
     def save(self) -> None:
         """Save each index atomically (temporary file, fsync, rename), then its sidecar."""
         identity, dim = self.identity, self.dim
-        with self._lock:
-            for level, index in self._indexes.items():
+        with self._write_lock:  # no change meanwhile; searches go on (saving only reads)
+            with self._lock:
+                indexes, generation = list(self._indexes.items()), self._loaded_generation
+            for level, index in indexes:
                 _files.save(
                     self.index_dir, level, index, self.hnsw,
-                    identity=identity, dim=dim, generation=self._loaded_generation,
+                    identity=identity, dim=dim, generation=generation,
                 )
 
     # -- writes -----------------------------------------------------------------------
@@ -266,7 +271,7 @@ class IndexSet:
         """Bring the in-memory indexes in step with a committed change of ``vectors``."""
         if changes.empty:
             return
-        with self._lock:
+        with self._write_lock, self._lock:
             for level, key in changes.removed:
                 index = self._indexes.get(level)
                 if index is not None and key in index:
