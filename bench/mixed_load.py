@@ -26,6 +26,8 @@ meanwhile. Goals (issue 9): node similar p99 ≤ 100 ms, node QIDO-RS p99 ≤ Or
 ``--cache DIR`` keeps the prepared catalog (vectors, HNSW files) and Orthanc's loaded
 storage between runs (they take minutes to build); each run works on a copy.
 ``--py-spy FILE`` records the node with py-spy during its phase (``py-spy`` on PATH).
+``--node-from DIR`` runs the node from another checkout (a before/after comparison on
+the same prepared data: ``--node-from /path/to/main``).
 
     .venv/bin/python bench/mixed_load.py [--seconds 60] [--rate 40] [--cache /tmp/mixed]
 """
@@ -314,15 +316,16 @@ def _report(node: Phase, orthanc: Phase) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def _start_node(folder: Path, model: Path) -> tuple[subprocess.Popen[bytes], str, int]:
+def _start_node(folder: Path, model: Path,
+                checkout: Path) -> tuple[subprocess.Popen[bytes], str, int]:
     http_port, dimse_port = free_port(), free_port()
     log = (folder / "node.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "node", "serve", "--data-dir", str(folder / "data"), "--host",
          "127.0.0.1", "--dimse-port", str(dimse_port), "--http-port", str(http_port),
          "--model", f"local-dir:{model}", "--allow-any-source"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        env={**os.environ, "PRECEDENT_NODE__FREE_SPACE_RESERVE_MB": "0",
+        stdout=log, stderr=subprocess.STDOUT, cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout), "PRECEDENT_NODE__FREE_SPACE_RESERVE_MB": "0",
              "PRECEDENT_MODEL__PRECISION": "fp32", "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{http_port}"
     deadline = time.monotonic() + 600
@@ -351,6 +354,8 @@ def main() -> None:
     parser.add_argument("--query-threads", type=int, default=8)
     parser.add_argument("--cache", type=Path, help="keep the prepared data here")
     parser.add_argument("--py-spy", type=Path, help="record the node's phase to this file")
+    parser.add_argument("--node-from", type=Path, default=ROOT,
+                        help="the checkout the node runs from (default: this one)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="precedent-mixed-"))
     cache = args.cache or tmp / "cache"
@@ -374,7 +379,7 @@ def main() -> None:
     shutil.copytree(orthanc_cache, storage)
     orthanc = start_orthanc(tmp / "orthanc", extra_config={
         "StorageDirectory": str(storage), "IndexDirectory": str(storage)})
-    node, url, dimse_port = _start_node(tmp / "node", model)
+    node, url, dimse_port = _start_node(tmp / "node", model, args.node_from.resolve())
     spy = None
     try:
         http = httpx.Client(base_url=url, timeout=30)
@@ -384,7 +389,7 @@ def main() -> None:
 
         _query(f"{url}/dicom-web", args.studies, 2, 5, similar=True)  # warm up
         _query(orthanc.dicomweb_url, args.studies, 2, 5, similar=False)
-        print(f"node pid {node.pid}; measuring {args.seconds:.0f} s per server, "
+        print(f"node from {args.node_from}, pid {node.pid}; measuring {args.seconds:.0f} s per server, "
               f"{args.rate:.0f} instances/s ingested, {args.query_threads} query threads",
               flush=True)
         if args.py_spy:

@@ -252,6 +252,24 @@ def test_the_engine_refuses_control_characters_left_after_padding() -> None:
     assert info.value.comment == "PatientName: control character in value"
 
 
+def test_a_name_prefix_reads_the_name_index_not_every_study(web_node) -> None:  # type: ignore[no-untyped-def]
+    """``PatientName=Doe^J*`` (OHIF's and PACS' usual search) is a range of the name
+    index; a pattern that starts with a wildcard has to scan."""
+    from node.storage.query import Query
+
+    conn = web_node.services.connections.get()
+
+    def plan(pattern: str) -> str:
+        sql, params = Query(level="STUDY", filters={"PatientName": pattern},
+                            return_keys=["StudyInstanceUID"]).sql()
+        return " ".join(str(tuple(r)[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
+                                                               params))
+
+    assert "USING INDEX studies_patient_name" in plan("Doe^J*")
+    assert "USING INDEX studies_patient_name" in plan("doe^?ohn")
+    assert "SCAN st" in plan("*John")
+
+
 def test_a_datetime_key_is_not_matched_silently(client: DICOMwebClient) -> None:
     """The catalog holds no DT attribute: such a key is ignored, and the answer says so."""
     response = client._http_get(f"{client.base_url}/studies",
