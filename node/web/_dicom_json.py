@@ -73,17 +73,17 @@ def json_value(vr: str, value: object) -> list[object]:
     return list(values)
 
 
-def find_json(conn: sqlite3.Connection, query: Query) -> list[dict[str, dict[str, object]]]:
+def find_json(conn: sqlite3.Connection, query: Query) -> list[dict[str, dict[str, Any]]]:
     """The matches of ``query``, each a DICOM JSON object keyed by tag (``0020000D``);
     an empty attribute has its ``vr`` and no ``Value``."""
     columns = [(keyword, f"{tag_for_keyword(keyword):08X}", attribute_vr(keyword))
                for keyword in query.return_keys]
     answers = []
     for values in find_values(conn, query):
-        answer: dict[str, dict[str, object]] = {}
+        answer: dict[str, dict[str, Any]] = {}
         for keyword, tag, vr in columns:
             value = values[keyword]
-            element: dict[str, object] = {"vr": vr}
+            element: dict[str, Any] = {"vr": vr}
             if value is not None:
                 converted = json_value(vr, value)
                 if converted:
