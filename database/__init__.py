@@ -1,37 +1,66 @@
-"""One way to open the catalog and one way to run a transaction on it.
+"""One way to open the catalog and one way to run a transaction on it, on SQLite (the
+default, one file beside the data) or PostgreSQL (psycopg 3, several processes and
+machines on one catalog).
 
 Every package that keeps tables in the catalog (``node.storage``, ``indexer``) opens its
 connections with :func:`connect`, holds one per thread with :class:`ThreadConnections`,
-and writes inside :func:`transaction`. Each package creates its own tables through a
-schema function it owns; this package knows no table.
+creates its tables with :func:`execute_schema` and writes inside :func:`transaction`, or
+:func:`retrying` where a transaction may collide with a concurrent one (PostgreSQL
+answers such a collision with a serialization failure or a deadlock, never SQLite, whose
+writers queue up). This package knows no table.
 
-The helper knows its dialect (:class:`DialectValues`): today only SQLite. A second
-dialect (PostgreSQL through psycopg 3, issue 13) is a new member, a connector and a
-``BEGIN`` form here; the SQL the packages write is kept to forms both dialects accept
-(``INSERT … ON CONFLICT … DO UPDATE/NOTHING`` rather than ``INSERT OR REPLACE``), with
-the placeholder the dialect names.
+The packages write one SQL for both dialects (:class:`DialectValues`): ``?`` parameters
+(translated for psycopg), ``INSERT … ON CONFLICT … DO UPDATE/NOTHING`` rather than
+``INSERT OR REPLACE``, ``RETURNING``, SQLite's type names in schema scripts (translated
+for PostgreSQL by :func:`translate_schema`). Rows read by position and by name on both.
+Driver errors are caught as :data:`DatabaseError` / :data:`IntegrityError`.
 
 This package imports no other package of the project.
 """
 
 from __future__ import annotations
 
-from database._connect import Connection, connect
-from database._dialect import DialectValues, UnsupportedDatabase, dialect_for, dialect_of
-from database._errors import DatabaseError, is_disk_full
+from database._connect import Connection, Cursor, connect, is_broken
+from database._ddl import UntranslatableSchema, execute_schema, translate_schema
+from database._dialect import (
+    DialectValues,
+    IsolationValues,
+    UnsupportedDatabase,
+    dialect_for,
+    dialect_of,
+)
+from database._errors import DatabaseError, IntegrityError, is_conflict, is_disk_full
+from database._placeholders import UnsupportedPlaceholder
+from database._postgres import CatalogUnavailable, PostgresConnection, redact
+from database._row import Row
 from database._threads import ThreadConnections
-from database._transaction import NestedTransaction, transaction
+from database._transaction import NestedTransaction, backoff_s, retrying, transaction
 
 __all__ = [
+    "CatalogUnavailable",
     "Connection",
+    "Cursor",
     "DatabaseError",
     "DialectValues",
+    "IntegrityError",
+    "IsolationValues",
     "NestedTransaction",
+    "PostgresConnection",
+    "Row",
     "ThreadConnections",
     "UnsupportedDatabase",
+    "UnsupportedPlaceholder",
+    "UntranslatableSchema",
+    "backoff_s",
     "connect",
     "dialect_for",
     "dialect_of",
+    "execute_schema",
+    "is_broken",
+    "is_conflict",
     "is_disk_full",
+    "redact",
+    "retrying",
     "transaction",
+    "translate_schema",
 ]

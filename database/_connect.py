@@ -1,37 +1,95 @@
-"""Opening a catalog connection: autocommit (transactions are explicit), WAL,
-``synchronous=FULL``, a busy timeout, rows readable by name and by position."""
+"""Opening a catalog connection, whatever the dialect: autocommit (transactions are
+explicit), rows readable by name and by position, ``?`` parameters.
+
+SQLite: WAL, ``synchronous=FULL``, a busy timeout. PostgreSQL: see
+:mod:`database._postgres`.
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 from database._dialect import DialectValues, dialect_for
+from database._postgres import PostgresConnection, connect_postgresql
 
-__all__ = ["BUSY_TIMEOUT_S", "Connection", "connect"]
+__all__ = ["BUSY_TIMEOUT_S", "CatalogConnection", "Connection", "Cursor", "connect", "is_broken"]
 
-#: how long a writer waits for another one's lock before SQLite gives up
+#: how long a SQLite writer waits for another one's lock before SQLite gives up
 BUSY_TIMEOUT_S = 30.0
 
-#: what :func:`connect` returns; a second dialect widens this alias
+
+class Cursor(Protocol):
+    """What a statement returns, on either dialect (rows are read by position and name)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchmany(self, size: int = ..., /) -> list[Any]: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class CatalogConnection(Protocol):
+    """A catalog connection: :class:`sqlite3.Connection` or
+    :class:`database._postgres.PostgresConnection`, through the methods both have."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+    def executescript(self, sql: str, /) -> Cursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+#: what :func:`connect` is typed to return. The packages still annotate their connections
+#: as SQLite's; until they annotate them as :class:`CatalogConnection` (issue 13, when the
+#: packages move to both dialects) this alias stays SQLite's type, and a PostgreSQL
+#: connection, which has the same methods (:func:`_conforms` has mypy check it), is
+#: handed out under it.
 Connection = sqlite3.Connection
 
 
 def connect(target: str | os.PathLike[str]) -> Connection:
-    """Open the catalog at ``target`` (a file path, or ``sqlite:///path``).
+    """Open the catalog at ``target``: a file path or ``sqlite:///path`` (SQLite), or a
+    ``postgresql://user@host:port/database`` URL.
 
     The connection is in autocommit mode: every write goes inside :func:`transaction`.
-    Changes are durable when the transaction commits (WAL, ``synchronous=FULL``). A
-    connection belongs to the thread that uses it (see :class:`ThreadConnections`); it
-    may be handed to another thread before use, so the sqlite3 module's own thread check
-    is off. The folder is created when missing; no table is.
+    Changes are durable when the transaction commits (SQLite: WAL, ``synchronous=FULL``;
+    PostgreSQL: ``synchronous_commit`` at least ``local``). A connection belongs to the
+    thread that uses it (see :class:`ThreadConnections`); it may be handed to another
+    thread before use. For SQLite the folder is created when missing; no table is.
     """
-    return _CONNECTORS[dialect_for(target)](os.fspath(target))
+    return cast(Connection, _CONNECTORS[dialect_for(target)](os.fspath(target)))
 
 
-def _connect_sqlite(target: str) -> Connection:
+def is_broken(conn: CatalogConnection) -> bool:
+    """True when the server dropped this connection (PostgreSQL; a SQLite file is never
+    dropped)."""
+    return isinstance(conn, PostgresConnection) and conn.broken
+
+
+def _conforms(conn: PostgresConnection) -> CatalogConnection:
+    """Never called: mypy checks here that the PostgreSQL connection has every method."""
+    return conn
+
+
+def _connect_sqlite(target: str) -> sqlite3.Connection:
     path = Path(target.removeprefix("sqlite://"))
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
@@ -45,6 +103,7 @@ def _connect_sqlite(target: str) -> Connection:
 
 
 #: one connector per dialect
-_CONNECTORS: dict[DialectValues, Callable[[str], Connection]] = {
+_CONNECTORS: dict[DialectValues, Callable[[str], CatalogConnection]] = {
     DialectValues.SQLITE: _connect_sqlite,
+    DialectValues.POSTGRESQL: connect_postgresql,
 }

@@ -1,5 +1,5 @@
-"""The SQL dialects the catalog can be kept in, and how to tell which one a target or a
-connection is."""
+"""The SQL dialects the catalog can be kept in, the isolation levels a transaction may ask
+for, and how to tell which dialect a target or a connection is."""
 
 from __future__ import annotations
 
@@ -7,32 +7,63 @@ import enum
 import os
 import sqlite3
 
-__all__ = ["DialectValues", "UnsupportedDatabase", "dialect_for", "dialect_of"]
+__all__ = [
+    "DialectValues",
+    "IsolationValues",
+    "UnsupportedDatabase",
+    "dialect_for",
+    "dialect_of",
+]
+
+#: URL schemes that name a PostgreSQL catalog (libpq accepts both)
+_POSTGRESQL_SCHEMES = ("postgresql", "postgres")
 
 
 class UnsupportedDatabase(ValueError):
     """A catalog target (file path or URL) names a database this node cannot use."""
 
 
+class IsolationValues(str, enum.Enum):
+    """How much a write transaction is protected from concurrent ones.
+
+    ``serializable`` (the default) behaves as if transactions ran one after another; on
+    PostgreSQL a transaction that cannot be placed in such an order fails with a
+    serialization failure and is run again by :func:`database.retrying`. ``read committed``
+    is for paths designed for concurrency, such as a queue claimed with ``FOR UPDATE SKIP
+    LOCKED``, where serializable would make every pair of claims collide. SQLite runs one
+    writer at a time, so it is serializable whatever is asked.
+    """
+
+    SERIALIZABLE = "serializable"
+    READ_COMMITTED = "read committed"
+
+
 class DialectValues(str, enum.Enum):
     """The database engines the catalog can live in."""
 
     SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
 
     @property
     def placeholder(self) -> str:
-        """The parameter marker of this dialect's driver (``?`` for sqlite3)."""
+        """The parameter marker the packages write (``?``, for both dialects: the
+        PostgreSQL connection translates it to psycopg's ``%s``)."""
         return "?"
 
-    @property
-    def begin(self) -> str:
-        """The statement that opens a write transaction at once (SQLite takes the write
-        lock now, so two writers never deadlock halfway through)."""
-        return "BEGIN IMMEDIATE"
+    def begin(self, isolation: IsolationValues = IsolationValues.SERIALIZABLE) -> str:
+        """The statement that opens a write transaction.
+
+        SQLite takes the write lock at once (``BEGIN IMMEDIATE``), so two writers never
+        deadlock halfway through; PostgreSQL names the isolation level.
+        """
+        if self is DialectValues.SQLITE:
+            return "BEGIN IMMEDIATE"
+        return f"BEGIN ISOLATION LEVEL {IsolationValues(isolation).value.upper()}"
 
 
 def dialect_for(target: str | os.PathLike[str]) -> DialectValues:
-    """The dialect of a catalog target: a file path (or ``sqlite:///path``) is SQLite.
+    """The dialect of a catalog target: a file path (or ``sqlite:///path``) is SQLite, a
+    ``postgresql://…`` (or ``postgres://…``) URL is PostgreSQL.
 
     Raises :class:`UnsupportedDatabase` for a URL of another database.
     """
@@ -40,9 +71,11 @@ def dialect_for(target: str | os.PathLike[str]) -> DialectValues:
     scheme, sep, _ = text.partition("://")
     if not sep or scheme == "sqlite":
         return DialectValues.SQLITE
+    if scheme in _POSTGRESQL_SCHEMES:
+        return DialectValues.POSTGRESQL
     raise UnsupportedDatabase(
-        f"the catalog {scheme}://… is not supported: give the path of a SQLite file "
-        "(PostgreSQL is planned, not available yet)"
+        f"the catalog {scheme}://… is not supported: give the path of a SQLite file or a "
+        "postgresql://user@host:port/database URL"
     )
 
 
@@ -50,4 +83,9 @@ def dialect_of(conn: object) -> DialectValues:
     """The dialect of an open connection."""
     if isinstance(conn, sqlite3.Connection):
         return DialectValues.SQLITE
+    # imported here: the PostgreSQL connection module imports this one
+    from database._postgres import PostgresConnection
+
+    if isinstance(conn, PostgresConnection):
+        return DialectValues.POSTGRESQL
     raise UnsupportedDatabase(f"{type(conn).__name__} is not a catalog connection")

@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from database._connect import Connection, connect
+from database._connect import Connection, connect, is_broken
 
 __all__ = ["ThreadConnections"]
 
@@ -35,8 +35,12 @@ class ThreadConnections:
         self._local = threading.local()
 
     def get(self) -> Connection:
-        """This thread's connection (opened on first use)."""
+        """This thread's connection (opened on first use, and again when the server
+        dropped it)."""
         conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and is_broken(conn):
+            conn.close()
+            conn = None
         if conn is None:
             conn = connect(self.target)
             self._local.conn = conn

@@ -8,7 +8,8 @@ The steps, in the order of the DICOM grayscale pipeline (PS3.4 N.2):
 1. **Frame.** Multi-frame objects give their middle frame (``number_of_frames // 2``):
    for a cine loop, a volume stored as one object or a tomosynthesis stack it is the most
    representative single picture, and only that frame is decoded.
-2. **Decode** with pydicom's pixel plugins (any transfer syntax they handle). YBR_FULL,
+2. **Decode** with pydicom's pixel plugins (any transfer syntax they handle), plus GDCM
+   for 12-bit JPEG Extended streams libjpeg refuses (:mod:`indexer.jpeg_extended`). YBR_FULL,
    YBR_FULL_422 (and the other YBR forms) become RGB in the decoder; PALETTE COLOR goes
    through its lookup table.
 3. **Modality LUT** (rescale slope/intercept, or a Modality LUT Sequence).
@@ -35,6 +36,7 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from indexer import jpeg_extended
 from indexer.voi import VoiSourceValues, apply_window, first_window, voi_to_unit
 
 __all__ = [
@@ -155,6 +157,7 @@ def _with_transfer_syntax(ds: Dataset) -> Dataset:
 def _decode_frame(ds: Dataset, index: int, n_frames: int) -> npt.NDArray[Any]:
     from pydicom.pixels.utils import pixel_array
 
+    jpeg_extended.register()  # 12-bit JPEG Extended through GDCM, after pydicom's plugins
     if "PixelData" in ds and hasattr(ds, "file_meta") and "TransferSyntaxUID" in ds.file_meta:
         try:
             arr = pixel_array(ds, index=index if n_frames > 1 else None)

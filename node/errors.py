@@ -4,6 +4,10 @@
 
     PrecedentError
     ├── SettingsError            a setting is wrong; start-up stops with its message
+    │   └── StartupError         a setting's value cannot be used here (port in use, folder
+    │                            not writable); start-up stops, nothing is left listening
+    ├── DataFolderBusy           another process owns the data folder (the lock's pid)
+    ├── NodeAdminError           the running node could not do an administrative request
     ├── AdminError               an AE-title administration request cannot be done
     │   ├── AlreadyExists        409 on REST, an error line on the command line
     │   └── NotFound             404
@@ -23,6 +27,11 @@
     │   ├── UnknownDestination   404
     │   ├── NothingToSelect      409
     │   └── SendFailed           stored on the node, refused by the destination (502)
+    ├── BackfillError            a backfill cannot be started or changed as asked
+    │   ├── InvalidBackfill      a date, window, rate or source cannot be used (400)
+    │   ├── UnknownBackfill      no backfill has that id (404)
+    │   └── BackfillConflict     not in a state that allows it (409)
+    ├── CollectionError          a collection folder, labels or captions file cannot be read
     └── RequestError             a REST request cannot be used as sent
         ├── BadRequest           a parameter, header or body cannot be used (400)
         ├── Unauthorized         no bearer token, or not a valid one (401, with a challenge)
@@ -46,15 +55,21 @@ from types import MappingProxyType
 __all__ = [
     "AdminError",
     "AlreadyExists",
+    "BackfillConflict",
+    "BackfillError",
     "BadRequest",
     "Busy",
+    "CollectionError",
+    "DataFolderBusy",
     "DuplicateRejected",
     "Forbidden",
     "IngestError",
+    "InvalidBackfill",
     "InvalidInstance",
     "InvalidQuery",
     "KosError",
     "ModelNotReady",
+    "NodeAdminError",
     "NotAcceptable",
     "NotFound",
     "NotIndexed",
@@ -68,7 +83,9 @@ __all__ = [
     "SendFailed",
     "SettingsError",
     "SopClassMismatch",
+    "StartupError",
     "Unauthorized",
+    "UnknownBackfill",
     "UnknownDestination",
     "UnknownObject",
     "UnsupportedMediaType",
@@ -89,6 +106,26 @@ class PrecedentError(Exception):
 
 class SettingsError(PrecedentError):
     """A setting is missing or wrong; the message names it and the allowed values."""
+
+
+class StartupError(SettingsError):
+    """A setting's value cannot be used on this machine now: the port is taken, the data
+    folder cannot be written. The message names the setting and its value."""
+
+
+class DataFolderBusy(PrecedentError):
+    """Another process holds the data folder's lock; ``owner`` is its card (or None)."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, owner: object = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
+class NodeAdminError(PrecedentError):
+    """An administrative request through the running node's admin API failed; the
+    message carries the node's answer."""
 
 
 class AdminError(PrecedentError):
@@ -221,6 +258,32 @@ class SendFailed(KosError):
         super().__init__(message)
         self.sop_instance_uid = sop_instance_uid
         self.series_instance_uid = series_instance_uid
+
+
+class BackfillError(PrecedentError):
+    """A backfill cannot be started, paused, resumed or cancelled as asked."""
+
+
+class InvalidBackfill(BackfillError):
+    """A date, time window, rate, concurrency, modality or source cannot be used."""
+
+
+class UnknownBackfill(BackfillError):
+    """No backfill has the id asked for."""
+
+    http_status = 404
+
+
+class BackfillConflict(BackfillError):
+    """The backfill is not in a state that allows what was asked (resume a cancelled one)."""
+
+    http_status = 409
+
+
+class CollectionError(PrecedentError):
+    """An image collection cannot be imported: the folder, its labels CSV or its captions
+    file is missing or malformed (a broken image is not an error: it is reported and
+    skipped)."""
 
 
 class RequestError(PrecedentError):

@@ -1,9 +1,11 @@
 """The running node's parts, built once at start-up and passed down (no globals).
 
 ``Services`` is what the protocol adapters (DIMSE handlers, REST routes) are given:
-the settings, the ingest path, per-thread catalog connections and the model state.
-:func:`load_model` and :func:`open_index` build the embedder and the indexes from the
-settings (torch and open_clip are imported only then).
+the settings, the ingest path, per-thread catalog connections, the model state and the
+administrative operations the running node performs. :func:`load_model` and
+:func:`open_index` build the embedder and the indexes from the settings (torch and
+open_clip are imported only then; an ``hf-hub:`` model that can be had neither from the
+local cache nor from the hub fails first, in seconds).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from node.storage import Ingest, ThreadConnections
 if TYPE_CHECKING:
     from indexer.embedder import Embedder
     from indexer.index import IndexSet
+    from node.backfill.manager import BackfillManager
+    from node.operations import Operations
 
 __all__ = ["ModelState", "ModelStatusValues", "Services", "load_model", "open_index"]
 
@@ -28,9 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class ModelStatusValues(str, Enum):
+    """Where the model stands; similar-case answers only when ``ready``."""
+
     LOADING = "loading"
     READY = "ready"
     UNAVAILABLE = "unavailable"
+    #: the node re-embeds everything with a new model; answers wait (never mixed)
+    REBUILDING = "rebuilding"
 
 
 class ModelState:
@@ -54,10 +62,21 @@ class ModelState:
         with self._lock:
             self.status, self.reason = ModelStatusValues.UNAVAILABLE, reason
 
+    def set_rebuilding(self, reason: str, index_set: IndexSet | None = None) -> None:
+        """Answers wait until :meth:`set_ready`: the index is being re-embedded. The
+        index set (when given) stays reachable for deletions."""
+        with self._lock:
+            self.ready.clear()
+            self.status, self.reason = ModelStatusValues.REBUILDING, reason
+            self.embedder = None
+            if index_set is not None:
+                self.index_set = index_set
+
     def require(self) -> tuple[Embedder, IndexSet]:
         """The embedder and indexes, or :class:`ModelNotReady` with the reason."""
         with self._lock:
-            if self.embedder is None or self.index_set is None:
+            if (self.status is not ModelStatusValues.READY or self.embedder is None
+                    or self.index_set is None):
                 raise ModelNotReady(self.reason or "the model is not loaded")
             return self.embedder, self.index_set
 
@@ -76,13 +95,22 @@ class Services:
     model: ModelState = field(default_factory=ModelState)
     #: set once the DIMSE listener accepts associations
     dimse_ready: threading.Event = field(default_factory=threading.Event)
+    #: imports and rebuilds the running node performs for its admin API (None outside
+    #: a running node)
+    operations: Operations | None = None
+    #: the node's backfills, once the supervisor has started them (None outside a
+    #: running node)
+    backfill: BackfillManager | None = None
 
 
 def load_model(settings: Settings) -> Embedder:
     """The embedder named by ``[model]`` (raises ``ModelUnavailable`` with the fix)."""
     from indexer.embedder import load_embedder
+    from indexer.model_files import check_available
 
     m = settings.model
+    if m.path is None:
+        check_available(m.name)
     return load_embedder(
         name=m.name,
         path=m.path,

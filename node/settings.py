@@ -1,17 +1,22 @@
 """The one settings object of the node.
 
 Loaded once at start-up, in increasing precedence: built-in defaults; the TOML file
-(``--config``; ``conf/node.example.toml`` documents every key); the catalog, i.e. the
+(``--config``, or found as :mod:`node.locations` says; ``conf/node.example.toml``
+documents every key; relative paths in it count from its folder); the catalog, i.e. the
 node's own AE title and DIMSE port as an admin set them over REST (``PUT /config/ae``,
 the ``node_config`` table), when the caller passes a reader for it (the ``precedent``
 command does); ``PRECEDENT_*`` environment variables (nested with ``__``:
 ``PRECEDENT_NODE__AE_TITLE``); command-line flags. Nothing is read at import time:
 :func:`load_settings` is called by the command line and the result is passed down;
 :func:`catalog_notes` says what the catalog decided, for the start-up log.
+
+The sections, the sources and their order are kept in this one module (a little over
+the house's ~350 lines) so that the whole precedence can be read in one place.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -32,10 +37,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from indexer.embedder import DEFAULT_MODEL
 from node.errors import SettingsError
+from node.locations import DATA_DIR_ENV, default_data_dir
 
 __all__ = [
     "CATALOG_KEYS",
     "DEFAULT_MODEL",
+    "BackfillSettings",
     "CatalogReader",
     "DuplicatePolicyValues",
     "HttpSettings",
@@ -44,11 +51,13 @@ __all__ = [
     "LogLevelValues",
     "ModelSettings",
     "NodeSettings",
+    "RetrievalSettings",
     "Settings",
     "TlsSettings",
     "WorkerSettings",
     "catalog_notes",
     "load_settings",
+    "location_notes",
     "validate_ae_title",
 ]
 
@@ -116,8 +125,11 @@ class NodeSettings(_Section):
     ae_title: str = "PRECEDENT"
     host: str = "0.0.0.0"
     dimse_port: int = Field(11112, ge=1, le=65535)
-    data_dir: Path = Path("precedent-data")
+    #: default: ``$XDG_DATA_HOME/precedent`` (see :mod:`node.locations`)
+    data_dir: Path = Field(default_factory=default_data_dir)
     max_associations: int = Field(16, ge=1, le=1000)
+    #: connections from one host still negotiating (before A-ASSOCIATE-AC); more are closed
+    max_pending_per_host: int = Field(8, ge=1, le=1000)
     #: accept any calling AE title (for a first try-out); off in production
     allow_any_source: bool = False
     duplicate_policy: DuplicatePolicyValues = DuplicatePolicyValues.KEEP_FIRST
@@ -134,15 +146,22 @@ class NodeSettings(_Section):
     def _check_ae(cls, v: str) -> str:
         return validate_ae_title(v)
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return Path(v).expanduser().absolute()
+
 
 class HttpSettings(_Section):
     """The REST side (DICOMweb and the similar-case extension)."""
 
-    host: str = "0.0.0.0"
+    #: loopback by default: a try-out node is reachable from its own machine only
+    host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     #: bearer token for read routes; unset means the REST API is open for reading
     read_token: str | None = None
-    #: bearer token for /config routes and deletion; unset means no admin token needed
+    #: bearer token for the admin routes and deletion; unset: the node makes one at first
+    #: start and keeps it in ``data_dir/admin-token`` (readable by its owner only)
     admin_token: str | None = None
     cors_origins: list[str] = []
     #: the public base URL used in RetrieveURL attributes; default from the request
@@ -227,6 +246,47 @@ class KosSettings(_Section):
         return self
 
 
+class RetrievalSettings(_Section):
+    """What a similar-case answer states: when its majority label is a consensus, and
+    how close a text query's results must be (docs/api.md)."""
+
+    #: ``Precedent-Consensus`` is sent only when at least this many results carry the
+    #: majority label …
+    consensus_min_cases: int = Field(2, ge=1, le=100)
+    #: … and they are at least this share of the results (0 to 1)
+    consensus_min_fraction: float = Field(0.3, ge=0.0, le=1.0)
+    #: text queries: the lowest image–text cosine a result may have (``minScore``
+    #: overrides it; -1: no floor). A starting point for BiomedCLIP, whose matching
+    #: image–text pairs score about 0.3–0.4 and others about 0.1–0.2; calibrate it
+    text_min_score: float = Field(0.2, ge=-1.0, le=1.0)
+
+
+class BackfillSettings(_Section):
+    """Pulling priors from the PACS (``precedent backfill``); the flags of ``backfill
+    start`` override the defaults here for one backfill."""
+
+    #: destination AE titles retrieved with C-GET instead of C-MOVE (a PACS that cannot
+    #: open an association back to the node)
+    c_get_sources: list[str] = []
+    #: simultaneous associations to the PACS per backfill
+    concurrency: int = Field(2, ge=1, le=32)
+    #: days in each C-FIND / QIDO-RS date window (split further when the PACS caps answers)
+    window_days: int = Field(7, ge=1, le=3660)
+    #: the most studies the PACS answers to one query (Orthanc: LimitFindResults): a window
+    #: answered with this many is split; 0: only a C-FIND's final status says so (QIDO-RS
+    #: servers may cut an answer short without saying)
+    answer_limit: int = Field(0, ge=0)
+    #: a study that fails this many times is marked failed (``backfill resume`` retries it)
+    max_attempts: int = Field(5, ge=1, le=100)
+    #: the first retry waits this long; each further one twice as long, up to retry_max_s
+    retry_initial_s: float = Field(30.0, gt=0)
+    retry_max_s: float = Field(3600.0, gt=0)
+    #: how often a held backfill looks again (outside its window, disk low, PACS down)
+    poll_s: float = Field(5.0, gt=0)
+    #: DIMSE and HTTP timeout towards the PACS
+    timeout_s: float = Field(120.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything the node reads at start-up."""
 
@@ -243,9 +303,14 @@ class Settings(BaseSettings):
     index: IndexSettings = IndexSettings()
     worker: WorkerSettings = WorkerSettings()
     kos: KosSettings = KosSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    backfill: BackfillSettings = BackfillSettings()
     log_level: LogLevelValues = LogLevelValues.INFO
     #: the ``[node]`` values the catalog held when loaded (see :func:`catalog_notes`)
     _catalog: dict[str, str] = PrivateAttr(default_factory=dict)
+    #: which source decided the data folder, and the settings file (see
+    #: :func:`location_notes`)
+    _locations: tuple[str, str] = PrivateAttr(default=("the default", "none"))
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -310,9 +375,27 @@ def _build(flags: dict[str, Any], file_data: dict[str, Any],
     return loaded
 
 
+def _read_file(config_file: Path) -> dict[str, Any]:
+    """The settings file's values; its relative paths made to count from its folder."""
+    try:
+        data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file {config_file} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise SettingsError(f"config file {config_file} cannot be read ({exc.strerror})") from exc
+    folder = Path(config_file).absolute().parent
+    for section, key in (("node", "data_dir"), ("model", "path")):
+        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            data[section][key] = str(folder / value)
+    return data
+
+
 def load_settings(
     config_file: Path | None = None, overrides: dict[str, Any] | None = None, *,
-    catalog: CatalogReader | None = None,
+    catalog: CatalogReader | None = None, config_source: str = "--config",
 ) -> Settings:
     """Build the settings: defaults < ``config_file`` < catalog < environment <
     ``overrides``.
@@ -320,24 +403,36 @@ def load_settings(
     ``overrides`` is nested like the file (``{"node": {"ae_title": "X"}}``) and holds
     the command-line flags. ``catalog`` reads the catalog's ``node_config`` (the AE
     title and DIMSE port set over REST) from the catalog file the other sources point
-    to; without it the catalog is not a source. Any wrong value raises
-    :class:`SettingsError` naming the setting and what is allowed.
+    to; without it the catalog is not a source. ``config_source`` says how the file was
+    found (for :func:`location_notes`). Any wrong value raises :class:`SettingsError`
+    naming the setting and what is allowed.
     """
-    file_data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            file_data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise SettingsError(f"config file {config_file} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    file_data = _read_file(config_file) if config_file is not None else {}
     flags = overrides or {}
     settings = _build(flags, file_data, {})
-    if catalog is None:
-        return settings
-    # the catalog lives in the data folder, which the other sources name
-    stored = {k: str(v) for k, v in catalog(settings.db_path).items() if k in CATALOG_KEYS}
-    return _build(flags, file_data, stored) if stored else settings
+    if catalog is not None:
+        # the catalog lives in the data folder, which the other sources name
+        stored = {k: str(v) for k, v in catalog(settings.db_path).items()
+                  if k in CATALOG_KEYS}
+        settings = _build(flags, file_data, stored) if stored else settings
+    if "data_dir" in flags.get("node", {}):
+        decided = "--data-dir"
+    elif os.environ.get(DATA_DIR_ENV):
+        decided = DATA_DIR_ENV
+    elif "data_dir" in file_data.get("node", {}):
+        decided = "the settings file"
+    else:
+        decided = "the default"
+    settings._locations = (decided, f"{config_file} ({config_source})" if config_file
+                           else config_source)
+    return settings
+
+
+def location_notes(settings: Settings) -> str:
+    """The one line saying which data folder the settings name and why, and which
+    settings file was read."""
+    decided, config = settings._locations
+    return f"data folder {settings.node.data_dir} (from {decided}); settings file: {config}"
 
 
 def catalog_notes(settings: Settings) -> list[str]:

@@ -1,4 +1,5 @@
-"""What `precedent status` prints: read from the catalog, whether or not the node runs."""
+"""What `precedent status` prints: read from the catalog (never made by reading), and
+the model's state from the running node, found through the data folder's lock."""
 
 from __future__ import annotations
 
@@ -9,44 +10,72 @@ from typing import Any
 
 from indexer import queue
 from indexer.index import model_identity
+from node.data_folder import Owner, OwnerRoleValues, current_owner
 from node.settings import Settings
-from node.storage import connect
 
 __all__ = ["offline_status"]
 
 
-def _live(settings: Settings) -> dict[str, Any] | None:
-    host = "127.0.0.1" if settings.http.host in ("0.0.0.0", "::") else settings.http.host
+def _live(owner: Owner | None) -> dict[str, Any] | None:
+    if owner is None or owner.role is not OwnerRoleValues.NODE or not owner.http_url:
+        return None
     try:
-        with urllib.request.urlopen(f"http://{host}:{settings.http.port}/health", timeout=2) as r:
+        with urllib.request.urlopen(f"{owner.http_url}/health", timeout=2) as r:
             return dict(json.load(r))
+    except urllib.error.HTTPError as exc:  # 503 while starting: still its state
+        try:
+            return dict(json.load(exc))
+        except ValueError:
+            return None
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
 
 def offline_status(settings: Settings) -> dict[str, Any]:
-    """Counts from the catalog; the model's state from the running node when it answers."""
-    conn = connect(settings.db_path)
-    try:
-        counts = queue.counts(conn).to_dict()
-        studies = conn.execute("SELECT count(*) FROM studies").fetchone()[0]
-        instances = conn.execute("SELECT count(*) FROM instances").fetchone()[0]
-        model_id = model_identity(conn)
-    finally:
-        conn.close()
-    live = _live(settings)
+    """Counts from the catalog (zero when there is none yet); the model's state from
+    the running node when one owns the folder and answers."""
+    counts: dict[str, Any] = queue.QueueCounts(
+        by_state={state.value: 0 for state in queue.WorkStateValues},
+        failed_reasons={}, skipped_reasons={}).to_dict()
+    studies = instances = 0
+    model_id = None
+    if settings.db_path.is_file():
+        from node.storage import connect
+
+        conn = connect(settings.db_path)
+        try:
+            counts = queue.counts(conn).to_dict()
+            studies = conn.execute("SELECT count(*) FROM studies").fetchone()[0]
+            instances = conn.execute("SELECT count(*) FROM instances").fetchone()[0]
+            model_id = model_identity(conn)
+        finally:
+            conn.close()
+    owner = current_owner(settings.node.data_dir)
+    live = _live(owner)
+    if live is not None:
+        model = live["model"]
+    elif owner is not None:
+        model = {"status": "unknown", "reason": f"{owner.describe()} owns the data folder "
+                 "but its /health does not answer"}
+    else:
+        model = {"status": "not running",
+                 "reason": "the node is not running; start it with `precedent serve`"}
     return {
         "running": live is not None,
+        "pid": owner.pid if owner is not None else None,
+        "http_url": owner.http_url if owner is not None else None,
+        # what the settings name (the next start), and what the running node uses
         "ae_title": settings.node.ae_title,
         "dimse_port": settings.node.dimse_port,
         "http_port": settings.http.port,
+        "live": None if live is None else {"ae_title": live.get("ae_title"),
+                                           "dimse_port": live.get("dimse_port"),
+                                           "http_url": owner.http_url if owner else None},
         "data_dir": str(settings.node.data_dir),
+        "catalog": settings.db_path.is_file(),
         "studies": studies,
         "instances": instances,
         "queue": counts,
         "index_model": model_id,
-        "model": live["model"] if live else {
-            "status": "not running",
-            "reason": "the node is not running; start it with `precedent serve`",
-        },
+        "model": model,
     }

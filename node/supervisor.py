@@ -1,30 +1,51 @@
-"""The node's service supervisor: it builds the parts, starts them in data-path order and
-stops them all, within seconds.
+"""The node's service supervisor: it takes the data folder, builds the parts, starts them
+in data-path order and stops them all, within seconds.
 
 ::
 
     DIMSE C-STORE ─┐                                    ┌─▶ report extraction (listener)
-    STOW-RS ───────┴─▶ Ingest (file + catalog + queue) ─┤
+    STOW-RS ───────┤                                    │
+    backfill ──────┴─▶ Ingest (file + catalog + queue) ─┤
                                                         └─▶ Worker (decode ▶ normalise
                                                              ▶ embed ▶ index)
                        StabilityMonitor ─▶ study-stable listeners (automatic KOS)
-    REST (FastAPI) ◀── catalog + indexes
+    REST (FastAPI) ◀── catalog + indexes;  admin API ─▶ Operations (import, rebuild,
+                                                        collection), backfills (PACS)
 
 :func:`build_services` makes what the protocol adapters share; :class:`Node` owns the
-threads. Every part waits on the node's one stop event, so :meth:`Node.stop` never
-hangs on a wait. Nothing here runs at import time.
+data folder (its lock, :mod:`node.data_folder`) and the threads. Start-up binds every
+listener or none (:mod:`node.startup`), and says what is open to whom. The model is
+loaded in the background and, while it cannot be, tried again every few seconds (a
+model folder that appears is picked up without a restart). A rebuild with another model
+is the node's own: it stops its worker, switches the index, re-embeds, and answers no
+similar-case query meanwhile. The backfills (:mod:`node.backfill`) run inside the node
+like its operations: what a stop or a crash left in hand is settled before the listeners
+open, the running ones go on once they are open, and at stop their PACS associations are
+aborted before the DIMSE listener their C-MOVEs deliver to goes. Every part waits on the
+node's one stop event, so :meth:`Node.stop` never hangs on a wait. Nothing here runs at
+import time.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from node.runtime import ModelState, Services, load_model, open_index
+from node.data_folder import DataFolderLock, Owner, OwnerRoleValues, admin_token, prepare
+from node.errors import StartupError
+from node.indexing import EmbedderLoader, Indexing
+from node.operations import Operations
+from node.runtime import ModelState, Services, load_model
 from node.settings import Settings
+from node.startup import bind_error, bind_http, client_url, exposure_lines
 from node.storage import Ingest, StabilityMonitor, ThreadConnections
 from node.storage.files import remove_leftovers
 
@@ -32,9 +53,9 @@ if TYPE_CHECKING:
     import uvicorn
     from pynetdicom.transport import ThreadedAssociationServer
 
-    from indexer.embedder import Embedder
-    from indexer.index import IndexSet
     from indexer.worker import Worker
+    from node.backfill.limits import Clock
+    from node.backfill.manager import BackfillManager
     from node.key_objects import AutoKos
     from node.reporting import ReportExtraction
 
@@ -42,19 +63,20 @@ __all__ = ["EmbedderLoader", "Node", "build_services"]
 
 log = logging.getLogger(__name__)
 
-EmbedderLoader = Callable[[Settings], "Embedder"]
-
 #: how long stop waits for a thread that honours the stop event (a batch in hand)
 _JOIN_S = 30.0
 #: how long stop waits for the model to finish loading (it cannot be interrupted; the
 #: thread is a daemon and does nothing more once it sees the stop event)
 _MODEL_JOIN_S = 1.0
+#: how often a model that cannot be loaded is tried again
+MODEL_RETRY_S = 5.0
 
 
 def build_services(settings: Settings) -> Services:
-    """The storage side of the node: ready to ingest before any model is loaded."""
+    """The storage side of the node: ready to ingest before any model is loaded. The
+    caller owns the data folder (holds its lock)."""
     data_dir = settings.node.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare(data_dir)
     removed = remove_leftovers(data_dir)
     if removed:
         log.info("removed %d partial writes left by an interrupted run", removed)
@@ -72,41 +94,98 @@ def build_services(settings: Settings) -> Services:
     )
 
 
+def _with_admin_token(settings: Settings, token: str) -> Settings:
+    return settings.model_copy(
+        update={"http": settings.http.model_copy(update={"admin_token": token})})
+
+
 class Node:
-    """Starts and stops the node's parts: listeners, DIMSE, REST, stability, model and
-    worker."""
+    """Owns a data folder and starts and stops the node's parts: listeners, DIMSE,
+    REST, backfills, stability, model and worker.
+
+    Constructing it takes the data folder's lock (:class:`~node.errors.DataFolderBusy`
+    when another process holds it) and the admin token (made at the first start when
+    none is configured); :meth:`stop` gives the folder up.
+    """
 
     def __init__(self, settings: Settings, *,
-                 embedder_loader: EmbedderLoader = load_model) -> None:
-        self.settings = settings
-        self.services = build_services(settings)
-        self._embedder_loader = embedder_loader
+                 embedder_loader: EmbedderLoader = load_model,
+                 model_retry_s: float = MODEL_RETRY_S,
+                 clock: Clock | None = None) -> None:
+        data_dir = settings.node.data_dir
+        prepare(data_dir)
+        owner = Owner(pid=os.getpid(), role=OwnerRoleValues.NODE, command="precedent serve",
+                      http_url=client_url(settings.http))
+        self._lock = DataFolderLock.acquire(data_dir, owner)
+        built = False
+        try:
+            token, self.admin_token_file = admin_token(data_dir, settings.http.admin_token)
+            token_file = str(self.admin_token_file) if self.admin_token_file else None
+            self._lock.write(replace(owner, admin_token_file=token_file))
+            self.services = build_services(_with_admin_token(settings, token))
+            built = True
+        finally:
+            if not built:
+                self._lock.release()
         self._stop = threading.Event()
         self._stopped = False
         self._threads: dict[str, threading.Thread] = {}
         self._dimse: ThreadedAssociationServer | None = None
         self._http: uvicorn.Server | None = None
+        self._http_socket: socket.socket | None = None
         self.stability = StabilityMonitor(
-            db_path=settings.db_path, quiet_s=settings.node.stable_after_s
+            db_path=self.settings.db_path, quiet_s=self.settings.node.stable_after_s
         )
-        self.worker: Worker | None = None
         self.report_extraction: ReportExtraction | None = None
         self.auto_kos: AutoKos | None = None
+        self.indexing = Indexing(self.services, self._stop, loader=embedder_loader,
+                                 retry_s=model_retry_s, spawn=self._spawn)
+        self.services.operations = Operations(self.services, self._stop,
+                                              rebuild=self.indexing.rebuild)
+        # the backfills run inside the node, like its operations, on its stop event
+        self.backfill = self._backfill_manager(clock)
+        self.services.backfill = self.backfill
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the node runs with (its admin token filled in; the model a
+        rebuild switched to)."""
+        return self.services.settings
+
+    @property
+    def worker(self) -> Worker | None:
+        return self.indexing.worker
 
     # -- the pipeline, in data-path order ----------------------------------------------
 
     def start(self) -> None:
-        """Start every part, in data-path order."""
-        # what follows a stored instance: its report, and (once the study is stable)
-        # the automatic KOS; hooked in before anything can arrive
-        self._install_listeners()
-        # the ways in: DIMSE and REST (STOW-RS, and the similar-case queries)
-        self._start_dimse()
-        self._start_http()
+        """Start every part, in data-path order: every listener, or none (a
+        :class:`~node.errors.StartupError` naming the setting, and the node stopped)."""
+        started = False
+        try:
+            # the HTTP port first: a taken one stops start-up before anything listens
+            self._http_socket = bind_http(self.settings.http)
+            # what follows a stored instance: its report, and (once the study is stable)
+            # the automatic KOS; hooked in before anything can arrive
+            self._install_listeners()
+            # the backfills' plan: what a stop or a crash left in hand is settled before
+            # anything can arrive
+            self.backfill.recover()
+            # the ways in: DIMSE and REST (STOW-RS, and the similar-case queries)
+            self._start_dimse()
+            self._start_http(self._http_socket)
+            started = True
+        finally:
+            if not started:
+                self.stop()
+        self._announce()
+        # the backfills that were running (their C-MOVEs come in through the DIMSE
+        # listener)
+        self.backfill.start()
         # study completeness
         self._spawn("stability", lambda: self.stability.run(self._stop))
         # the model, then the worker that turns the queue into vectors
-        self._spawn("model", self._load_model_and_work)
+        self._spawn("model", self.indexing.load_and_work)
 
     def _install_listeners(self) -> None:
         """Reports extracted at ingest; the automatic KOS on study-stable (when enabled)."""
@@ -116,64 +195,60 @@ class Node:
         self.report_extraction = install_report_extraction(self.services, stop=self._stop)
         self.auto_kos = install_auto_kos(self.services, self.stability, stop=self._stop)
 
+    def _backfill_manager(self, clock: Clock | None) -> BackfillManager:
+        """The node's backfills (:mod:`node.backfill`); ``clock`` is the local time their
+        windows are read on (default: this machine's)."""
+        from node.backfill.limits import local_now
+        from node.backfill.manager import BackfillManager
+
+        return BackfillManager(self.services, stop=self._stop, clock=clock or local_now)
+
     def _start_dimse(self) -> None:
         from node.dimse.scp import start_dimse_server
 
-        self._dimse = start_dimse_server(self.services)
+        node = self.settings.node
+        try:
+            self._dimse = start_dimse_server(self.services)
+        except ssl.SSLError as exc:
+            raise StartupError(f"setting 'node.tls': the certificate or key cannot be used "
+                               f"({exc.reason or exc})") from None
+        except OSError as exc:
+            raise bind_error(exc, host_setting="node.host", host=node.host,
+                             port_setting="node.dimse_port", port=node.dimse_port) from None
 
-    def _start_http(self) -> None:
+    def _start_http(self, sock: socket.socket) -> None:
         import uvicorn
 
         from node.web import create_app
 
-        http = self.settings.http
         config = uvicorn.Config(
-            create_app(self.services), host=http.host, port=http.port,
-            log_level="warning", access_log=False, lifespan="off",
+            create_app(self.services), log_level="warning", access_log=False,
+            lifespan="off",
         )
         server = uvicorn.Server(config)
         self._http = server
-        self._spawn("http", server.run)
+        self._spawn("http", lambda: server.run(sockets=[sock]))
 
-    def _load_model_and_work(self) -> None:
-        from indexer.errors import IndexerError
+    def _announce(self) -> None:
+        """One line each: what is open, and to whom."""
+        from node.storage import aes
 
-        try:
-            embedder = self._embedder_loader(self.settings)
-            if self._stop.is_set():
-                return  # stopped while loading: leave the indexes alone
-            index_set = open_index(self.settings, embedder)
-        except IndexerError as exc:
-            self.services.model.set_unavailable(str(exc))
-            log.error("model unavailable: %s (instances are still received and queued)", exc)
-            return
-        self.services.model.set_ready(embedder, index_set)
-        if self.settings.worker.enabled and not self._stop.is_set():
-            self._start_worker(embedder, index_set)
-
-    def _start_worker(self, embedder: Embedder, index_set: IndexSet) -> None:
-        from indexer.worker import Worker
-
-        w = self.settings.worker
-        worker = Worker(
-            db_path=self.settings.db_path,
-            data_dir=self.settings.node.data_dir,
-            embedder=embedder,
-            index_set=index_set,
-            batch_size=w.batch_size,
-            decode_processes=w.decode_processes,
-            max_attempts=w.max_attempts,
-            poll_interval_s=w.poll_interval_s,
-        )
-        self.worker = worker
-        self._spawn("worker", lambda: worker.run(self._stop))
+        sources = [s.ae_title for s in aes.list_sources(self.services.connections.get())]
+        for line in exposure_lines(self.settings.node, self.settings.http, sources=sources,
+                                   admin_token_file=self.admin_token_file):
+            log.info("%s", line)
 
     # -- life cycle --------------------------------------------------------------------
 
-    def _spawn(self, name: str, target: Callable[[], object]) -> None:
+    def _spawn(self, name: str, target: Callable[[], object]) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"precedent-{name}", daemon=True)
         thread.start()
         self._threads[name] = thread
+        return thread
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.node.data_dir
 
     def wait_http(self, timeout: float = 30.0) -> bool:
         """Wait until the REST server listens."""
@@ -186,12 +261,16 @@ class Node:
         return False
 
     def stop(self) -> None:
-        """Stop every part (once; later calls do nothing) and save the indexes."""
+        """Stop every part (once; later calls do nothing), save the indexes and give the
+        data folder up."""
         if self._stopped:
             return
         self._stopped = True
         self._stop.set()
-        # the ways in first: nothing new arrives
+        self.indexing.signal_stop()
+        # the ways in first: nothing new arrives (the backfills' PACS associations are
+        # aborted before the DIMSE listener their C-MOVEs deliver to goes)
+        self.backfill.close()
         if self._dimse is not None:
             self._dimse.shutdown()
         if self._http is not None:
@@ -206,11 +285,14 @@ class Node:
             if thread.is_alive():
                 log.warning("stopping: the %s thread has not finished; not waiting for it",
                             name)
-        if self.worker is not None:
-            self.worker.close()
+        if self._http_socket is not None:
+            self._http_socket.close()
+        self.indexing.stop_worker()
         index_set = self.services.model.index_set
         if index_set is not None:
             index_set.save()
+        self.services.ingest.close()
+        self._lock.release()
 
     def serve_forever(self) -> None:
         """Run until SIGINT or SIGTERM."""

@@ -22,7 +22,7 @@ from node.settings import Settings, load_settings
 from node.supervisor import Node
 from tests._synthetic import SyntheticStudy, make_studies, to_bytes
 
-pytest_plugins = ["tests._peers"]
+pytest_plugins = ["tests._peers", "tests._logs"]
 
 ASSETS = Path(__file__).parent / "assets"
 TINY_MODEL_CONFIG = ASSETS / "models" / "tiny"
@@ -120,6 +120,9 @@ def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> Runn
         "worker": {"decode_processes": 0, "poll_interval_s": 0.05, "batch_size": 16},
         "model": {"name": f"local-dir:{model_dir}" if model_dir else "local-dir:/nonexistent",
                   "precision": "fp32", "batch_size": 16},
+        # the tiny model's weights are random: its image–text cosines mean nothing, so
+        # text queries get no floor unless a test sets one (the floor has its own tests)
+        "retrieval": {"text_min_score": -1.0},
     }
     for section, items in overrides.items():
         values.setdefault(section, {}).update(items)
@@ -129,8 +132,10 @@ def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> Runn
     if not node.wait_http(30):
         node.stop()
         raise RuntimeError("the node's HTTP server did not start")
-    return RunningNode(node, settings, f"http://127.0.0.1:{http_port}", dimse_port,
-                       admin_token=settings.http.admin_token, read_token=settings.http.read_token)
+    # the node's own settings: its admin token is made at the first start when unset
+    return RunningNode(node, node.settings, f"http://127.0.0.1:{http_port}", dimse_port,
+                       admin_token=node.settings.http.admin_token,
+                       read_token=settings.http.read_token)
 
 
 @pytest.fixture

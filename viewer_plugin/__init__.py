@@ -2,12 +2,14 @@
 the plugin contract, and a small host viewer.
 
 It talks to the node only over HTTP (DICOMweb and the similar-case extension).
-The Qt-free names are importable without PySide6; the panel and the host viewer
-are in :mod:`viewer_plugin.panel` and :mod:`viewer_plugin.host`.
+The Qt-free names are importable without PySide6; the panel, the study browser and
+the host viewer are in :mod:`viewer_plugin.panel`, :mod:`viewer_plugin.study_browser`
+and :mod:`viewer_plugin.host`.
 """
 
 from viewer_plugin.cases import Consensus, KosResult, Report, SimilarCase, SimilarResult
-from viewer_plugin.client import LevelValues, NodeSettings, PrecedentClient, SimilarQuery
+from viewer_plugin.client import PrecedentClient
+from viewer_plugin.connection import DEFAULT_URL, NodeSettings
 from viewer_plugin.contract import ENTRY_POINT_GROUP, ViewerHost, discover_panels, load_panel
 from viewer_plugin.errors import (
     BadQuery,
@@ -22,8 +24,11 @@ from viewer_plugin.errors import (
     TokenRefused,
 )
 from viewer_plugin.model import PanelModel, QueryState
+from viewer_plugin.query import LevelValues, SimilarQuery
+from viewer_plugin.study_search import StudyPage, StudyRow, StudySearch
 
 __all__ = [
+    "DEFAULT_URL",
     "ENTRY_POINT_GROUP",
     "BadQuery",
     "Consensus",
@@ -45,6 +50,9 @@ __all__ = [
     "SimilarCase",
     "SimilarQuery",
     "SimilarResult",
+    "StudyPage",
+    "StudyRow",
+    "StudySearch",
     "TokenRefused",
     "ViewerHost",
     "discover_panels",

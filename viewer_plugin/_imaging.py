@@ -25,9 +25,10 @@ __all__ = [
     "window_to_uint8",
 ]
 
-# name → (center, width) in Hounsfield units (CT)
+# name → (center, width) in Hounsfield units (CT); "Default" is the image's own
+# (see :meth:`StudyImages.default_window`)
 WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
-    "From file": None,
+    "Default": None,
     "Lung": (-600.0, 1500.0),
     "Mediastinum": (50.0, 350.0),
     "Bone": (500.0, 2000.0),
@@ -104,9 +105,46 @@ class StudyImages:
         self._cache: dict[int, np.ndarray] = {}
 
     @property
+    def _first(self) -> Dataset:
+        images = [s.frames[0].dataset for s in self.series if s.frames]
+        return (images or self.datasets or [Dataset()])[0]
+
+    @property
     def description(self) -> str:
-        ds = (self.datasets or [Dataset()])[0]
-        return str(ds.get("StudyDescription", "") or "") or self.study_instance_uid
+        return str(self._first.get("StudyDescription", "") or "") or self.study_instance_uid
+
+    @property
+    def image_count(self) -> int:
+        """Instances with pixels (what the series list shows; KOS, SR and the like are not)."""
+        return sum(len({id(f.dataset) for f in s.frames}) for s in self.series)
+
+    def title(self, *, hide_identity: bool = True) -> str:
+        """A tab title a person can read, never a bare UID.
+
+        The study description; without one, modality, date and accession number. The
+        patient's name comes first only when identities are shown.
+        """
+        ds = self._first
+        description = str(ds.get("StudyDescription", "") or "").strip()
+        if description:
+            parts = [description]
+        else:
+            modality = "/".join(dict.fromkeys(s.modality for s in self.series if s.modality))
+            accession = str(ds.get("AccessionNumber", "") or "").strip()
+            parts = [p for p in (modality or str(ds.get("Modality", "") or ""),
+                                 _date_display(str(ds.get("StudyDate", "") or "")),
+                                 f"Acc {accession}" if accession else "") if p]
+        name = str(ds.get("PatientName", "") or "").replace("^", " ").strip()
+        if name and not hide_identity:
+            parts.insert(0, name)
+        return " · ".join(parts) or "Study without description"
+
+    @property
+    def summary(self) -> str:
+        """``"2 instances, 1 series."``: what is shown, not the non-image objects."""
+        n, m = self.image_count, len(self.series)
+        return (f"{n} instance{'s' if n != 1 else ''}, "
+                f"{m} series." if n else "No images in this study.")
 
     def pixels(self, frame: Frame) -> np.ndarray:
         """The frame after the modality LUT (float32; RGB stays uint8 H×W×3)."""
@@ -121,14 +159,25 @@ class StudyImages:
         return arr[frame.index] if n > 1 else arr
 
     def default_window(self, frame: Frame) -> tuple[float, float]:
-        """(center, width) from the file, else from the frame's range."""
+        """(center, width): the file's window, when it says something about this image.
+
+        A file without a window, or with one as wide as the whole pixel range (common
+        on radiographs: it shows everything and nothing), gets the range of its middle
+        99 % of pixels instead (0.5th to 99.5th percentile), as a reader would set it.
+        """
         ds = frame.dataset
         center, width = _float(ds.get("WindowCenter")), _float(ds.get("WindowWidth"))
-        if center is not None and width is not None and width > 0:
-            return center, width
         arr = self.pixels(frame)
         lo, hi = float(np.min(arr)), float(np.max(arr))
+        if center is not None and width is not None and 0 < width < 0.9 * (hi - lo):
+            return center, width
+        if arr.ndim == 2 and arr.size > 16:
+            lo, hi = (float(v) for v in np.percentile(arr, [0.5, 99.5]))
         return (lo + hi) / 2.0, max(hi - lo, 1.0)
+
+
+def _date_display(d: str) -> str:
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}" if len(d) == 8 and d.isdigit() else d
 
 
 def _slice_order(ds: Dataset) -> tuple[float, float]:

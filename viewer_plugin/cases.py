@@ -3,8 +3,10 @@
 The similar-case extension answers with a QIDO-RS-shaped DICOM JSON array; each
 element carries a private block (creator ``PRECEDENT``, normally at ``(0011,0010)``,
 so its elements are ``(0011,10xx)``) with the score, rank, best instance, report
-excerpt, report URL and labels (see ``docs/internals.md``). These functions turn
-that JSON, and the ``Precedent-Consensus`` header, into frozen dataclasses.
+excerpt, report URL, labels, the best instance's series and, optionally, the score a
+fused answer is ordered by (see ``docs/internals.md``). These functions turn
+that JSON, the ``Precedent-Consensus`` header, and the report and KOS answers, into
+frozen dataclasses.
 No Qt and no network here.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "DOCUMENT_MODALITIES",
     "PRIVATE_CREATOR",
     "Consensus",
     "KosResult",
@@ -23,11 +26,16 @@ __all__ = [
     "SimilarCase",
     "SimilarResult",
     "parse_consensus",
+    "parse_kos_result",
+    "parse_report",
     "parse_similar_case",
     "parse_similar_cases",
 ]
 
 PRIVATE_CREATOR = "PRECEDENT"
+#: modalities of objects that are not images (reports, key objects, presentation
+#: states): left out where a study's modalities are shown ("CR", not "CR/SR")
+DOCUMENT_MODALITIES = frozenset({"SR", "KO", "PR", "DOC"})
 
 # element offsets within the private block (docs/internals.md)
 _SCORE = 0x01
@@ -37,6 +45,7 @@ _REPORT_TEXT = 0x04
 _REPORT_URL = 0x05
 _LABELS = 0x06
 _BEST_SERIES = 0x07  # "viewer needs" addition: the best instance's series UID
+_RANKING_SCORE = 0x08  # optional: what a fused (hybrid) answer is ordered by
 
 DicomJson = Mapping[str, Any]
 
@@ -91,6 +100,7 @@ class SimilarCase:
     report_excerpt: str = ""
     report_url: str = ""
     labels: tuple[str, ...] = ()
+    ranking_score: float | None = None  # a fused answer's ordering score, when the node gives it
 
     @property
     def uid(self) -> str:
@@ -119,6 +129,11 @@ class Consensus:
         """``"7 of 10 similar cases: pneumothorax"``."""
         noun = "similar case" if self.of == 1 else "similar cases"
         return f"{self.count} of {self.of} {noun}: {self.label}"
+
+    @property
+    def support(self) -> float:
+        """The share of the results that carry the label (0 to 1)."""
+        return self.count / self.of if self.of > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +179,15 @@ def parse_similar_case(item: DicomJson) -> SimilarCase:
 
     score_text = private(_SCORE)
     rank_text = private(_RANK)
+    ranking_text = private(_RANKING_SCORE)
     try:
         score = float(score_text) if score_text else float("nan")
     except ValueError as exc:
         raise ValueError(f"the similarity score {score_text!r} is not a number") from exc
+    try:
+        ranking_score = float(ranking_text) if ranking_text else None
+    except ValueError as exc:
+        raise ValueError(f"the ranking score {ranking_text!r} is not a number") from exc
     try:
         rank = int(float(rank_text)) if rank_text else 0
     except ValueError as exc:
@@ -194,6 +214,7 @@ def parse_similar_case(item: DicomJson) -> SimilarCase:
         report_excerpt=private(_REPORT_TEXT),
         report_url=private(_REPORT_URL),
         labels=tuple(_text(v) for v in _values(item, f"{base}{_LABELS:02X}") if _text(v)),
+        ranking_score=ranking_score,
     )
 
 
@@ -221,3 +242,27 @@ def parse_consensus(header: str | None) -> Consensus | None:
     if not label:
         return None
     return Consensus(label=label, count=count, of=of)
+
+
+def parse_report(body: Mapping[str, Any], study_uid: str) -> Report:
+    """The JSON of ``GET /studies/{study}/report`` → :class:`Report`."""
+    if not isinstance(body, Mapping):
+        raise TypeError(f"a report must be a JSON object, got {type(body).__name__}")
+    return Report(
+        study_instance_uid=str(body.get("StudyInstanceUID") or study_uid),
+        text=str(body.get("text") or ""),
+        labels=tuple(str(x) for x in body.get("labels") or ()),
+        source=str(body.get("source") or ""),
+    )
+
+
+def parse_kos_result(body: Mapping[str, Any]) -> KosResult:
+    """The JSON of ``POST /studies/{study}/similar/kos`` → :class:`KosResult`."""
+    if not isinstance(body, Mapping):
+        raise TypeError(f"a KOS answer must be a JSON object, got {type(body).__name__}")
+    return KosResult(
+        sop_instance_uid=str(body.get("SOPInstanceUID") or ""),
+        series_instance_uid=str(body.get("SeriesInstanceUID") or ""),
+        sent_to=body.get("sent_to") or None,
+        raw=body,
+    )

@@ -1,56 +1,48 @@
-"""The Qt-free HTTP client of the node.
+"""The Qt-free client of the node: standard DICOMweb calls and the similar-case extension.
 
-Standard DICOMweb calls (QIDO-RS searches, WADO-RS metadata, instances, rendered)
-go through ``dicomweb_client.DICOMwebClient``; the similar-case extension, reports,
-thumbnails and the KOS route go through the *same* ``requests.Session``, which
-carries the bearer token. Every failure leaves this module as a
-:mod:`viewer_plugin.errors` exception with a plain-words message.
+Standard DICOMweb calls (QIDO-RS searches, WADO-RS series, rendered) go through
+``dicomweb_client.DICOMwebClient``; the similar-case extension, reports, thumbnails
+and the KOS route go through the *same* ``requests.Session``
+(:class:`viewer_plugin._transport.Transport`), which carries the bearer token. Every
+failure leaves this module as a :mod:`viewer_plugin.errors` exception with a
+plain-words message. Answers are parsed by :mod:`viewer_plugin.cases` and
+:mod:`viewer_plugin.study_search`.
 
 The client is cheap to build; the panel builds one per background task, so no
 session is ever shared across threads.
 
-    client = PrecedentClient(NodeSettings(url="http://127.0.0.1:8042", token="…"))
+    client = PrecedentClient(NodeSettings(url="http://127.0.0.1:8080", token="…"))
     result = client.similar_to_study(study_uid, query=SimilarQuery(limit=10))
     for case in result.cases: ...
 """
 
 from __future__ import annotations
 
-import io
-import json
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 from dicomweb_client.api import DICOMwebClient
-from pydicom import Dataset, dcmread
-from pydicom.filewriter import dcmwrite
+from pydicom import Dataset
 
+from viewer_plugin._datasets import encode_dataset, pick_representative
+from viewer_plugin._transport import Transport, uid_segment
 from viewer_plugin.cases import (
     KosResult,
     Report,
     SimilarResult,
     parse_consensus,
+    parse_kos_result,
+    parse_report,
     parse_similar_cases,
 )
-from viewer_plugin.errors import (
-    BadQuery,
-    ModelNotLoaded,
-    NodeFailed,
-    NodeRefused,
-    NodeTimeout,
-    NodeUnreachable,
-    NotFound,
-    PrecedentError,
-    QueryCancelled,
-    TokenRefused,
-)
+from viewer_plugin.connection import CancelToken, NodeSettings, dicomweb_base_url
+from viewer_plugin.errors import BadQuery, NodeFailed, NotFound, TokenRefused
+from viewer_plugin.query import LevelValues, SimilarQuery
+from viewer_plugin.study_search import STUDY_FIELDS, StudyPage, StudySearch, parse_study_row
 
 __all__ = [
+    "KOS_SERIES_DESCRIPTION",
     "CancelToken",
     "LevelValues",
     "NodeSettings",
@@ -62,163 +54,15 @@ __all__ = [
 
 T = TypeVar("T")
 
-
-class LevelValues(str, Enum):
-    """The levels a similar-case query answers at (the panel shows INSTANCE as "Image")."""
-
-    STUDY = "study"
-    SERIES = "series"
-    INSTANCE = "instance"
+#: the Series Description of the KOS series the node writes (``docs/api.md``)
+KOS_SERIES_DESCRIPTION = "Similar cases"
 
 
-def dicomweb_base_url(url: str) -> str:
-    """The DICOMweb base for what a user typed.
-
-    ``http://host:8042`` → ``http://host:8042/dicom-web``; a URL that already has a
-    path (``…/dicom-web``, or a proxy prefix) is kept as given.
-    """
-    url = url.strip()
-    if not url:
-        raise ValueError("url: the node URL is empty")
-    if "://" not in url:
-        url = "http://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"url: scheme {parts.scheme!r} is not http or https")
-    if not parts.netloc:
-        raise ValueError(f"url: {url!r} has no host")
-    path = parts.path.rstrip("/")
-    if not path:
-        path = "/dicom-web"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeSettings:
-    """Where the node is and how to talk to it."""
-
-    url: str
-    token: str = ""
-    timeout: float = 20.0
-
-    def __post_init__(self) -> None:
-        dicomweb_base_url(self.url)  # validates, naming the argument
-        if self.timeout <= 0:
-            raise ValueError(f"timeout: must be positive, got {self.timeout}")
-
-    def __repr__(self) -> str:  # never print the token
-        masked = "set" if self.token else "none"
-        return f"NodeSettings(url={self.url!r}, token=<{masked}>, timeout={self.timeout})"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SimilarQuery:
-    """The parameters every similar-case query shares."""
-
-    level: LevelValues | str = LevelValues.STUDY
-    limit: int = 10
-    modality: str = ""
-    body_part: str = ""
-    study_date: str = ""  # "YYYYMMDD" or "YYYYMMDD-YYYYMMDD" (either side may be empty)
-    exclude_patient: bool = True
-    positive: tuple[str, ...] = ()
-    negative: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "level", LevelValues(self.level))
-        if not 1 <= self.limit <= 100:
-            raise ValueError(f"limit: must be between 1 and 100, got {self.limit}")
-        object.__setattr__(self, "positive", tuple(self.positive))
-        object.__setattr__(self, "negative", tuple(self.negative))
-
-    def params(self) -> list[tuple[str, str]]:
-        """The query string, as (name, value) pairs (``positive``/``negative`` repeat)."""
-        p: list[tuple[str, str]] = [("limit", str(self.limit))]
-        if self.modality:
-            p.append(("Modality", self.modality))
-        if self.body_part:
-            p.append(("BodyPartExamined", self.body_part))
-        if self.study_date.strip("-"):
-            p.append(("StudyDate", self.study_date))
-        p.append(("excludePatient", "true" if self.exclude_patient else "false"))
-        p += [("positive", uid) for uid in self.positive]
-        p += [("negative", uid) for uid in self.negative]
-        return p
-
-
-class CancelToken:
-    """A flag a background task checks between network calls."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
-            raise QueryCancelled()
-
-
-def _problem(response: requests.Response) -> tuple[str, str]:
-    """(title, detail) of an RFC 7807 body, or of a FastAPI ``{"detail": …}`` body."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return "", text[:300] if text and "<html" not in text.lower() else ""
-    if not isinstance(body, Mapping):
-        return "", ""
-    title = str(body.get("title") or "")
-    detail = body.get("detail") or ""
-    if not isinstance(detail, str):  # FastAPI validation errors: a list of dicts
-        detail = json.dumps(detail)[:300]
-    return title, detail
-
-
-def _error_from_response(response: requests.Response) -> NodeRefused:
-    status = response.status_code
-    title, detail = _problem(response)
-    what = detail or title
-    if status == 401:
-        return TokenRefused(
-            "The node refused the access token (401)." if "authorization" in {
-                k.lower() for k in (response.request.headers if response.request else {})
-            } else "The node needs an access token (401).",
-            status=status, title=title, detail=detail,
-        )
-    if status == 403:
-        return TokenRefused(
-            "The access token is not allowed to do this (403).",
-            status=status, title=title, detail=detail,
-            hint="Use a token with the right scope (ask your IT admin).",
-        )
-    if status == 404:
-        return NotFound(
-            f"Not found on the node: {what}" if what else "Not found on the node (404).",
-            status=status, title=title, detail=detail,
-        )
-    if status in (400, 406, 413, 415, 422):
-        return BadQuery(
-            f"The node rejected the query ({status}): {what}" if what
-            else f"The node rejected the query ({status}).",
-            status=status, title=title, detail=detail,
-        )
-    if status == 503:
-        return ModelNotLoaded(
-            f"The node cannot search right now: {what}" if what
-            else "The node cannot search right now (503): its model is not loaded.",
-            status=status, title=title, detail=detail,
-        )
-    return NodeFailed(
-        f"The node answered with an error ({status}): {what}" if what
-        else f"The node answered with an error ({status}).",
-        status=status, title=title, detail=detail,
-    )
+def first_value(item: Mapping[str, Any], tag: str) -> str:
+    """The first value of ``tag`` in a DICOM JSON object, as text (``""`` when absent)."""
+    element = item.get(tag) or {}
+    values = element.get("Value") if isinstance(element, Mapping) else None
+    return str(values[0]) if values else ""
 
 
 class PrecedentClient:
@@ -235,23 +79,27 @@ class PrecedentClient:
         session: requests.Session | None = None,
         cancel: CancelToken | None = None,
     ) -> None:
-        self.settings = settings
-        self.base_url = dicomweb_base_url(settings.url)
-        self.cancel_token = cancel or CancelToken()
-        self._session = session or requests.Session()
-        self._session.headers["Accept-Encoding"] = "gzip, deflate"
-        if settings.token:
-            self._session.headers["Authorization"] = f"Bearer {settings.token}"
+        self._http = Transport(settings, session=session, cancel=cancel)
         self._dicomweb = DICOMwebClient(
-            url=self.base_url, session=self._session, timeout=settings.timeout
+            url=self._http.base_url, session=self._http.session, timeout=settings.timeout
         )
         # the viewer shows errors at once; no silent exponential back-off on 503
         self._dicomweb.set_http_retry_params(retry=False)
 
-    # ---------------------------------------------------------------- plumbing
+    @property
+    def settings(self) -> NodeSettings:
+        return self._http.settings
+
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
+    @property
+    def cancel_token(self) -> CancelToken:
+        return self._http.cancel_token
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
     def __enter__(self) -> Self:
         return self
@@ -260,71 +108,7 @@ class PrecedentClient:
         self.close()
 
     def _guard(self, call: Callable[[], T]) -> T:
-        """Run one network call, mapping every foreign failure to ours."""
-        self.cancel_token.raise_if_cancelled()
-        try:
-            result = call()
-        except PrecedentError:
-            raise
-        except requests.HTTPError as exc:
-            if exc.response is None:
-                raise NodeFailed(f"The node answered with an error: {exc}", status=0) from exc
-            raise _error_from_response(exc.response) from exc
-        except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
-            raise NodeTimeout(self.base_url, self.settings.timeout) from exc
-        except requests.ConnectionError as exc:
-            raise NodeUnreachable(self.base_url) from exc
-        except requests.RequestException as exc:
-            raise NodeFailed(f"The request to the node failed: {exc}", status=0) from exc
-        except (ValueError, KeyError, TypeError) as exc:  # unreadable JSON / DICOM
-            raise NodeFailed(f"The node's answer could not be read: {exc}", status=0) from exc
-        self.cancel_token.raise_if_cancelled()
-        return result
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Sequence[tuple[str, str]] | Mapping[str, Any] | None = None,
-        data: bytes | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
-        response = self._session.request(
-            method, url, params=params, data=data, json=json_body,
-            headers=dict(headers or {}), timeout=self.settings.timeout,
-        )
-        response.raise_for_status()
-        return response
-
-    @staticmethod
-    def _uid(uid: str, name: str) -> str:
-        uid = (uid or "").strip()
-        if not uid or len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid):
-            raise BadQuery(f"{name} {uid!r} is not a DICOM UID.", status=0,
-                           hint="Pick a study the node knows.")
-        return quote(uid, safe=".")
-
-    def _similar(self, method: str, path: str, query: SimilarQuery,
-                 extra: Iterable[tuple[str, str]] = (), *, data: bytes | None = None,
-                 content_type: str | None = None) -> SimilarResult:
-        params = list(query.params()) + list(extra)
-        headers = {"Accept": "application/dicom+json, application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-
-        def call() -> SimilarResult:
-            response = self._request(method, path, params=params, data=data, headers=headers)
-            items = response.json() if response.content else []
-            return SimilarResult(
-                cases=parse_similar_cases(items),
-                consensus=parse_consensus(response.headers.get("Precedent-Consensus")),
-                level=LevelValues(query.level).value,
-            )
-
-        return self._guard(call)
+        return self._http.guard(call)
 
     # ------------------------------------------------------ standard DICOMweb
 
@@ -333,10 +117,24 @@ class PrecedentClient:
         return self._guard(lambda: self._dicomweb.search_for_studies(
             limit=limit, search_filters=filters or None, get_remaining=limit is None))
 
-    def search_series(self, study_uid: str) -> list[dict[str, Any]]:
+    def search_study_page(self, search: StudySearch) -> StudyPage:
+        """One page of QIDO-RS ``/studies`` for the study browser.
+
+        Asks for one study more than the page holds, to know whether there is a next page.
+        """
+        def call() -> StudyPage:
+            items = self._dicomweb.search_for_studies(
+                limit=search.page_size + 1, offset=search.offset, fields=list(STUDY_FIELDS),
+                search_filters=search.filters() or None, get_remaining=False)
+            rows = tuple(parse_study_row(item) for item in items)
+            return StudyPage(search, rows[: search.page_size], len(rows) > search.page_size)
+
+        return self._guard(call)
+
+    def search_series(self, study_uid: str, **filters: str) -> list[dict[str, Any]]:
         """QIDO-RS ``/studies/{study}/series``."""
         return self._guard(lambda: self._dicomweb.search_for_series(
-            study_instance_uid=study_uid))
+            study_instance_uid=study_uid, search_filters=filters or None))
 
     def search_instances(self, study_uid: str, series_uid: str | None = None,
                          **filters: str) -> list[dict[str, Any]]:
@@ -358,7 +156,7 @@ class PrecedentClient:
         """WADO-RS ``/studies/{study}`` one series at a time (cancellable between series)."""
         datasets: list[Dataset] = []
         for series in self.search_series(study_uid):
-            series_uid = _first_value(series, "0020000E")
+            series_uid = first_value(series, "0020000E")
             if series_uid:
                 datasets += self.retrieve_series(study_uid, series_uid)
         return datasets
@@ -373,10 +171,11 @@ class PrecedentClient:
     def thumbnail(self, study_uid: str, series_uid: str, sop_uid: str, *,
                   size: int = 128) -> bytes:
         """WADO-RS ``…/thumbnail``; falls back to ``…/rendered`` with a viewport."""
-        path = (f"/studies/{self._uid(study_uid, 'study')}/series/{self._uid(series_uid, 'series')}"
-                f"/instances/{self._uid(sop_uid, 'instance')}/thumbnail")
+        path = (f"/studies/{uid_segment(study_uid, 'study')}"
+                f"/series/{uid_segment(series_uid, 'series')}"
+                f"/instances/{uid_segment(sop_uid, 'instance')}/thumbnail")
         try:
-            return self._guard(lambda: self._request(
+            return self._guard(lambda: self._http.request(
                 "GET", path, params={"viewport": f"{size},{size}"},
                 headers={"Accept": "image/png, image/jpeg"}).content)
         except (NotFound, BadQuery):
@@ -384,33 +183,64 @@ class PrecedentClient:
 
     def series_of_instance(self, study_uid: str, sop_uid: str) -> str:
         """The series UID of an instance (QIDO-RS), for a thumbnail of a study-level case."""
-        found = self.search_instances(study_uid, SOPInstanceUID=sop_uid)
-        for item in found:
-            series = _first_value(item, "0020000E")
+        for item in self.search_instances(study_uid, SOPInstanceUID=sop_uid):
+            series = first_value(item, "0020000E")
             if series:
                 return series
         raise NotFound(f"Instance {sop_uid} is not on the node.", status=404)
 
+    def kos_series(self, study_uid: str) -> list[str]:
+        """The Series Instance UIDs of the node's "Similar cases" KOS series in a study."""
+        def call() -> list[str]:
+            found = self._dicomweb.search_for_series(
+                study_instance_uid=study_uid, fields=["SeriesDescription"],
+                search_filters={"Modality": "KO"})
+            return [first_value(s, "0020000E") for s in found
+                    if first_value(s, "0008103E") == KOS_SERIES_DESCRIPTION]
+
+        return self._guard(call)
+
     # ------------------------------------------------------ similar-case extension
+
+    def _similar(self, method: str, path: str, query: SimilarQuery,
+                 extra: Iterable[tuple[str, str]] = (), *, data: bytes | None = None,
+                 content_type: str | None = None) -> SimilarResult:
+        params = list(query.params()) + list(extra)
+        headers = {"Accept": "application/dicom+json, application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+
+        def call() -> SimilarResult:
+            response = self._http.request(method, path, params=params, data=data,
+                                          headers=headers)
+            items = response.json() if response.content else []
+            return SimilarResult(
+                cases=parse_similar_cases(items),
+                consensus=parse_consensus(response.headers.get("Precedent-Consensus")),
+                level=LevelValues(query.level).value,
+            )
+
+        return self._guard(call)
 
     def similar_to_study(self, study_uid: str, *, query: SimilarQuery) -> SimilarResult:
         """``GET /studies/{study}/similar``."""
-        return self._similar("GET", f"/studies/{self._uid(study_uid, 'study')}/similar", query)
+        return self._similar("GET", f"/studies/{uid_segment(study_uid, 'study')}/similar",
+                             query)
 
     def similar_to_series(self, study_uid: str, series_uid: str, *,
                           query: SimilarQuery) -> SimilarResult:
         """``GET /studies/{study}/series/{series}/similar``."""
         return self._similar(
-            "GET", f"/studies/{self._uid(study_uid, 'study')}"
-                   f"/series/{self._uid(series_uid, 'series')}/similar", query)
+            "GET", f"/studies/{uid_segment(study_uid, 'study')}"
+                   f"/series/{uid_segment(series_uid, 'series')}/similar", query)
 
     def similar_to_instance(self, study_uid: str, series_uid: str, sop_uid: str, *,
                             query: SimilarQuery) -> SimilarResult:
         """``GET /studies/{study}/series/{series}/instances/{sop}/similar``."""
         return self._similar(
-            "GET", f"/studies/{self._uid(study_uid, 'study')}"
-                   f"/series/{self._uid(series_uid, 'series')}"
-                   f"/instances/{self._uid(sop_uid, 'instance')}/similar", query)
+            "GET", f"/studies/{uid_segment(study_uid, 'study')}"
+                   f"/series/{uid_segment(series_uid, 'series')}"
+                   f"/instances/{uid_segment(sop_uid, 'instance')}/similar", query)
 
     def similar_to_image(self, body: bytes | Dataset, *, query: SimilarQuery,
                          content_type: str = "application/dicom") -> SimilarResult:
@@ -437,60 +267,30 @@ class PrecedentClient:
 
     def report(self, study_uid: str) -> Report | None:
         """``GET /studies/{study}/report``; ``None`` when the study has no report."""
-        def call() -> Report:
-            body = self._request("GET", f"/studies/{self._uid(study_uid, 'study')}/report",
-                                 headers={"Accept": "application/json"}).json()
-            return Report(
-                study_instance_uid=str(body.get("StudyInstanceUID") or study_uid),
-                text=str(body.get("text") or ""),
-                labels=tuple(str(x) for x in body.get("labels") or ()),
-                source=str(body.get("source") or ""),
-            )
+        path = f"/studies/{uid_segment(study_uid, 'study')}/report"
         try:
-            return self._guard(call)
+            return self._guard(lambda: parse_report(self._http.request(
+                "GET", path, headers={"Accept": "application/json"}).json(), study_uid))
         except NotFound:
             return None
 
     def send_kos(self, study_uid: str, *, query: SimilarQuery,
                  destination: str | None = None) -> KosResult:
         """``POST /studies/{study}/similar/kos``: write (and send) the answer as a KOS."""
-        body: dict[str, Any] = {"limit": query.limit, "excludePatient": query.exclude_patient}
-        if destination:
-            body["destination"] = destination
-        if query.modality:
-            body["Modality"] = query.modality
-        if query.body_part:
-            body["BodyPartExamined"] = query.body_part
-        if query.study_date.strip("-"):
-            body["StudyDate"] = query.study_date
-        if query.positive:
-            body["positive"] = list(query.positive)
-        if query.negative:
-            body["negative"] = list(query.negative)
-
-        def call() -> KosResult:
-            data = self._request("POST", f"/studies/{self._uid(study_uid, 'study')}/similar/kos",
-                                 json_body=body, headers={"Accept": "application/json"}).json()
-            return KosResult(
-                sop_instance_uid=str(data.get("SOPInstanceUID") or ""),
-                series_instance_uid=str(data.get("SeriesInstanceUID") or ""),
-                sent_to=data.get("sent_to") or None,
-                raw=data,
-            )
-
-        return self._guard(call)
+        path = f"/studies/{uid_segment(study_uid, 'study')}/similar/kos"
+        body = query.kos_body(destination)
+        return self._guard(lambda: parse_kos_result(self._http.request(
+            "POST", path, json_body=body, headers={"Accept": "application/json"}).json()))
 
     def destinations(self) -> list[str]:
-        """AE titles the node can send a KOS to (``GET /config/destination``).
+        """AE titles the node can send a KOS to (``GET /destinations``, read scope).
 
-        That route needs an admin token; with a read token (or on a node that does
-        not list them) this is empty and the panel lets the user type an AE title.
+        Empty when the node lists none (or cannot be asked); the panel then lets the
+        user type an AE title, and the node's default destination applies when empty.
         """
-        root = self.base_url.removesuffix("/dicom-web")
-
         def call() -> list[str]:
-            data = self._request("GET", f"{root}/config/destination",
-                                 headers={"Accept": "application/json"}).json()
+            data = self._http.request("GET", "/destinations",
+                                      headers={"Accept": "application/json"}).json()
             titles: list[str] = []
             for item in data if isinstance(data, list) else []:
                 title = item.get("ae_title") if isinstance(item, Mapping) else item
@@ -501,35 +301,3 @@ class PrecedentClient:
             return self._guard(call)
         except (NotFound, BadQuery, NodeFailed, TokenRefused):
             return []
-
-
-def _first_value(item: Mapping[str, Any], tag: str) -> str:
-    element = item.get(tag) or {}
-    values = element.get("Value") if isinstance(element, Mapping) else None
-    return str(values[0]) if values else ""
-
-
-def encode_dataset(ds: Dataset) -> bytes:
-    """A data set as a DICOM Part 10 file (for ``POST /similar``)."""
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=False)
-    return buffer.getvalue()
-
-
-def pick_representative(datasets: Sequence[Dataset]) -> Dataset:
-    """The image a local-only study is searched with: the middle image of its largest series."""
-    images = [ds for ds in datasets if "PixelData" in ds]
-    if not images:
-        raise BadQuery("The study has no images to search with.", status=0,
-                       hint="Open a study with at least one image.")
-    by_series: dict[str, list[Dataset]] = {}
-    for ds in images:
-        by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append(ds)
-    largest = max(by_series.values(), key=len)
-    largest.sort(key=lambda d: int(d.get("InstanceNumber") or 0))
-    return largest[len(largest) // 2]
-
-
-def read_dataset(data: bytes) -> Dataset:
-    """Bytes of a DICOM file → Dataset (used by tests and the host)."""
-    return dcmread(io.BytesIO(data), force=True)

@@ -1,8 +1,9 @@
 """The panel's state, without Qt: the query, the results, the selection, feedback.
 
 The panel (``viewer_plugin.panel``) renders this model and runs its requests on
-a worker thread; everything that decides *what* to ask and *what* to show lives
-here and is tested without a display.
+a worker thread (what a request does on the node is :mod:`viewer_plugin.node_tasks`);
+everything that decides *what* to ask and *what* to show lives here and is tested
+without a display.
 
 Queries are numbered: :meth:`PanelModel.begin_query` hands out a generation and
 :meth:`PanelModel.accept` takes an answer only when it belongs to the newest
@@ -12,7 +13,6 @@ generation, so a slow older answer can never overwrite a newer one.
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -20,10 +20,13 @@ from enum import Enum
 
 from pydicom import Dataset
 
-from viewer_plugin.cases import Consensus, SimilarCase, SimilarResult
-from viewer_plugin.client import LevelValues, SimilarQuery
+from viewer_plugin.cases import DOCUMENT_MODALITIES, Consensus, SimilarCase, SimilarResult
+from viewer_plugin.query import LevelValues, SimilarQuery
+from viewer_plugin.report_text import highlight_html, query_words
 
 __all__ = [
+    "DEFAULT_MIN_SUPPORT",
+    "MIN_AGREEING_CASES",
     "FeedbackValues",
     "PanelModel",
     "QueryKindValues",
@@ -34,6 +37,12 @@ __all__ = [
 ]
 
 HIDDEN_IDENTITY = "(hidden)"
+
+#: the share of the results that must carry a label before the panel calls it the
+#: consensus: 30 %, i.e. 3 of 10 (a panel setting; 0 shows any shared label)
+DEFAULT_MIN_SUPPORT = 0.3
+#: and never fewer results than this (one case is an anecdote, not a consensus)
+MIN_AGREEING_CASES = 2
 
 
 class FeedbackValues(str, Enum):
@@ -64,6 +73,7 @@ class QueryState:
     text: str = ""
     hybrid: bool = True
     hide_identity: bool = True
+    min_support: float = DEFAULT_MIN_SUPPORT
     positive: set[str] = field(default_factory=set)
     negative: set[str] = field(default_factory=set)
 
@@ -71,6 +81,8 @@ class QueryState:
         self.level = LevelValues(self.level)
         if not 1 <= self.limit <= 100:
             raise ValueError(f"limit: must be between 1 and 100, got {self.limit}")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise ValueError(f"min_support: must be between 0 and 1, got {self.min_support}")
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValueError(f"date_from: {self.date_from} is after date_to {self.date_to}")
 
@@ -110,25 +122,6 @@ class QueryRequest:
     sop_uid: str = ""
 
 
-def query_words(text: str) -> list[str]:
-    """The words of a text query worth highlighting (two letters or more)."""
-    return [w for w in re.findall(r"[\w-]+", text.lower()) if len(w) >= 2]
-
-
-def highlight_html(text: str, query: str) -> str:
-    """Report text as HTML with the query's words in ``<mark>`` (prefix match, any case)."""
-    words = query_words(query)
-    escaped = html.escape(text)
-    if words:
-        pattern = re.compile(
-            r"\b(" + "|".join(re.escape(html.escape(w)) for w in sorted(words, key=len,
-                                                                          reverse=True))
-            + r")[\w-]*", re.IGNORECASE)
-        escaped = pattern.sub(
-            lambda m: f'<mark style="background-color:#ffe066">{m.group(0)}</mark>', escaped)
-    return escaped.replace("\n", "<br/>")
-
-
 class PanelModel:
     """The state behind the Find-similar panel."""
 
@@ -141,6 +134,7 @@ class PanelModel:
         self.selected: int = -1
         self.error: str = ""
         self.last_request: QueryRequest | None = None
+        self.answered_request: QueryRequest | None = None  # the query the cases answer
         self.reports: dict[str, str] = {}  # study UID → full report text
 
     # ----------------------------------------------------------- queries
@@ -203,6 +197,7 @@ class PanelModel:
         self.error = ""
         self.cases = result.cases
         self.consensus = result.consensus
+        self.answered_request = self.last_request
         self.selected = 0 if self.cases else -1
         return True
 
@@ -247,11 +242,62 @@ class PanelModel:
 
     # ----------------------------------------------------------- display
 
+    def consensus_is_supported(self, consensus: Consensus) -> bool:
+        """Whether enough of the results carry the label to call it their finding."""
+        if self.state.min_support <= 0.0:
+            return consensus.count >= 1
+        return (consensus.count >= MIN_AGREEING_CASES
+                and consensus.support + 1e-9 >= self.state.min_support)
+
     @property
     def consensus_line(self) -> str:
+        """``"7 of 10 similar cases: pneumothorax"``, only with the support the setting asks."""
+        if not self.cases:
+            return ""
         if self.consensus is None:
-            return "No shared finding among these cases." if self.cases else ""
+            return "No shared finding among these cases."
+        if not self.consensus_is_supported(self.consensus):
+            share = round(self.state.min_support * 100)
+            return f"No finding is shared by at least {share}% of these cases."
         return self.consensus.line
+
+    @property
+    def feedback_line(self) -> str:
+        """``"Refined: 1 more like, 1 less like"`` while marks change the query, else ``""``."""
+        more, less = len(self.state.positive), len(self.state.negative)
+        if not more and not less:
+            return ""
+        parts = [f"{more} more like"] if more else []
+        parts += [f"{less} less like"] if less else []
+        return "Refined: " + ", ".join(parts)
+
+    @property
+    def answered_text_query(self) -> QueryRequest | None:
+        """The text query the shown cases answer, ``None`` for an image query."""
+        answered = self.answered_request
+        return answered if answered is not None and answered.kind is QueryKindValues.TEXT else None
+
+    def score_text(self, case: SimilarCase) -> str:
+        """What the case's number is: ``similarity 0.934``, ``image–text cosine 0.212``…"""
+        if case.ranking_score is not None:
+            return f"fused score {case.ranking_score:.4f}"
+        value = "–" if case.score != case.score else f"{case.score:.3f}"
+        return (f"image–text cosine {value}" if self.answered_text_query is not None
+                else f"similarity {value}")
+
+    @property
+    def order_note(self) -> str:
+        """What the results are ordered by, when it is not the number shown on each."""
+        text = self.answered_text_query
+        if text is None:
+            return ""
+        if any(c.ranking_score is not None for c in self.cases):
+            return ("Ordered by the fused score shown on each case "
+                    "(image–text match and report words).")
+        if text.hybrid:
+            return ("Ordered by rank fusion of the image–text match and the report words; "
+                    "the number on each case is its image–text cosine, not its rank score.")
+        return "Ordered by image–text cosine (the model's text tower against the images)."
 
     @property
     def selected_case(self) -> SimilarCase | None:
@@ -271,8 +317,14 @@ class PanelModel:
         return " · ".join(p for p in (name, case.patient_id) if p) or "(no name)"
 
     def case_summary(self, case: SimilarCase) -> str:
-        """One line: modality, date, body part, description."""
-        parts = [case.modality, case.study_date_display, case.body_part, case.description]
+        """One line: modality, date, body part, description.
+
+        Modalities of documents (reports, key objects, presentation states) are left
+        out: "CR", not "CR/SR".
+        """
+        shown = [m for m in case.modality.split("/") if m and m not in DOCUMENT_MODALITIES]
+        modality = "/".join(shown) or case.modality
+        parts = [modality, case.study_date_display, case.body_part, case.description]
         return " · ".join(p for p in parts if p) or "(no details)"
 
     def report_text(self, case: SimilarCase) -> str:
@@ -283,8 +335,8 @@ class PanelModel:
         text = self.report_text(case)
         if not text:
             return "<i>No report for this case.</i>"
-        last = self.last_request
-        words = last.text if last is not None and last.kind is QueryKindValues.TEXT else ""
+        answered = self.answered_text_query
+        words = answered.text if answered is not None else ""
         labels = ""
         if case.labels:
             labels = "<p><b>Labels:</b> " + html.escape(", ".join(case.labels)) + "</p>"

@@ -2,16 +2,21 @@
 
 Thin adapters in pynetdicom's generator style (``apps/qrscp/handlers.py``): they turn
 the identifier into a :class:`node.storage.query.Query`, run it on the catalog and
-yield the answers. Permission checks happen before (``node.dimse.scp``); failures
-become DIMSE statuses here:
+yield the answers. Permissions are screened before (:mod:`node.dimse.scp`); failures
+become DIMSE statuses here (:class:`~node.dimse.status_codes.DimseStatusValues`), and a
+handler never raises into pynetdicom:
 
-=======  ======================================================================
-0xA900   identifier does not match the SOP class (bad level, bad key value);
-         the ErrorComment says which key and what to send
-0xA801   C-MOVE: the move destination is not a configured destination
-0xC000+  unable to process (a catalog or file error; logged)
-0xFE00   cancelled by a C-CANCEL
-=======  ======================================================================
+========================  ==========================================================
+DOES_NOT_MATCH_SOP_CLASS  0xA900: bad level, bad key value; the Error Comment says
+                          which key and what to send
+MOVE_DESTINATION_UNKNOWN  0xA801, C-MOVE: not a configured destination
+CATALOG_UNAVAILABLE       0xC001: the catalog could not be read (logged)
+STORED_FILE_UNREADABLE    0xC002: a stored instance cannot be read back (logged)
+UNABLE_TO_PROCESS         0xC000: anything else (logged without values)
+CANCEL                    0xFE00: a C-CANCEL arrived
+========================  ==========================================================
+
+The identifier is logged at debug only (it carries patient names).
 
 Bind them with ``handlers=[(evt.EVT_C_FIND, handle_find, [services]), …]``.
 """
@@ -34,8 +39,10 @@ from pydicom.uid import (
 from pynetdicom import build_context
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from node.dimse._identifier import filters_from_identifier
+from node.dimse.status_codes import DimseStatusValues as S
 from node.errors import InvalidQuery
 from node.runtime import Services
 from node.storage.aes import get_destination
@@ -59,10 +66,11 @@ _MAX_SUBOPERATIONS = 65535
 
 
 def _status(code: int, comment: str) -> Dataset:
-    """A status data set with an Error Comment (LO: at most 64 characters)."""
+    """A status data set with an Error Comment (LO in the command set's default
+    repertoire: ASCII, at most 64 characters)."""
     status = Dataset()
     status.Status = code
-    status.ErrorComment = comment[:64]
+    status.ErrorComment = comment.encode("ascii", "replace").decode("ascii")[:64]
     return status
 
 
@@ -125,33 +133,56 @@ def _response(match: Dataset, identifier: Dataset, query: Query, ae_title: str,
     return response
 
 
+def _unexpected(service: str, exc: Exception) -> Dataset:
+    """A failure the handler did not foresee: logged without values (its details at
+    debug level), answered with a status and a generic comment."""
+    status = S.CATALOG_UNAVAILABLE if isinstance(exc, sqlite3.Error) else S.UNABLE_TO_PROCESS
+    log.error("%s failed: %s (details at debug level)", service, type(exc).__name__)
+    log.debug("%s failed", service, exc_info=True)
+    return _status(status, f"unable to process: {type(exc).__name__}")
+
+
+def _refused(service: str, exc: InvalidQuery) -> Dataset:
+    log.info("%s refused: %s cannot be used (details at debug level)", service,
+             exc.attribute or "the identifier")
+    log.debug("%s refused: %s", service, exc)
+    return _status(S.DOES_NOT_MATCH_SOP_CLASS, exc.comment)
+
+
+def _log_identifier(service: str, event: Event) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s identifier:\n%s", service, event.identifier)
+
+
 def handle_find(event: Event, services: Services) -> Iterator[tuple[int | Dataset, Dataset | None]]:
-    """EVT_C_FIND: yield ``(0xFF00, identifier)`` per match, then success."""
-    model = _model(event)
+    """EVT_C_FIND: yield ``(PENDING, identifier)`` per match, then success."""
     try:
+        _log_identifier("c-find", event)
+        model = _model(event)
         query, identifier = _query(event, for_retrieve=False)
         extra = [UNIQUE_KEYS[lv] for lv in list(QueryLevelValues)[:query.level.depth + 1]
                  if is_supported(UNIQUE_KEYS[lv], query.level)]
         query = Query(level=query.level, filters=query.filters,
                       return_keys=[*query.return_keys, *extra])
         matches = find(_conn(services), query)
+        log.info("c-find level=%s matches=%d calling=%s", query.level.value, len(matches),
+                 event.assoc.requestor.ae_title)
+        ae_title = event.assoc.ae.ae_title
+        answers = []
+        for match in matches:
+            answers.append(_response(match, identifier, query, ae_title, model))
     except InvalidQuery as exc:
-        log.info("c-find refused: %s", exc)
-        yield _status(0xA900, exc.comment), None
+        yield _refused("c-find", exc), None
         return
-    except (sqlite3.Error, ValueError, TypeError) as exc:
-        log.exception("c-find failed")
-        yield _status(0xC001, f"unable to process: {type(exc).__name__}"), None
+    except Exception as exc:  # noqa: BLE001 - the boundary: nothing raises into pynetdicom
+        yield _unexpected("c-find", exc), None
         return
-    log.info("c-find level=%s matches=%d calling=%s", query.level.value, len(matches),
-             event.assoc.requestor.ae_title)
-    ae_title = event.assoc.ae.ae_title
-    for match in matches:
+    for answer in answers:
         if event.is_cancelled:
-            yield 0xFE00, None
+            yield S.CANCEL, None
             return
-        yield 0xFF00, _response(match, identifier, query, ae_title, model)
-    yield 0x0000, None
+        yield S.PENDING, answer
+    yield S.SUCCESS, None
 
 
 def _contexts(files: list[InstanceFile]) -> list[PresentationContext]:
@@ -182,15 +213,16 @@ def _datasets(event: Event, services: Services,
     data_dir = services.ingest.data_dir
     for f in files:
         if event.is_cancelled:
-            yield 0xFE00, None
+            yield S.CANCEL, None
             return
         try:
             ds = pydicom.dcmread(data_dir / f.path)
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            log.error("stored file unreadable instance=%s: %s", f.sop_instance_uid, exc)
-            yield _status(0xC002, "a stored instance cannot be read"), None
+        except Exception as exc:  # noqa: BLE001 - the boundary: nothing raises into pynetdicom
+            log.error("stored file unreadable instance=%s: %s", f.sop_instance_uid,
+                      type(exc).__name__)
+            yield _status(S.STORED_FILE_UNREADABLE, "a stored instance cannot be read"), None
             return
-        yield 0xFF00, ds
+        yield S.PENDING, ds
 
 
 def _retrieve_files(event: Event, services: Services) -> list[InstanceFile]:
@@ -203,30 +235,39 @@ def _retrieve_files(event: Event, services: Services) -> list[InstanceFile]:
     return files
 
 
+def _move_destination(event: Event) -> str:
+    value = event.move_destination
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    return text.strip()
+
+
 def handle_move(event: Event, services: Services) -> Iterator[Any]:
     """EVT_C_MOVE: yield the destination, the number of instances, then each one."""
-    move_aet = str(event.move_destination.decode("ascii", "replace")
-                   if isinstance(event.move_destination, bytes)
-                   else event.move_destination).strip()
-    destination = get_destination(_conn(services), move_aet)
+    try:
+        _log_identifier("c-move", event)
+        move_aet = _move_destination(event)
+        destination = get_destination(_conn(services), move_aet)
+    except Exception as exc:  # noqa: BLE001 - the boundary: nothing raises into pynetdicom
+        _unexpected("c-move", exc)
+        destination = None
+        move_aet = "?"
     if destination is None:
         log.warning("c-move to unknown destination %r from %s", move_aet,
                     event.assoc.requestor.ae_title)
-        yield None, None  # pynetdicom answers 0xA801 (move destination unknown)
+        yield None, None  # pynetdicom answers MOVE_DESTINATION_UNKNOWN
         return
     failure: Dataset | None = None
     files: list[InstanceFile] = []
     try:
         files = _retrieve_files(event, services)
     except InvalidQuery as exc:
-        failure = _status(0xA900, exc.comment)
-    except sqlite3.Error as exc:
-        log.exception("c-move failed")
-        failure = _status(0xC001, f"unable to process: {type(exc).__name__}")
+        failure = _refused("c-move", exc)
+    except Exception as exc:  # noqa: BLE001 - the boundary: nothing raises into pynetdicom
+        failure = _unexpected("c-move", exc)
     log.info("c-move to=%s instances=%d calling=%s", move_aet, len(files),
              event.assoc.requestor.ae_title)
     yield destination.host, destination.port, {
-        "contexts": _contexts(files) or [build_context("1.2.840.10008.1.1")],
+        "contexts": _contexts(files) or [build_context(Verification)],
         "ae_title": destination.ae_title,
     }
     if failure is not None:
@@ -241,15 +282,15 @@ def handle_get(event: Event, services: Services) -> Iterator[Any]:
     """EVT_C_GET: yield the number of instances, then each one (sent back over the
     caller's association, in the storage contexts it offered with the SCP role)."""
     try:
+        _log_identifier("c-get", event)
         files = _retrieve_files(event, services)
     except InvalidQuery as exc:
         yield 1
-        yield _status(0xA900, exc.comment), None
+        yield _refused("c-get", exc), None
         return
-    except sqlite3.Error as exc:
-        log.exception("c-get failed")
+    except Exception as exc:  # noqa: BLE001 - the boundary: nothing raises into pynetdicom
         yield 1
-        yield _status(0xC001, f"unable to process: {type(exc).__name__}"), None
+        yield _unexpected("c-get", exc), None
         return
     log.info("c-get instances=%d calling=%s", len(files), event.assoc.requestor.ae_title)
     yield len(files)

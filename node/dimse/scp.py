@@ -1,8 +1,11 @@
-"""The DIMSE service class provider: association policy, C-ECHO and C-STORE.
+"""The DIMSE service class provider: association policy, request screening, C-ECHO and
+C-STORE (C-FIND, C-MOVE and C-GET are in :mod:`node.dimse.query_retrieve`).
 
-The handlers are thin (ARCHITECTURE rule 2): C-STORE checks the caller, hands the
-received bytes to :class:`node.storage.Ingest` (durable write, catalog, work queue in
-one transaction) and answers. Failures become DIMSE statuses here, in one place.
+The handlers are thin: C-STORE hands the received bytes to
+:class:`node.storage.Ingest` (checks, durable write, catalog, work queue) and answers.
+Failures become DIMSE statuses here, in one place; a handler never raises into
+pynetdicom (which would log the exception, values included, and for some services
+abort the association).
 
 Association policy, checked when the A-ASSOCIATE-RQ arrives:
 
@@ -11,39 +14,50 @@ Association policy, checked when the A-ASSOCIATE-RQ arrives:
 - the calling AE title must be a configured source, from its bound host when one is
   set (reason 3 "calling AE title not recognised"), unless ``allow_any_source``;
 - free disk space must be above the reserve (transient, service provider, reason 1
-  "temporary congestion"); the maximum of simultaneous associations is pynetdicom's
-  (transient, "local limit exceeded").
+  "temporary congestion");
+- at most ``max_associations`` established associations (transient, service provider,
+  reason 2 "local limit exceeded"). Connections still negotiating count against
+  ``max_pending_per_host`` instead (:mod:`node.dimse.upper_layer`).
+
+Request screening (:func:`screen_request`, applied by
+:class:`~node.dimse.screening.ScreenedAssociation` before the service runs): each
+service needs its permission (``echo``, ``store``, ``find``, ``get``, ``move``);
+without it the answer is 0x0124 Refused: Not Authorized, naming the permission.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
+import threading
+from datetime import datetime
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_ECHO, C_FIND, C_GET, C_MOVE, C_STORE
 from pynetdicom.presentation import (
     AllStoragePresentationContexts,
-    PresentationContext,
     QueryRetrievePresentationContexts,
 )
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.status import Status
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
 from node.dimse import query_retrieve
+from node.dimse._logging import configure_pynetdicom_logging
+from node.dimse.screening import DimseRequest, Refusal, Screen
+from node.dimse.status_codes import DimseStatusValues
+from node.dimse.upper_layer import NodeAssociationServer, NodeRequestHandler
 from node.errors import IngestError
 from node.runtime import Services
 from node.storage import aes
 from node.storage.aes import PermissionValues
 from node.storage.files import free_bytes
 
-__all__ = ["handle_echo", "handle_store", "start_dimse_server"]
+__all__ = ["check_association", "handle_echo", "handle_store", "screen_request",
+           "start_dimse_server"]
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +65,20 @@ log = logging.getLogger(__name__)
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 REJECT_CALLED_AE = (0x01, 0x01, 0x07)
 REJECT_CONGESTION = (0x02, 0x03, 0x01)
-
-#: PS3.7 C.4 general status "Refused: Not Authorized" (pynetdicom's ``Status`` names
-#: only success, cancel, pending and move destination unknown; its status tables call
-#: this one a failure)
-STATUS_NOT_AUTHORIZED = 0x0124
+REJECT_LOCAL_LIMIT = (0x02, 0x03, 0x02)
 MAX_PDU_SIZE = 4 * 1024 * 1024
+#: pynetdicom's own limit counts connections still negotiating too; the node counts
+#: established associations itself (check_association), so pynetdicom's is set aside
+_PYNETDICOM_LIMIT = 1_000_000
+
+#: the permission each request needs, and what the refusal says it may not do
+_PERMISSIONS: dict[type[Any], tuple[PermissionValues, str]] = {
+    C_ECHO: (PermissionValues.ECHO, "echo"),
+    C_STORE: (PermissionValues.STORE, "store"),
+    C_FIND: (PermissionValues.FIND, "query"),
+    C_GET: (PermissionValues.GET, "use C-GET"),
+    C_MOVE: (PermissionValues.MOVE, "use C-MOVE"),
+}
 
 
 def _calling_ae(event: evt.Event) -> str:
@@ -64,9 +86,11 @@ def _calling_ae(event: evt.Event) -> str:
 
 
 def _failure(status: int, comment: str) -> Dataset:
+    """A status data set; the Error Comment is LO in the command set's default
+    character repertoire: ASCII, at most 64 characters."""
     ds = Dataset()
     ds.Status = status
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment.encode("ascii", "replace").decode("ascii")[:64]
     return ds
 
 
@@ -75,6 +99,12 @@ def _resolve(host: str) -> str:
         return socket.gethostbyname(host)
     except OSError:
         return host
+
+
+def _established(assoc: Association) -> int:
+    """Established acceptor associations of the node's AE, this one excluded."""
+    return sum(1 for a in assoc.ae.active_associations
+               if a.is_acceptor and a.is_established and a is not assoc)
 
 
 def check_association(event: evt.Event, services: Services) -> None:
@@ -103,6 +133,10 @@ def check_association(event: evt.Event, services: Services) -> None:
         reserve = settings.free_space_reserve_mb * 1024 * 1024
         if free_bytes(settings.data_dir) < reserve:
             reject, why = REJECT_CONGESTION, "free disk space is below the configured reserve"
+    if reject is None and _established(assoc) >= settings.max_associations:
+        reject, why = REJECT_LOCAL_LIMIT, (
+            f"{settings.max_associations} associations are established "
+            "(node.max_associations)")
     if reject is not None:
         log.warning("association rejected calling=%s called=%s address=%s reason=%s",
                     calling, called, address, why)
@@ -112,70 +146,61 @@ def check_association(event: evt.Event, services: Services) -> None:
         log.info("association accepted calling=%s address=%s", calling, address)
 
 
-def _permitted(event: evt.Event, services: Services, permission: PermissionValues) -> bool:
-    if services.settings.node.allow_any_source:
-        return True
-    source = aes.get_source(services.connections.get(), _calling_ae(event))
-    return source is not None and source.allows(permission)
+def screen_request(services: Services) -> Screen:
+    """The node's request policy: each service needs its permission (see the module)."""
+
+    def screen(assoc: Association, request: DimseRequest) -> Refusal | None:
+        if services.settings.node.allow_any_source:
+            return None
+        permission, verb = _PERMISSIONS[type(request)]
+        calling = str(assoc.requestor.ae_title).strip()
+        source = aes.get_source(services.connections.get(), calling)
+        if source is not None and source.allows(permission):
+            return None
+        log.warning("%s refused: calling AE title %s lacks the %s permission",
+                    type(request).__name__.replace("_", "-"), calling, permission.value)
+        return Refusal(DimseStatusValues.NOT_AUTHORIZED,
+                       f"this AE title may not {verb} here: no {permission.value} "
+                       "permission")
+
+    return screen
 
 
 def handle_echo(event: evt.Event, services: Services) -> int:
-    if not _permitted(event, services, PermissionValues.ECHO):
-        return STATUS_NOT_AUTHORIZED
-    return Status.SUCCESS
+    """C-ECHO (the caller's permission was screened before)."""
+    return int(DimseStatusValues.SUCCESS)
 
 
 def handle_store(event: evt.Event, services: Services) -> int | Dataset:
-    """C-STORE: durable write, catalog, queue; success only once all three are done."""
-    if not _permitted(event, services, PermissionValues.STORE):
-        return _failure(STATUS_NOT_AUTHORIZED, "this AE title may not store here")
+    """C-STORE: checks, durable write, catalog, queue; success only once all are done.
+    Never raises: an unexpected failure is logged without values and answered 0xC000."""
     request = cast(C_STORE, event.request)
+    calling = _calling_ae(event)
     try:
         services.ingest.store(
             event.encoded_dataset(include_meta=True),
-            source=_calling_ae(event),
+            source=calling,
             sop_class_uid=str(request.AffectedSOPClassUID),
             sop_instance_uid=str(request.AffectedSOPInstanceUID),
         )
     except IngestError as exc:
-        log.warning("store refused calling=%s status=0x%04X reason=%s",
-                    _calling_ae(event), exc.status, exc)
+        log.warning("store refused calling=%s instance=%s status=0x%04X reason=%s",
+                    calling, request.AffectedSOPInstanceUID, exc.status, exc)
         return _failure(exc.status, str(exc))
-    return Status.SUCCESS
-
-
-def _refused() -> Dataset:
-    return _failure(STATUS_NOT_AUTHORIZED, "this AE title may not query or retrieve here")
-
-
-def _guarded_find(event: evt.Event, services: Services
-                  ) -> Iterator[tuple[int | Dataset, Dataset | None]]:
-    if not _permitted(event, services, PermissionValues.FIND):
-        yield _refused(), None
-        return
-    yield from query_retrieve.handle_find(event, services)
-
-
-def _guarded_get(event: evt.Event, services: Services) -> Iterator[object]:
-    if not _permitted(event, services, PermissionValues.MOVE):
-        yield 1  # C-GET's first yield is the number of sub-operations
-        yield _refused(), None
-        return
-    yield from query_retrieve.handle_get(event, services)
-
-
-def _guarded_move(event: evt.Event, services: Services) -> Iterator[object]:
-    if not _permitted(event, services, PermissionValues.MOVE):
-        yield None, None  # no destination for this caller: pynetdicom answers 0xA801
-        return
-    yield from query_retrieve.handle_move(event, services)
+    except Exception as exc:
+        log.error("store failed calling=%s instance=%s: %s (details at debug level)",
+                  calling, request.AffectedSOPInstanceUID, type(exc).__name__)
+        log.debug("store failed", exc_info=True)
+        return _failure(DimseStatusValues.UNABLE_TO_PROCESS,
+                        f"the node failed to store this instance ({type(exc).__name__})")
+    return int(DimseStatusValues.SUCCESS)
 
 
 def build_ae(services: Services) -> AE:
     """The node's application entity, with every storage and Q/R context it offers."""
     settings = services.settings.node
     ae = AE(ae_title=settings.ae_title)
-    ae.maximum_associations = settings.max_associations
+    ae.maximum_associations = _PYNETDICOM_LIMIT
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.timeout_s
     # A large announced maximum PDU lets senders (dcmtk, PACS) send a 512 KB CT slice in
     # one PDU instead of 32: pynetdicom's per-PDU cost dominates ingest otherwise.
@@ -206,39 +231,31 @@ def _ssl_context(services: Services) -> ssl.SSLContext | None:
     return context
 
 
-class _Contexts(list[PresentationContext]):
-    """The server's presentation contexts, copied for each association as pynetdicom
-    does (``deepcopy``) but without copying each transfer syntax UID: they are
-    immutable, and the generic deep copy of 171 contexts × 45 syntaxes costs 100-250 ms
-    of Python per association, during which every other thread of the node waits."""
-
-    def __deepcopy__(self, memo: dict[int, object]) -> list[PresentationContext]:
-        out = []
-        for context in self:
-            fresh = copy.copy(context)
-            fresh._transfer_syntax = list(context._transfer_syntax)
-            out.append(fresh)
-        return out
-
-
-def start_dimse_server(services: Services) -> ThreadedAssociationServer:
+def start_dimse_server(services: Services) -> NodeAssociationServer:
     """Start listening (in pynetdicom's threads) and return the server to shut down."""
+    configure_pynetdicom_logging()
     settings = services.settings.node
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, check_association, [services]),
         (evt.EVT_C_ECHO, handle_echo, [services]),
         (evt.EVT_C_STORE, handle_store, [services]),
-        (evt.EVT_C_FIND, _guarded_find, [services]),
-        (evt.EVT_C_GET, _guarded_get, [services]),
-        (evt.EVT_C_MOVE, _guarded_move, [services]),
+        (evt.EVT_C_FIND, query_retrieve.handle_find, [services]),
+        (evt.EVT_C_GET, query_retrieve.handle_get, [services]),
+        (evt.EVT_C_MOVE, query_retrieve.handle_move, [services]),
     ]
-    server = cast(ThreadedAssociationServer, build_ae(services).start_server(
+    server = cast(NodeAssociationServer, build_ae(services).make_server(
         (settings.host, settings.dimse_port),
-        block=False,
-        evt_handlers=handlers,
         ssl_context=_ssl_context(services),
+        evt_handlers=handlers,
+        server_class=NodeAssociationServer,
+        request_handler=NodeRequestHandler,
+        screen=screen_request(services),
+        pdu_timeout=settings.timeout_s,
+        pending_per_host=settings.max_pending_per_host,
     ))
-    server.contexts = _Contexts(server.contexts)
+    thread = threading.Thread(target=make_target(server.serve_forever), daemon=True,
+                              name=f"AcceptorServer@{datetime.now():%Y%m%d%H%M%S}")
+    thread.start()
     services.dimse_ready.set()
     log.info("listening ae_title=%s port=%d tls=%s", settings.ae_title, settings.dimse_port,
              settings.tls.enabled)

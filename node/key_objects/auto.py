@@ -6,7 +6,8 @@ on the listener's own thread. Before writing, it waits (at most ``wait_indexed_s
 the model and for the study's instances to leave the work queue; every wait also ends
 when the node's stop event is set, so shutdown never waits on it. A study whose latest
 instance is our own KOS is not answered again (storing the KOS makes the study
-unstable once more).
+unstable once more). Nor is a prior: a study whose instances all came from a backfill
+or an imported collection (:func:`node.storage.sources.study_is_prior`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from indexer import LevelValues
+from indexer import LevelValues, queue
 from node.errors import KosError, NotIndexed, QueryError
 from node.key_objects.document import KOS_SOURCE
 from node.key_objects.write import KosResult, write_similar_cases_kos
 from node.retrieval import SimilarQuery
 from node.runtime import ModelStatusValues
+from node.storage.sources import study_is_prior
 
 if TYPE_CHECKING:
     from node.runtime import Services
@@ -48,15 +50,9 @@ def _answered_already(conn: sqlite3.Connection, study_uid: str) -> bool:
 
 def _waiting(conn: sqlite3.Connection, study_uid: str) -> int:
     """How many of the study's instances are still waiting on the work queue."""
-    # TODO(indexer-api): the indexer's count of pending/in-progress work in a study
-    # (with its WorkStateValues) instead of SQL on its `work` table.
-    row = conn.execute(
-        """SELECT count(*) FROM instances i JOIN work w
-           ON w.sop_instance_uid = i.sop_instance_uid
-           WHERE i.study_instance_uid = ? AND w.state IN ('pending', 'in_progress')""",
-        (study_uid,),
-    ).fetchone()
-    return int(row[0])
+    sops = [str(r[0]) for r in conn.execute(
+        "SELECT sop_instance_uid FROM instances WHERE study_instance_uid = ?", (study_uid,))]
+    return queue.counts(conn, sops).waiting
 
 
 class AutoKos:
@@ -109,10 +105,18 @@ class AutoKos:
                 return False
         return True
 
+    def _prior(self, conn: sqlite3.Connection, study_uid: str) -> bool:
+        if study_is_prior(conn, study_uid, ignore_sources=[KOS_SOURCE]):
+            log.debug("automatic KOS skipped study=%s (a prior: backfilled)", study_uid)
+            return True
+        return False
+
     def _answer(self, study_uid: str) -> KosResult | None:
         conn = self.services.connections.get()
         if _answered_already(conn, study_uid):
             log.debug("automatic KOS skipped study=%s (answered already)", study_uid)
+            return None
+        if self._prior(conn, study_uid):
             return None
         deadline = time.monotonic() + self.wait_indexed_s
         if not self._wait_model(deadline):
@@ -121,6 +125,8 @@ class AutoKos:
             if self._stop.wait(self.poll_s):
                 return None
         if self._stop.is_set():
+            return None
+        if self._prior(conn, study_uid):  # again: a C-MOVE's instances are marked after it
             return None
         query = SimilarQuery(level=LevelValues.STUDY, limit=self.limit)
         try:

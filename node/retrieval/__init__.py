@@ -9,15 +9,16 @@ No HTTP here (the REST routes are thin). Along the data path:
 - :mod:`.text`, :mod:`.fusion` — the hybrid text ranking: BM25 over the reports fused
   with the text tower's ranking by reciprocal rank fusion;
 - :mod:`.ranked_cases`, :mod:`.consensus`, :mod:`.answer` — the ranked cases with
-  their best instance and report, and the majority label;
+  their best instance and report, the majority label and the minimum support it needs
+  to be stated, and what the order is based on;
 - :mod:`.pipeline` — the three kinds of query, each top to bottom.
 
 Errors: :class:`node.errors.QueryError` and its subclasses (InvalidQuery 400,
 UnknownObject 404, NotIndexed 409).
 """
 
-from node.retrieval.answer import EXCERPT_CHARS, Case, SimilarAnswer, excerpt
-from node.retrieval.consensus import Consensus, consensus
+from node.retrieval.answer import EXCERPT_CHARS, Case, RankingValues, SimilarAnswer, excerpt
+from node.retrieval.consensus import Consensus, ConsensusMinimum, consensus
 from node.retrieval.fusion import RRF_K, reciprocal_rank_fusion
 from node.retrieval.pipeline import similar_to_image, similar_to_stored, similar_to_text
 from node.retrieval.similar_query import MAX_LIMIT, SimilarQuery
@@ -38,8 +39,10 @@ __all__ = [
     "UPLOAD_MEDIA_TYPES",
     "Case",
     "Consensus",
+    "ConsensusMinimum",
     "DecodeBudget",
     "DecodedUpload",
+    "RankingValues",
     "SimilarAnswer",
     "SimilarQuery",
     "StoredObject",

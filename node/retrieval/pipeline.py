@@ -7,8 +7,11 @@ The query's vector comes from what the query is:
 - a **text**: the text tower's vector; with ``hybrid`` the ranking is fused with BM25
   over the reports (:mod:`.text`).
 
-Then relevance feedback (:mod:`.feedback`), the indexer's filtered search, and the
-cases with their reports and consensus (:mod:`.ranked_cases`).
+Then relevance feedback (:mod:`.feedback`), the indexer's filtered search, the query's
+cosine floor (``minScore``: results below it are left out, so an answer may have fewer
+than ``limit`` cases, or none), and the cases with their reports and consensus
+(:mod:`.ranked_cases`). A fused (hybrid) answer is ordered by its RRF score
+(:attr:`~node.retrieval.RankingValues.RRF`); every other one by the cosine.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from node.errors import InvalidQuery
-from node.retrieval.answer import SimilarAnswer
+from node.retrieval.answer import RankingValues, SimilarAnswer
 from node.retrieval.feedback import relevance_feedback
 from node.retrieval.ranked_cases import answer, ranked_hits
 from node.retrieval.similar_query import SimilarQuery
@@ -46,6 +49,7 @@ def _similar_to_vector(conn: sqlite3.Connection, index_set: IndexSet,
     filters = query.filters(exclude_patient_id=exclude_patient_id,
                             exclude_uids=[*exclude_uids, *query.negative])
     hits = search(index_set, vector, level=query.level, k=query.limit, filters=filters)
+    hits = query.above_floor(hits)  # best first: the floor cuts the tail
     return answer(conn, query.level, ranked_hits(conn, query.level, hits))
 
 
@@ -77,7 +81,9 @@ def similar_to_image(conn: sqlite3.Connection, embedder: Embedder, index_set: In
 def similar_to_text(conn: sqlite3.Connection, embedder: Embedder, index_set: IndexSet,
                     text: str, query: SimilarQuery, *, hybrid: bool) -> SimilarAnswer:
     """Cases matching ``text``: the text tower's vector, fused with BM25 over the reports
-    when ``hybrid`` (reciprocal rank fusion). The score is always the cosine."""
+    when ``hybrid`` (reciprocal rank fusion; the answer is then ordered by each case's
+    RRF score). The score is always the cosine; ``minScore`` floors the text tower's
+    candidates (in a fused answer, report matches enter whatever their cosine)."""
     text = text.strip()
     if not text:
         raise InvalidQuery("text is empty: give a few words to search for")
@@ -87,4 +93,5 @@ def similar_to_text(conn: sqlite3.Connection, embedder: Embedder, index_set: Ind
     if not hybrid:
         return _similar_to_vector(conn, index_set, vector, query, exclude_patient_id=None)
     vector = relevance_feedback(index_set, vector, query)
-    return answer(conn, query.level, hybrid_ranking(conn, index_set, text, vector, query))
+    return answer(conn, query.level, hybrid_ranking(conn, index_set, text, vector, query),
+                  ranking=RankingValues.RRF)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from indexer import LevelValues
-from node.retrieval.answer import Case, SimilarAnswer
+from node.retrieval.answer import Case, RankingValues, SimilarAnswer
 from node.retrieval.consensus import consensus
 from node.storage.study_reports import get_reports
 
@@ -30,6 +30,8 @@ class Ranked(NamedTuple):
     #: the series of an instance (instance level); ``None`` above
     parent_uid: str | None
     best_instance_uid: str | None
+    #: what the order is based on when it is not ``score`` (a fused answer's RRF score)
+    ranking_score: float | None = None
 
 
 def _series_of(conn: sqlite3.Connection, sop_uids: Iterable[str | None]) -> dict[str, str]:
@@ -77,12 +79,14 @@ def _cases(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked
             best_instance_uid=best,
             best_series_uid=series_of.get(best) if best else None,
             report=reports.get(item.study_instance_uid),
+            ranking_score=item.ranking_score,
         ))
     return cases
 
 
-def answer(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked]
-           ) -> SimilarAnswer:
-    """The answer: the cases in the order given, and their consensus."""
+def answer(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked], *,
+           ranking: RankingValues = RankingValues.COSINE) -> SimilarAnswer:
+    """The answer: the cases in the order given (which ``ranking`` is based on), and
+    their consensus."""
     cases = _cases(conn, level, ranked)
-    return SimilarAnswer(level, tuple(cases), consensus(cases))
+    return SimilarAnswer(level, tuple(cases), consensus(cases), ranking)

@@ -1,12 +1,14 @@
 """What every similar-case query shares, validated in the constructor and named as on
 the wire: level, limit, filters (Modality, BodyPartExamined, StudyDate), whether to
-leave out the query's own patient, and relevance feedback (positive/negative UIDs)."""
+leave out the query's own patient, relevance feedback (positive/negative UIDs), and the
+lowest cosine a result may have (minScore)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from indexer import LevelValues
 from node.errors import InvalidQuery
@@ -18,6 +20,14 @@ if TYPE_CHECKING:
 __all__ = ["MAX_LIMIT", "SimilarQuery"]
 
 MAX_LIMIT = 100
+
+
+class _Scored(Protocol):
+    @property
+    def score(self) -> float: ...
+
+
+_S = TypeVar("_S", bound=_Scored)
 
 
 def _parse_date_range(value: str | None) -> tuple[str | None, str | None]:
@@ -52,6 +62,8 @@ class SimilarQuery:
     exclude_patient: bool | None = None
     positive: tuple[str, ...] = ()
     negative: tuple[str, ...] = ()
+    #: the lowest cosine a result may have (``minScore``, -1 to 1); ``None``: no floor
+    min_score: float | None = None
     date_range: tuple[str | None, str | None] = field(init=False, default=(None, None))
 
     def __post_init__(self) -> None:
@@ -67,6 +79,20 @@ class SimilarQuery:
         object.__setattr__(self, "date_range", _parse_date_range(self.study_date))
         object.__setattr__(self, "positive", tuple(dict.fromkeys(self.positive)))
         object.__setattr__(self, "negative", tuple(dict.fromkeys(self.negative)))
+        if self.min_score is not None:
+            floor = float(self.min_score)
+            if not (math.isfinite(floor) and -1.0 <= floor <= 1.0):
+                raise InvalidQuery(f"minScore {self.min_score} is out of range: use a cosine "
+                                   "from -1 to 1", attribute="minScore")
+            object.__setattr__(self, "min_score", floor)
+
+    def above_floor(self, hits: Sequence[_S]) -> list[_S]:
+        """The ``hits`` whose score (cosine) reaches ``min_score``, in their order; all of
+        them without a floor."""
+        if self.min_score is None or self.min_score <= -1.0:
+            return list(hits)
+        floor = self.min_score
+        return [hit for hit in hits if hit.score >= floor]
 
     def filters(self, *, exclude_patient_id: str | None,
                 exclude_uids: Iterable[str] = ()) -> SearchFilters:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from indexer import LevelValues
+from indexer import LevelValues, queue
 from node.errors import NotIndexed, UnknownObject
 
 if TYPE_CHECKING:
@@ -59,23 +59,15 @@ def find_stored_object(conn: sqlite3.Connection, *, study: str, series: str | No
 def _not_indexed_reason(conn: sqlite3.Connection, obj: StoredObject) -> str:
     column = {LevelValues.STUDY: "study_instance_uid", LevelValues.SERIES: "series_instance_uid",
               LevelValues.INSTANCE: "sop_instance_uid"}[obj.level]
-    # TODO(indexer-api): the work states of the object's instances, and the first reason
-    # given, through the indexer's queue functions instead of SQL on its `work` table.
-    states = dict(conn.execute(
-        f"""SELECT w.state, count(*) FROM instances i JOIN work w
-            ON w.sop_instance_uid = i.sop_instance_uid WHERE i.{column} = ?
-            GROUP BY w.state""", (obj.uid,)).fetchall())
-    waiting = states.get("pending", 0) + states.get("in_progress", 0)
-    if waiting:
-        return (f"{obj.level.value} {obj.uid} is not indexed yet ({waiting} instance(s) "
+    sops = [str(r[0]) for r in conn.execute(
+        f"SELECT sop_instance_uid FROM instances WHERE {column} = ?", (obj.uid,))]
+    counts = queue.counts(conn, sops)
+    if counts.waiting:
+        return (f"{obj.level.value} {obj.uid} is not indexed yet ({counts.waiting} instance(s) "
                 "waiting on the work queue); try again shortly")
-    if states.get("skipped") or states.get("failed"):
-        reason = conn.execute(
-            f"""SELECT w.reason FROM instances i JOIN work w
-                ON w.sop_instance_uid = i.sop_instance_uid
-                WHERE i.{column} = ? AND w.reason IS NOT NULL LIMIT 1""", (obj.uid,)
-        ).fetchone()
-        why = f": {reason[0]}" if reason and reason[0] else ""
+    if counts.skipped or counts.failed:
+        reason = next((r for r in (*counts.skipped_reasons, *counts.failed_reasons) if r), "")
+        why = f": {reason}" if reason else ""
         return (f"{obj.level.value} {obj.uid} has no picture the model can use, so it has "
                 f"no vector{why}")
     return f"{obj.level.value} {obj.uid} has no vector in the index"

@@ -2,8 +2,10 @@
 ranking of the reports (SQLite FTS5) by reciprocal rank fusion.
 
 The BM25 side ranks studies; each contributes its items of the query's level that pass
-the filters, in study order and then by cosine to the query. Every score shown is the
-cosine, whichever ranking found the item.
+the filters, in study order and then by cosine to the query. The query's cosine floor
+(``minScore``) applies to the text tower's candidates only: a report match enters the
+fusion whatever its cosine. Every score shown is the cosine, whichever ranking found the
+item; the order is the fused one, and each item carries its RRF score.
 """
 
 from __future__ import annotations
@@ -39,49 +41,28 @@ def _text_candidates(index_set: IndexSet, level: LevelValues, studies: Sequence[
     and then by cosine to ``q``: (uid, score, study uid, parent uid)."""
     if not studies:
         return []
-    where, params = flt.sql()
-    marks = ",".join("?" * len(studies))
-    # TODO(indexer-api): the vectors of `level` in `studies` passing `flt`, through the
-    # indexer's vector-read function instead of SQL on its `vectors` table.
-    rows = index_set.connection().execute(
-        f"SELECT uid, study_instance_uid, parent_uid, vector FROM vectors "
-        f"WHERE level = ? AND study_instance_uid IN ({marks}) AND {where}",
-        [level.value, *studies, *params],
-    ).fetchall()
     rank = {uid: i for i, uid in enumerate(studies)}
-    items = [(str(uid), float(np.frombuffer(blob, dtype="<f4") @ q), str(study), parent)
-             for uid, study, parent, blob in rows if uid not in flt.exclude_uids]
+    items = [(v.uid, float(v.vector @ q), v.study_instance_uid, v.parent_uid)
+             for v in index_set.vectors_in_studies(level, studies, flt)]
     items.sort(key=lambda it: (rank[it[2]], -it[1]))
     return items
 
 
 def _best_instance(index_set: IndexSet, level: LevelValues, uid: str,
                    q: npt.NDArray[np.float32]) -> str | None:
-    if level is LevelValues.INSTANCE:
-        return uid
-    column = "study_instance_uid" if level is LevelValues.STUDY else "parent_uid"
-    best, best_sim = None, -2.0
-    # TODO(indexer-api): the instance vectors under a study or series, through the
-    # indexer's best-instance lookup instead of SQL on its `vectors` table.
-    for sop, blob in index_set.connection().execute(
-        f"SELECT uid, vector FROM vectors WHERE level = 'instance' AND {column} = ?", (uid,)
-    ):
-        sim = float(np.frombuffer(blob, dtype="<f4") @ q)
-        if sim > best_sim:
-            best, best_sim = str(sop), sim
-    return best
+    return index_set.best_instance(level, uid, q)
 
 
 def hybrid_ranking(conn: sqlite3.Connection, index_set: IndexSet, text: str,
                    vector: npt.NDArray[np.float32], query: SimilarQuery) -> list[Ranked]:
-    """``query.limit`` items, best first: the dense ranking of ``vector`` and the BM25
-    ranking of ``text`` fused."""
+    """At most ``query.limit`` items, best first by their RRF score: the dense ranking of
+    ``vector`` (cut at the query's floor) and the BM25 ranking of ``text`` fused."""
     from indexer.search import search
 
     q = np.asarray(vector, dtype=np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
     flt = query.filters(exclude_patient_id=None, exclude_uids=query.negative)
     depth = max(query.limit * FUSION_DEPTH, 50)
-    dense = search(index_set, q, level=query.level, k=depth, filters=flt)
+    dense = query.above_floor(search(index_set, q, level=query.level, k=depth, filters=flt))
     studies = search_reports(conn, text, depth)
     sparse = _text_candidates(index_set, query.level, studies, flt, q)[:depth]
     fused = reciprocal_rank_fusion([[h.uid for h in dense], [s[0] for s in sparse]])
@@ -93,11 +74,11 @@ def hybrid_ranking(conn: sqlite3.Connection, index_set: IndexSet, text: str,
         by_uid[h.uid] = (h.score, h.study_instance_uid, dense_parents.get(h.uid),
                          h.best_instance_uid)
     ranked = []
-    for uid, _ in fused[: query.limit]:
+    for uid, fused_score in fused[: query.limit]:
         score, study, parent, best = by_uid[uid]
         if best is None:
             best = _best_instance(index_set, query.level, uid, q)
         if query.level is LevelValues.INSTANCE and parent is None:
             parent = parents_of(conn, query.level, [uid]).get(uid)
-        ranked.append(Ranked(uid, score, study, parent, best))
+        ranked.append(Ranked(uid, score, study, parent, best, ranking_score=fused_score))
     return ranked

@@ -1,5 +1,6 @@
-"""Storage and catalog: durable files, the catalog's tables (``connect`` opens the catalog
-through :mod:`database` and creates them), ingest, study stability, deletion
+"""Storage and catalog: durable files and their journal, the catalog's tables
+(``connect`` opens the catalog through :mod:`database` and creates them), the ingest
+with its integrity check and crash recovery, study stability, deletion
 (``node.storage.deletion``) and AE administration (``node.storage.aes``)."""
 
 from node.storage._local import ThreadConnections

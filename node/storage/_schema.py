@@ -9,6 +9,7 @@ from pathlib import Path
 import database
 import indexer
 from database import Connection
+from node.storage.aes import grant_get_to_movers
 
 __all__ = ["SCHEMA", "connect", "ensure_schema"]
 
@@ -69,16 +70,32 @@ CREATE TABLE IF NOT EXISTS ae_sources (
     ae_title TEXT PRIMARY KEY, host TEXT, permissions TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS ae_destinations (
-    ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL
+    ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, dicomweb_url TEXT
 );
 CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalog_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);
 """
+
+
+#: columns added after a table was first released: (table, column, SQL type)
+_ADDED_COLUMNS = (("ae_destinations", "dicomweb_url", "TEXT"),)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Bring a catalog written by an earlier version up to :data:`SCHEMA`."""
+    for table, column, sql_type in _ADDED_COLUMNS:
+        cursor = conn.execute(f"SELECT * FROM {table} LIMIT 0")
+        if column not in {d[0] for d in cursor.description}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def ensure_schema(conn: Connection) -> None:
     """Create the catalog's tables if missing, and the indexer's (the ingest transaction
-    puts each instance on its work queue), each by its owner (idempotent)."""
+    puts each instance on its work queue), each by its owner, and bring an older
+    catalog's rows up to date (``catalog_migrations`` says what ran; idempotent)."""
     conn.executescript(SCHEMA)
+    _add_missing_columns(conn)
+    grant_get_to_movers(conn)
     indexer.ensure_schema(conn)
 
 

@@ -3,9 +3,11 @@ sends to, and the node's own AE title and port, kept in the catalog."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 from database import Connection, transaction
 from node.errors import AlreadyExists, NotFound
@@ -20,19 +22,25 @@ __all__ = [
     "get_destination",
     "get_node_config",
     "get_source",
+    "grant_get_to_movers",
     "list_destinations",
     "list_sources",
     "remove_destination",
     "remove_source",
     "set_node_config",
+    "validate_dicomweb_url",
 ]
 
 
 class PermissionValues(str, Enum):
-    """What a source may ask of the node (``move`` covers C-MOVE and C-GET)."""
+    """What a source may ask of the node: one permission per DIMSE service.
+
+    ``get`` came after the others: sources catalogued before it with ``move`` (which
+    covered C-GET then) are given ``get`` once, by :func:`grant_get_to_movers`."""
 
     ECHO = "echo"
     FIND = "find"
+    GET = "get"
     MOVE = "move"
     STORE = "store"
 
@@ -62,6 +70,8 @@ class Destination:
     ae_title: str
     host: str
     port: int
+    #: the PACS's DICOMweb base URL (QIDO-RS, WADO-RS), for ``backfill --via dicomweb``
+    dicomweb_url: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +89,28 @@ def parse_permissions(value: str | list[str] | None) -> frozenset[PermissionValu
         raise ValueError(
             f"permissions {value!r} are not valid: use all or any of {allowed}"
         ) from exc
+
+
+#: the ``catalog_migrations`` row saying :func:`grant_get_to_movers` ran on this catalog
+_GET_MIGRATION = "ae_sources.get_granted_to_move"
+
+
+def grant_get_to_movers(conn: Connection) -> None:
+    """Once per catalog: give ``get`` to each source that has ``move``, so that C-GET
+    keeps working for the sources configured when ``move`` covered it."""
+    query = "SELECT 1 FROM catalog_migrations WHERE name = ?"
+    if conn.execute(query, (_GET_MIGRATION,)).fetchone():
+        return
+    with transaction(conn):
+        if conn.execute(query, (_GET_MIGRATION,)).fetchone():
+            return  # another connection did it meanwhile
+        for row in conn.execute("SELECT ae_title, permissions FROM ae_sources").fetchall():
+            names = {p.strip() for p in str(row["permissions"]).split(",") if p.strip()}
+            if "move" in names and "get" not in names:
+                conn.execute("UPDATE ae_sources SET permissions = ? WHERE ae_title = ?",
+                             (",".join(sorted(names | {"get"})), row["ae_title"]))
+        conn.execute("INSERT INTO catalog_migrations (name, applied_at) VALUES (?, ?)",
+                     (_GET_MIGRATION, time.time()))
 
 
 def _source(row: Any) -> Source:
@@ -118,22 +150,32 @@ def list_sources(conn: Connection) -> list[Source]:
     return [_source(r) for r in conn.execute("SELECT * FROM ae_sources ORDER BY ae_title")]
 
 
+def validate_dicomweb_url(url: str) -> str:
+    """``url`` without a trailing slash when it is an http(s) URL with a host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"DICOMweb URL {url!r} is not an http:// or https:// URL "
+                         "(e.g. http://pacs:8042/dicom-web)")
+    return url.strip().rstrip("/")
+
+
 def add_destination(
-    conn: Connection, ae_title: str, *, host: str, port: int
+    conn: Connection, ae_title: str, *, host: str, port: int, dicomweb_url: str | None = None
 ) -> Destination:
     validate_ae_title(ae_title)
     if not host:
         raise ValueError("host must not be empty")
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is not a TCP port (1-65535)")
+    url = validate_dicomweb_url(dicomweb_url) if dicomweb_url else None
     added = conn.execute(
-        "INSERT INTO ae_destinations (ae_title, host, port) VALUES (?,?,?)"
+        "INSERT INTO ae_destinations (ae_title, host, port, dicomweb_url) VALUES (?,?,?,?)"
         " ON CONFLICT (ae_title) DO NOTHING",
-        (ae_title, host, port),
+        (ae_title, host, port, url),
     ).rowcount
     if added == 0:
         raise AlreadyExists(f"destination AE title {ae_title!r} is configured already")
-    return Destination(ae_title, host, port)
+    return Destination(ae_title, host, port, url)
 
 
 def remove_destination(conn: Connection, ae_title: str) -> None:
@@ -145,14 +187,16 @@ def get_destination(conn: Connection, ae_title: str) -> Destination | None:
     row = conn.execute(
         "SELECT * FROM ae_destinations WHERE ae_title = ?", (ae_title,)
     ).fetchone()
-    return Destination(row["ae_title"], row["host"], row["port"]) if row else None
+    return _destination(row) if row else None
+
+
+def _destination(row: Any) -> Destination:
+    return Destination(row["ae_title"], row["host"], row["port"], row["dicomweb_url"])
 
 
 def list_destinations(conn: Connection) -> list[Destination]:
-    return [
-        Destination(r["ae_title"], r["host"], r["port"])
-        for r in conn.execute("SELECT * FROM ae_destinations ORDER BY ae_title")
-    ]
+    return [_destination(r)
+            for r in conn.execute("SELECT * FROM ae_destinations ORDER BY ae_title")]
 
 
 def get_node_config(conn: Connection) -> dict[str, str]:

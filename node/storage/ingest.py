@@ -1,9 +1,28 @@
 """The one durable ingest path, shared by C-STORE, STOW-RS and `precedent index import`.
 
-``Ingest.store`` checks the data set, writes its bytes exactly as received
-(temporary file, fsync, rename, fsync folder), then records the instance in the
-catalog and on the work queue in one transaction. Only when it returns has the
-instance been kept: a success answer may be sent then, and not before.
+``Ingest.store`` checks the data set (UIDs, and :mod:`node.storage.integrity`: whole,
+readable, pixel data as long as its Image Pixel module says), then keeps it in this
+order (each step durable before the next):
+
+1. **written**: the bytes, exactly as received, in
+   ``tmp/<study>+<series>+<sop>+<token>.part`` (fsynced; :mod:`node.storage.files`);
+2. **linked**: the part hard-linked to ``dicom/<study>/<series>/<sop>.dcm`` (or
+   ``<sop>.v<token>.dcm`` when that name is taken), folder fsynced. The part stays as
+   the journal entry of this store;
+3. **committed**: the ``studies``, ``series`` and ``instances`` rows and the work-queue
+   entry, in one transaction;
+4. the journal entry is removed (and, for a replacement, the previous file).
+
+Only when ``store`` returns has the instance been kept: a success answer may be sent
+then, and not before. No file survives without its row, and no row without its file:
+
+- a failure before the commit (the catalog refuses, the disk fills, a value cannot be
+  catalogued) removes the file and the part, then raises;
+- a crash leaves the journal entry: :func:`node.storage.recovery.settle_journal` (run
+  when an ``Ingest`` is built and no other uses the folder) keeps the file when its row
+  was committed (removing an older copy a replacement left) and removes it otherwise.
+
+Step hooks (``after_step``) let tests fail or stop the ingest after each step.
 """
 
 from __future__ import annotations
@@ -14,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -25,10 +44,12 @@ from indexer import queue
 from node.errors import DuplicateRejected, InvalidInstance, OutOfResources, SopClassMismatch
 from node.settings import DuplicatePolicyValues
 from node.storage._local import ThreadConnections
-from node.storage.files import instance_relpath, write_durably
+from node.storage.files import JournalEntry, link_into_place, remove_quietly, write_part
+from node.storage.integrity import check_instance
+from node.storage.recovery import IngestLease, settle_journal
 from node.storage.uids import validate_uid
 
-__all__ = ["Ingest", "StoreOutcomeValues", "StoredInstance"]
+__all__ = ["Ingest", "IngestStepValues", "StoreOutcomeValues", "StoredInstance"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +58,14 @@ class StoreOutcomeValues(str, Enum):
     STORED = "stored"
     DUPLICATE_KEPT = "duplicate_kept"  #: already stored; the first copy is kept
     REPLACED = "replaced"
+
+
+class IngestStepValues(str, Enum):
+    """The steps of one store, in order (see the module docstring)."""
+
+    WRITTEN = "written"
+    LINKED = "linked"
+    COMMITTED = "committed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +98,28 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 
 def parse_part10(data: bytes) -> Dataset:
-    """Read the header of a DICOM Part 10 stream (pixel data is not parsed)."""
+    """Read the header of a DICOM Part 10 stream (pixel data is not parsed).
+
+    The error names the kind of failure only: pydicom's messages may quote values
+    (patient data); they are logged at debug."""
     try:
         return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=False)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise InvalidInstance(f"the data set cannot be decoded: {exc}") from exc
     except Exception as exc:  # pydicom raises assorted errors on corrupt streams
-        raise InvalidInstance(f"the data set cannot be decoded: {type(exc).__name__}") from exc
+        log.debug("undecodable data set: %r", exc)
+        raise InvalidInstance(
+            f"the data set cannot be decoded ({type(exc).__name__}): not DICOM Part 10, "
+            "or cut short" if isinstance(exc, InvalidDicomError | EOFError | OSError)
+            else f"the data set cannot be decoded ({type(exc).__name__})"
+        ) from exc
 
 
 class Ingest:
-    """Durable storage and cataloguing of received instances (thread-safe)."""
+    """Durable storage and cataloguing of received instances (thread-safe).
+
+    ``after_step`` (for tests) is called after each :class:`IngestStepValues` step of a
+    store; an exception it raises acts as a failure at that point (a ``BaseException``
+    that is not an ``Exception`` as a crash: nothing is undone).
+    """
 
     def __init__(
         self,
@@ -88,6 +128,7 @@ class Ingest:
         db_path: Path,
         duplicate_policy: DuplicatePolicyValues | str = DuplicatePolicyValues.KEEP_FIRST,
         reserve_bytes: int = 0,
+        after_step: Callable[[IngestStepValues], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.db_path = Path(db_path)
@@ -95,9 +136,18 @@ class Ingest:
         if reserve_bytes < 0:
             raise ValueError("reserve_bytes must be zero or more")
         self.reserve_bytes = reserve_bytes
+        self._after_step = after_step
         self._listeners: list[Callable[[StoredInstance], None]] = []
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
         self._connections = ThreadConnections(self.db_path)
+        self._lease = IngestLease(self.data_dir)
+        #: journal entries settled when this Ingest was built (see node.storage.recovery)
+        self.recovered = self._lease.when_alone(
+            lambda: settle_journal(self.data_dir, self._conn), otherwise=0)
+
+    def close(self) -> None:
+        """Let go of the data folder (another process may then settle its journal)."""
+        self._lease.close()
 
     def add_listener(self, listener: Callable[[StoredInstance], None]) -> None:
         """Call ``listener`` after each instance is committed (keep it quick)."""
@@ -106,6 +156,12 @@ class Ingest:
     @property
     def _conn(self) -> Connection:
         return self._connections.get()
+
+    def _step(self, step: IngestStepValues) -> None:
+        if self._after_step is not None:
+            self._after_step(step)
+
+    # -- one store -----------------------------------------------------------------------
 
     def store(
         self,
@@ -123,30 +179,9 @@ class Ingest:
         data set. ``dataset`` is the already decoded header, when the caller has it.
         """
         ds = dataset if dataset is not None else parse_part10(data)
-        try:
-            sop_uid = validate_uid(ds.get("SOPInstanceUID"), "SOP Instance UID (0008,0018)")
-            class_uid = validate_uid(ds.get("SOPClassUID"), "SOP Class UID (0008,0016)")
-            study_uid = validate_uid(ds.get("StudyInstanceUID"), "Study Instance UID (0020,000D)")
-            series_uid = validate_uid(
-                ds.get("SeriesInstanceUID"), "Series Instance UID (0020,000E)"
-            )
-        except InvalidInstance:
-            raise
-        except Exception as exc:  # a malformed element value raises on access
-            raise InvalidInstance(f"the data set cannot be decoded: {exc}") from exc
-        if sop_class_uid is not None and sop_class_uid != class_uid:
-            raise SopClassMismatch(
-                f"the data set's SOP Class UID {class_uid} differs from the one it was "
-                f"sent as ({sop_class_uid})"
-            )
-        if sop_instance_uid is not None and sop_instance_uid != sop_uid:
-            raise InvalidInstance(
-                f"the data set's SOP Instance UID {sop_uid} differs from the one it was "
-                f"sent as ({sop_instance_uid})",
-                status=0xC211,
-            )
-        if series_uid == study_uid:
-            raise InvalidInstance("Series Instance UID equals Study Instance UID", status=0xC212)
+        uids = _identify(ds, sop_class_uid, sop_instance_uid)
+        sop_uid, class_uid, series_uid, study_uid = uids
+        check_instance(data, ds)
 
         conn = self._conn
         existing = conn.execute(
@@ -169,16 +204,28 @@ class Ingest:
             if self.duplicate_policy is DuplicatePolicyValues.REJECT:
                 raise DuplicateRejected(f"SOP Instance UID {sop_uid} is stored already")
 
-        relpath = instance_relpath(study_uid, series_uid, sop_uid)
-        size = write_durably(self.data_dir, relpath, data, reserve=self.reserve_bytes)
+        entry = write_part(self.data_dir, (study_uid, series_uid, sop_uid), data,
+                           reserve=self.reserve_bytes)
+        relpath: PurePosixPath | None = None
         try:
-            outcome = self._record(conn, ds, relpath=str(relpath), size=size, source=source,
-                                   uids=(sop_uid, class_uid, series_uid, study_uid))
-        except DatabaseError as exc:
-            if is_disk_full(exc):  # the catalog cannot grow
+            self._step(IngestStepValues.WRITTEN)
+            relpath = link_into_place(self.data_dir, entry)
+            self._step(IngestStepValues.LINKED)
+            outcome, previous = self._record(conn, ds, relpath=str(relpath), size=len(data),
+                                             source=source, uids=uids)
+        except Exception as exc:
+            self._undo(entry, relpath)
+            if isinstance(exc, DatabaseError) and is_disk_full(exc):
                 raise OutOfResources("the node's disk is full (catalog)") from exc
             raise
-        stored = StoredInstance(sop_uid, class_uid, series_uid, study_uid, str(relpath), outcome)
+        stored = StoredInstance(sop_uid, class_uid, series_uid, study_uid,
+                                previous if outcome is StoreOutcomeValues.DUPLICATE_KEPT
+                                and previous else str(relpath), outcome)
+        try:
+            self._step(IngestStepValues.COMMITTED)
+            self._settle(entry, relpath, outcome, previous)
+        except Exception:  # kept all the same; the next start settles the journal entry
+            log.exception("instance=%s stored, but its journal entry was not settled", sop_uid)
         log.info("stored instance=%s study=%s outcome=%s source=%s",
                  sop_uid, study_uid, outcome.value, source)
         for listener in self._listeners:
@@ -187,6 +234,21 @@ class Ingest:
             except Exception:  # a listener must never undo an acknowledged store
                 log.exception("listener failed for instance=%s", sop_uid)
         return stored
+
+    def _undo(self, entry: JournalEntry, relpath: PurePosixPath | None) -> None:
+        """Nothing was committed: remove the file put in place and the part."""
+        if relpath is not None:
+            remove_quietly(self.data_dir / relpath)
+        remove_quietly(entry.part)
+
+    def _settle(self, entry: JournalEntry, relpath: PurePosixPath,
+                outcome: StoreOutcomeValues, previous: str | None) -> None:
+        """After the commit: drop what no row refers to, then the journal entry."""
+        if outcome is StoreOutcomeValues.DUPLICATE_KEPT:
+            remove_quietly(self.data_dir / relpath)  # a concurrent sender's copy won
+        elif previous is not None and previous != str(relpath):
+            remove_quietly(self.data_dir / previous)  # the replaced file
+        remove_quietly(entry.part)
 
     def _record(
         self,
@@ -197,7 +259,9 @@ class Ingest:
         size: int,
         source: str,
         uids: tuple[str, str, str, str],
-    ) -> StoreOutcomeValues:
+    ) -> tuple[StoreOutcomeValues, str | None]:
+        """Catalogue one instance and queue it; return the outcome and the path the
+        instance had before (``None`` when it is new)."""
         sop_uid, class_uid, series_uid, study_uid = uids
         now = time.time()
         transfer_syntax = None
@@ -205,11 +269,14 @@ class Ingest:
         if meta is not None:
             transfer_syntax = _text(meta, "TransferSyntaxUID")
         with transaction(conn):
-            replaced = conn.execute(
-                "SELECT 1 FROM instances WHERE sop_instance_uid = ?", (sop_uid,)
-            ).fetchone() is not None
-            if replaced and self.duplicate_policy is DuplicatePolicyValues.KEEP_FIRST:
-                return StoreOutcomeValues.DUPLICATE_KEPT  # a concurrent sender stored it first
+            row = conn.execute(
+                "SELECT path FROM instances WHERE sop_instance_uid = ?", (sop_uid,)
+            ).fetchone()
+            previous = None if row is None else str(row[0])
+            if previous is not None and \
+                    self.duplicate_policy is DuplicatePolicyValues.KEEP_FIRST:
+                # a concurrent sender stored it first
+                return StoreOutcomeValues.DUPLICATE_KEPT, previous
             conn.execute(
                 """INSERT INTO studies (study_instance_uid, patient_id, patient_name,
                     patient_birth_date, patient_sex, study_date, study_time, accession_number,
@@ -257,5 +324,38 @@ class Ingest:
                     _int(ds, "NumberOfFrames"), relpath, size, now, source,
                 ),
             )
-            queue.enqueue(conn, sop_uid, relpath, replace=replaced)
-        return StoreOutcomeValues.REPLACED if replaced else StoreOutcomeValues.STORED
+            queue.enqueue(conn, sop_uid, relpath, replace=previous is not None)
+        outcome = StoreOutcomeValues.STORED if previous is None else StoreOutcomeValues.REPLACED
+        return outcome, previous
+
+
+def _identify(ds: Dataset, sop_class_uid: str | None,
+              sop_instance_uid: str | None) -> tuple[str, str, str, str]:
+    """(SOP Instance, SOP Class, Series, Study UID), validated against what was announced."""
+    try:
+        sop_uid = validate_uid(ds.get("SOPInstanceUID"), "SOP Instance UID (0008,0018)")
+        class_uid = validate_uid(ds.get("SOPClassUID"), "SOP Class UID (0008,0016)")
+        study_uid = validate_uid(ds.get("StudyInstanceUID"), "Study Instance UID (0020,000D)")
+        series_uid = validate_uid(ds.get("SeriesInstanceUID"),
+                                  "Series Instance UID (0020,000E)")
+    except InvalidInstance:
+        raise
+    except Exception as exc:  # a malformed element value raises on access
+        log.debug("undecodable UID: %r", exc)
+        raise InvalidInstance(
+            f"the data set cannot be decoded: a UID is malformed ({type(exc).__name__})"
+        ) from exc
+    if sop_class_uid is not None and sop_class_uid != class_uid:
+        raise SopClassMismatch(
+            f"the data set's SOP Class UID {class_uid} differs from the one it was "
+            f"sent as ({sop_class_uid})"
+        )
+    if sop_instance_uid is not None and sop_instance_uid != sop_uid:
+        raise InvalidInstance(
+            f"the data set's SOP Instance UID {sop_uid} differs from the one it was "
+            f"sent as ({sop_instance_uid})",
+            status=0xC211,
+        )
+    if series_uid == study_uid:
+        raise InvalidInstance("Series Instance UID equals Study Instance UID", status=0xC212)
+    return sop_uid, class_uid, series_uid, study_uid

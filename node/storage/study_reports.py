@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from database import transaction
+
 __all__ = [
     "Report",
     "ReportSourceValues",
@@ -95,16 +97,9 @@ def attach_report(conn: sqlite3.Connection, report: Report) -> None:
 
 def attach_reports(conn: sqlite3.Connection, reports: Iterable[Report]) -> None:
     """Write several reports in one transaction (all or none)."""
-    # TODO(indexer-api): replace this hand-written block with the database helper's
-    # transaction(conn) once it exists.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for report in reports:
             attach_report(conn, report)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 # ------------------------------------------------------------------ reading

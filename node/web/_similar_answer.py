@@ -1,6 +1,8 @@
 """The similar-case answer in DICOM JSON: each case as a QIDO-RS search of its level
 answers for it (:mod:`node.web._qido_answer`, so both read the same), then the PRECEDENT
-private block (docs/internals.md) and, per answer, the ``Precedent-Consensus`` header."""
+private block (docs/internals.md) and, per answer, the ``Precedent-Ranking`` header (what
+the order is based on) and the ``Precedent-Consensus`` header (only with the support
+``[retrieval]`` asks for)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,17 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
-from node.retrieval import EXCERPT_CHARS, Case, SimilarAnswer, excerpt
+from node.retrieval import EXCERPT_CHARS, Case, ConsensusMinimum, SimilarAnswer, excerpt
+from node.settings import RetrievalSettings
 from node.storage.query import Query, QueryLevelValues
 from node.web._dicom_json import find_json
 from node.web._qido_answer import qido_answers, required_keys
 
-__all__ = ["CONSENSUS_HEADER", "PRIVATE_CREATOR", "answer_headers", "answer_json"]
+__all__ = ["CONSENSUS_HEADER", "PRIVATE_CREATOR", "RANKING_HEADER", "answer_headers",
+           "answer_json"]
 
 CONSENSUS_HEADER = "Precedent-Consensus"
+RANKING_HEADER = "Precedent-Ranking"
 PRIVATE_CREATOR = "PRECEDENT"
 
 #: the levels above whose attributes a result carries too (as the flat QIDO-RS routes)
@@ -59,6 +64,8 @@ def _private_block(case: Case, base: str) -> dict[str, dict[str, Any]]:
                                  "Value": [label[:64] for label in case.report.labels]}
     if case.best_series_uid:
         block["00111007"] = {"vr": "UI", "Value": [case.best_series_uid]}
+    if case.ranking_score is not None:  # a fused answer: the score its order is based on
+        block["00111008"] = {"vr": "FD", "Value": [case.ranking_score]}
     return block
 
 
@@ -99,8 +106,12 @@ def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
     return items
 
 
-def answer_headers(answer: SimilarAnswer) -> dict[str, str]:
-    """``Precedent-Consensus`` when a result carries labels."""
-    if answer.consensus is None:
-        return {}
-    return {CONSENSUS_HEADER: json.dumps(answer.consensus.as_json())}
+def answer_headers(answer: SimilarAnswer, settings: RetrievalSettings) -> dict[str, str]:
+    """``Precedent-Ranking`` (``cosine`` or ``rrf``), and ``Precedent-Consensus`` when the
+    majority label has the support ``settings`` ask for (absent below it)."""
+    headers = {RANKING_HEADER: answer.ranking.value}
+    minimum = ConsensusMinimum(cases=settings.consensus_min_cases,
+                               fraction=settings.consensus_min_fraction)
+    if answer.consensus is not None and minimum.met_by(answer.consensus):
+        headers[CONSENSUS_HEADER] = json.dumps(answer.consensus.as_json(minimum))
+    return headers

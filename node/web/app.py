@@ -12,6 +12,7 @@ from node.retrieval import UploadLimits
 from node.runtime import Services
 from node.web import (
     admin,
+    backfill,
     delete,
     health,
     kos,
@@ -51,13 +52,15 @@ def create_app(services: Services) -> FastAPI:
             allow_origins=list(services.settings.http.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept"],
-            expose_headers=["Precedent-Consensus"],
+            expose_headers=["Precedent-Consensus", "Precedent-Ranking"],
         )
     read = [Depends(_read_scope)]
     for module in (qido, wado, rendered, stow, similar, reports, kos):
         app.include_router(module.router, prefix=DICOMWEB_PREFIX, dependencies=read)
     app.include_router(delete.router, prefix=DICOMWEB_PREFIX, dependencies=read)
-    app.include_router(admin.router)
+    # the admin API (/config, /admin): each router carries the admin dependency
+    for module in (admin, backfill):
+        app.include_router(module.router)
     app.include_router(health.router)
     # outermost: every request, CORS answers included
     app.add_middleware(AccessLog, words=route_words(app))

@@ -1,8 +1,12 @@
-"""Bearer tokens: a read scope and an admin scope, each only when configured.
+"""Bearer tokens: a read scope (only when a read token is configured) and an admin scope
+(always: the running node makes an admin token at its first start when none is
+configured, :mod:`node.data_folder`).
 
 ``require_read`` and ``require_admin`` are FastAPI dependencies; a refusal is an
 :class:`~node.errors.Unauthorized` (401, with the ``WWW-Authenticate`` challenge) or a
-:class:`~node.errors.Forbidden` (403).
+:class:`~node.errors.Forbidden` (403). Tokens are compared as bytes in constant time: a
+header carries bytes (read as Latin-1 by the server), a configured token is UTF-8 text,
+so any token, ASCII or not, is either accepted or refused with 401.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ def _bearer(request: Request) -> str | None:
 
 
 def _matches(given: str | None, expected: str | None) -> bool:
-    return given is not None and expected is not None and hmac.compare_digest(given, expected)
+    if given is None or expected is None:
+        return False
+    # the header's own bytes (the server decoded them as Latin-1) against the token's UTF-8
+    return hmac.compare_digest(given.encode("latin-1", "replace"), expected.encode("utf-8"))
 
 
 def require_read(request: Request, services: ServicesDep) -> None:
@@ -41,10 +48,11 @@ def require_read(request: Request, services: ServicesDep) -> None:
 
 
 def require_admin(request: Request, services: ServicesDep) -> None:
-    """Routes that change configuration or delete: need the admin token when one is set."""
+    """Routes that change configuration, delete or run operations: the admin token."""
     http = services.settings.http
     if http.admin_token is None:
-        return
+        raise Forbidden("administration is off on this node: no admin token is configured "
+                        "(set [http] admin_token; `precedent serve` makes one at first start)")
     token = _bearer(request)
     if token is None:
         raise Unauthorized("this route requires the admin bearer token")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from node.runtime import Services, open_index
+from node.runtime import Services
 from node.storage.deletion import delete_objects
 from node.web._deps import ServicesDep, check_uid
 from node.web.auth import require_admin
@@ -21,9 +21,10 @@ def _delete(services: Services, study: str, series: str | None = None,
                       ("SOPInstanceUID", sop)):
         if uid is not None:
             check_uid(uid, name)
-    settings = services.settings
-    index_set = services.model.index_set or open_index(settings)
-    delete_objects(services.connections.get(), settings.node.data_dir, index_set,
+    # Without a loaded model the index files are stale after this and are rebuilt from
+    # the vectors table at the next load: no need to open them just to delete.
+    delete_objects(services.connections.get(), services.settings.node.data_dir,
+                   services.model.index_set,
                    study=study, series=series, sop=sop)
     return Response(status_code=204)
 

@@ -2,9 +2,10 @@
 
 ``status`` is one of :class:`HealthValues`, in the manner of the health endpoints of
 comparable servers (Spring Boot's ``UP``/``DOWN``, the IETF draft's
-``pass``/``warn``/``fail``): a node that is ``degraded`` still receives and stores — the
-PACS must keep sending — so it answers 200 like ``ok``, and ``reasons`` says what does
-not work and what to do; only ``starting`` (nothing accepted yet) answers 503.
+``pass``/``warn``/``fail``): a node that is ``degraded`` (or ``rebuilding`` its index
+with a new model) still receives and stores — the PACS must keep sending — so it
+answers 200 like ``ok``, and ``reasons`` says what does not work and what to do; only
+``starting`` (nothing accepted yet) answers 503.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class HealthValues(str, Enum):
 
     OK = "ok"  #: everything works (200)
     DEGRADED = "degraded"  #: receives and stores, but something does not work (200)
+    #: receives and stores; the index is being rebuilt with a new model, similar-case
+    #: queries wait for it (200)
+    REBUILDING = "rebuilding"
     STARTING = "starting"  #: does not accept associations yet (503)
 
 
@@ -43,6 +47,9 @@ def _reasons(services: Services) -> list[str]:
     elif model.status is ModelStatusValues.LOADING:
         reasons.append("the model is loading: similar-case queries are refused until it "
                        "is ready")
+    elif model.status is ModelStatusValues.REBUILDING:
+        reasons.append(f"similar-case queries are refused until the rebuild is done: "
+                       f"{model.reason}")
     node = services.settings.node
     reserve = node.free_space_reserve_mb * 1024 * 1024
     if reserve:
@@ -63,6 +70,8 @@ def node_status(services: Services) -> dict[str, Any]:
     reasons = _reasons(services)
     if not services.dimse_ready.is_set():
         status = HealthValues.STARTING
+    elif services.model.status is ModelStatusValues.REBUILDING:
+        status = HealthValues.REBUILDING
     else:
         status = HealthValues.DEGRADED if reasons else HealthValues.OK
     return {

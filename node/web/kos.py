@@ -46,6 +46,8 @@ class KosRequest(BaseModel):
     exclude_patient: bool | None = Field(None, alias="excludePatient")
     positive: list[str] = []
     negative: list[str] = []
+    #: the lowest cosine a case may have (-1 to 1); absent: no floor
+    min_score: float | None = Field(None, alias="minScore")
 
 
 def _describe(exc: ValidationError) -> str:
@@ -55,7 +57,8 @@ def _describe(exc: ValidationError) -> str:
         message = str(error.get("msg"))
         if error.get("type") == "extra_forbidden":
             message = ("is not a field: use limit, destination, send, Modality, "
-                       "BodyPartExamined, StudyDate, excludePatient, positive, negative")
+                       "BodyPartExamined, StudyDate, excludePatient, positive, negative, "
+                       "minScore")
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
@@ -96,7 +99,8 @@ async def similar_cases_kos(request: Request, study: str,
                           limit=body.limit or services.settings.kos.limit,
                           modality=body.modality, body_part=body.body_part,
                           study_date=body.study_date, exclude_patient=body.exclude_patient,
-                          positive=body.positive, negative=body.negative)
+                          positive=body.positive, negative=body.negative,
+                          min_score=body.min_score)
     destination = body.destination
     if destination is None and body.send is not False:
         destination = services.settings.kos.destination

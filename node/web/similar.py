@@ -8,9 +8,11 @@
 
 The answer is a QIDO-RS-shaped ``application/dicom+json`` array for the level; each
 element carries the PRECEDENT private block (docs/api.md) and the response the
-``Precedent-Consensus`` header. The logic lives in :mod:`node.retrieval`; these routes
-parse parameters, call it, and answer with :mod:`node.web._similar_answer`. Failures
-are the domain's exceptions, answered by :mod:`node.web.problems`.
+``Precedent-Ranking`` header and, with enough support, ``Precedent-Consensus``. A text
+query's cosine floor defaults to ``[retrieval] text_min_score``. The logic lives in
+:mod:`node.retrieval`; these routes parse parameters, call it, and answer with
+:mod:`node.web._similar_answer`. Failures are the domain's exceptions, answered by
+:mod:`node.web.problems`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 def _respond(services: Services, answer: SimilarAnswer, base: str) -> Response:
     body = answer_json(services.connections.get(), answer, base)
-    return DicomJSONResponse(body, headers=answer_headers(answer))
+    return DicomJSONResponse(body, headers=answer_headers(answer, services.settings.retrieval))
 
 
 def _stored(services: Services, base: str, *, study: str, series: str | None,
@@ -102,12 +104,14 @@ def similar_to_text_route(
     text: str | None = None, level: str = "study", hybrid: str | None = None,
 ) -> Response:
     """Cases matching a text (the model's text tower; ``hybrid=true`` adds BM25 over the
-    reports, fused by reciprocal rank fusion)."""
+    reports, fused by reciprocal rank fusion), at or above ``minScore`` (default
+    ``[retrieval] text_min_score``)."""
     if text is None or not text.strip():
         raise BadRequest("text is missing: GET /similar needs text=… (or POST an image "
                          "to /similar)")
     use_hybrid = _parse_bool(hybrid, "hybrid", False)
-    query = params.query(level, exclude_patient=False)  # a text has no patient
+    query = params.query(level, exclude_patient=False,  # a text has no patient
+                         default_min_score=services.settings.retrieval.text_min_score)
     embedder, index_set = services.model.require()
     answer = similar_to_text(services.connections.get(), embedder, index_set, text,
                              query, hybrid=use_hybrid)

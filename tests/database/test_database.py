@@ -100,8 +100,11 @@ def test_the_write_lock_is_taken_at_the_start(db: Path) -> None:
 def test_targets_of_another_database_are_refused_with_what_to_give() -> None:
     assert database.dialect_for("/var/lib/precedent/catalog.sqlite") is DialectValues.SQLITE
     assert database.dialect_for("sqlite:///var/lib/precedent/c.sqlite") is DialectValues.SQLITE
-    with pytest.raises(UnsupportedDatabase, match="give the path of a SQLite file"):
-        database.connect("postgresql://db.example/precedent")
+    assert database.dialect_for("postgresql://db.example/precedent") is DialectValues.POSTGRESQL
+    assert database.dialect_for("postgres://db.example/precedent") is DialectValues.POSTGRESQL
+    with pytest.raises(UnsupportedDatabase,
+                       match="give the path of a SQLite file or a postgresql://"):
+        database.connect("mysql://db.example/precedent")
     with pytest.raises(UnsupportedDatabase):
         database.dialect_of(object())
 

@@ -62,10 +62,10 @@ NO_IMAGE = {
 #: The 50 CT images of pydicom's DICOMDIR tests (IM000000 … IM00001D): pixels stripped.
 STRIPPED_DICOMDIR_IMAGES = re.compile(r"IM0000[0-9A-Z]{2}")
 #: Images whose pixels cannot be decoded: damaged files, and transfer syntaxes no installed
-#: pixel plugin handles. One name a line: a plugin that learns one (python-gdcm decodes
-#: JPEG-lossy.dcm, 12-bit JPEG Extended) moves it to the images by deleting its line.
+#: pixel plugin handles. One name a line: a plugin that learns one moves it to the images
+#: by deleting its line (JPEG-lossy.dcm, 12-bit JPEG Extended, left when the GDCM
+#: fallback in indexer.jpeg_extended learnt it).
 UNDECODABLE = {
-    "JPEG-lossy.dcm",
     "JPEG2000-embedded-sequence-delimiter.dcm",
     "MR_truncated.dcm",
     "badVR.dcm",

@@ -23,7 +23,7 @@ def test_cli_manages_sources_and_destinations_without_a_running_node(tmp_path: P
     listed = _cli("ae", "source", "list", "--json", *d)
     assert '"ae_title": "PACS"' in listed.stdout and '"store"' in listed.stdout
     bad = _cli("ae", "source", "add", "X", "--permissions", "fly", *d)
-    assert bad.returncode == 2 and "echo, find, move, store" in bad.stderr
+    assert bad.returncode == 2 and "echo, find, get, move, store" in bad.stderr
     toolong = _cli("ae", "source", "add", "A" * 17, *d)
     assert toolong.returncode == 2 and "not a valid AE title" in toolong.stderr
     assert _cli("ae", "destination", "add", "VIEWER", "127.0.0.1", "104", *d).returncode == 0
@@ -63,7 +63,7 @@ def test_rest_admin_routes(make_node, tmp_path: Path) -> None:
         r = admin.post("/config/source", json={"ae_title": "ECHOSCU"})
         assert r.status_code == 409 and "configured already" in r.json()["detail"]
         r = admin.post("/config/source", json={"ae_title": "ECHOSCU2", "permissions": "fly"})
-        assert r.status_code == 400 and "echo, find, move, store" in r.json()["detail"]
+        assert r.status_code == 400 and "echo, find, get, move, store" in r.json()["detail"]
         r = admin.post("/config/destination", json={"ae_title": "X" * 20, "host": "h", "port": 1})
         assert r.status_code == 400 and "not a valid AE title" in r.json()["detail"]
         r = admin.post("/config/destination", json={"ae_title": "D", "host": "h", "port": 0})
@@ -103,3 +103,53 @@ def test_health_says_why_the_model_is_missing(make_node) -> None:
     assert body["status"] == "degraded"  # issue 10: no longer "ok" without a model
     assert body["model"]["status"] == "unavailable"
     assert "set [model] path" in body["model"]["reason"]
+
+
+def _follow(admin, op: dict) -> dict:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + 120
+    while op["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        op = admin.get(f"/admin/operations/{op['id']}").json()
+    return op
+
+
+def test_rest_operations_import_and_rebuild(make_node, tmp_path: Path) -> None:
+    """/admin: what the command uses while the node runs. A rebuild with a model that
+    cannot load fails in one line and leaves the node's model as it was."""
+    from tests._synthetic import make_studies, write_files
+
+    node = make_node()
+    node.wait_model()
+    for study in make_studies(3, instances_per_study=2):
+        write_files(study.datasets, tmp_path / "archive" / study.patient_id)
+    (tmp_path / "archive" / "notes.txt").write_text("not DICOM")
+    with node.http(node.admin_token) as admin:
+        r = admin.post("/admin/index/import", json={"paths": ["archive"]})
+        assert r.status_code == 400 and "must be absolute" in r.json()["detail"]
+        r = admin.post("/admin/index/import", json={"paths": [str(tmp_path / "nope")]})
+        assert r.status_code == 400 and "neither a file nor a folder" in r.json()["detail"]
+        assert admin.get("/admin/operations/999").status_code == 404
+        r = admin.post("/admin/index/import", json={"paths": [str(tmp_path / "archive")]})
+        assert r.status_code == 202, r.text
+        op = _follow(admin, r.json())
+        assert op["state"] == "done" and op["stage"] == "indexing"
+        assert (op["done"], op["total"]) == (6, 6)
+        assert op["outcomes"] == {
+            "stored": 6, "skipped: the data set cannot be decoded (InvalidDicomError)": 1}
+
+        identity = admin.get("/health").json()["model"]["identity"]
+        r = admin.post("/admin/index/rebuild", json={"model": "local-dir:/nonexistent"})
+        op = _follow(admin, r.json())
+        assert op["state"] == "failed"
+        assert op["error"].startswith("model folder /nonexistent does not exist")
+        health = admin.get("/health").json()
+        assert health["model"] == {"status": "ready", "reason": None, "identity": identity}
+
+        csv_body = "StudyInstanceUID,text\n1.2.3.4,report\n"
+        r = admin.post("/admin/reports/import", content=csv_body,
+                       headers={"Content-Type": "text/csv"})
+        assert r.status_code == 200 and r.json()["summary"].startswith("1 rows: 0 matched")
+    with node.http() as anonymous:
+        assert anonymous.post("/admin/reports/import", content="x").status_code == 401

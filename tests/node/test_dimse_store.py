@@ -388,3 +388,144 @@ def _fill_the_disk(make_node, mount: Path) -> None:  # type: ignore[no-untyped-d
         assert pydicom.dcmread(node.data_dir / path).Rows == 512
     assert echoscu(node.dimse_port, called=node.ae_title).returncode == 0
     node.stop()
+
+
+# --------------------------------------------------------------------------- data sets that are not whole
+
+
+def _nothing_kept(node) -> None:  # type: ignore[no-untyped-def]
+    """No row, no queue entry, no file, no part left behind."""
+    assert _catalogued(node) == set()
+    assert _queued(node) == {}
+    assert not [p for p in (node.data_dir / "dicom").rglob("*") if p.is_file()] \
+        if (node.data_dir / "dicom").exists() else True
+    assert not list((node.data_dir / "tmp").glob("*.part"))
+
+
+def _store_response(node, path: Path) -> str:  # type: ignore[no-untyped-def]
+    """storescu's account (-d: with the response's Error Comment) of sending ``path``."""
+    result = storescu(node.dimse_port, [path], called=node.ae_title, extra=["-d"])
+    said = result.stdout + result.stderr
+    assert "Received Store Response" in said, said[-2000:]
+    return said
+
+
+def _mr_small_file(folder: Path, ds: Dataset) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "mr.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(("declared", "present"), [(8192, 5192), (0x7FFFFFF0, 8192)])
+def test_pixel_data_cut_short_is_refused(make_node, declared: int, present: int) -> None:
+    """MR_small.dcm whose PixelData length field says more than the bytes that follow
+    (the data set ends there): refused, nothing kept, the association goes on."""
+    from tests.node._senders import mr_small, send_raw_c_store, with_pixel_length
+
+    node = make_node(no_model=True)
+    ds = mr_small()
+    status = send_raw_c_store(node.dimse_port, node.ae_title, sop_class=ds.SOPClassUID,
+                              sop_instance=ds.SOPInstanceUID,
+                              syntax=ds.file_meta.TransferSyntaxUID,
+                              body=with_pixel_length(ds, declared=declared, present=present))
+    assert status.Status == 0xC210
+    assert status.ErrorComment.startswith(
+        f"the data set ends inside PixelData (7FE0,0010): {present} of")
+    _nothing_kept(node)
+
+
+def test_pixel_data_shorter_than_the_image_is_refused(make_node, tmp_path: Path) -> None:
+    """Whole as a data set, but 4096 bytes of pixels for a 64 × 64 16-bit image: 0xA900
+    (data set does not match SOP class), sent by storescu."""
+    from tests.node._senders import mr_small
+
+    node = make_node(no_model=True)
+    ds = mr_small()
+    ds.PixelData = bytes(ds.PixelData)[:4096]
+    said = _store_response(node, _mr_small_file(tmp_path, ds))
+    assert "0xa900: Error: Data Set does not match SOP Class" in said
+    assert "PixelData holds 4096 bytes; the image needs 8192" in said
+    _nothing_kept(node)
+
+
+def test_rows_encoded_as_a_sequence_is_refused(make_node, tmp_path: Path) -> None:
+    """Rows (0028,0010) sent as SQ holding an item: 0xA900 naming Rows, by storescu."""
+    from pydicom.dataelem import DataElement
+    from pydicom.sequence import Sequence
+
+    from tests.node._senders import mr_small
+
+    node = make_node(no_model=True)
+    ds = mr_small()
+    item = Dataset()
+    item.Rows = 64
+    ds[0x00280010] = DataElement(0x00280010, "SQ", Sequence([item]))
+    said = _store_response(node, _mr_small_file(tmp_path, ds))
+    assert "0xa900: Error: Data Set does not match SOP Class" in said
+    assert "Rows is not a positive number (VR SQ)" in said
+    _nothing_kept(node)
+
+
+@pytest.mark.parametrize("cut", ["a fragment", "the delimiter"])
+def test_compressed_pixel_data_with_incomplete_fragments_is_refused(make_node,
+                                                                    cut: str) -> None:
+    """Encapsulated pixel data is not decoded, but its items must be complete up to the
+    sequence delimiter: pydicom's own emri_small_jpeg_2k_lossless_too_short.dcm (the
+    last fragment cut), and JPEG2000.dcm without its sequence delimiter."""
+    from tests.node._senders import body_of, send_raw_c_store, testdata_file
+
+    node = make_node(no_model=True)
+    name = "emri_small_jpeg_2k_lossless_too_short.dcm" if cut == "a fragment" \
+        else "JPEG2000.dcm"
+    path = testdata_file(name)
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    body = body_of(path)
+    if cut == "the delimiter":
+        assert body.endswith(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00")
+        body = body[:-8]
+    status = send_raw_c_store(node.dimse_port, node.ae_title, sop_class=ds.SOPClassUID,
+                              sop_instance=ds.SOPInstanceUID,
+                              syntax=ds.file_meta.TransferSyntaxUID, body=body)
+    assert status.Status == 0xC210
+    assert "PixelData (7FE0,0010)" in status.ErrorComment
+    _nothing_kept(node)
+
+
+def test_a_store_the_node_cannot_catalogue_leaves_no_file(make_node) -> None:
+    """PatientName sent with VR FD (14 bytes are no doubles): the value cannot be
+    catalogued. The peer gets a failure naming the attribute, and no file is left
+    without its row."""
+    from tests.node._senders import mr_small, send_raw_c_store, with_vr
+
+    node = make_node(no_model=True)
+    ds = mr_small(PatientName="Nobody^Here")
+    status = send_raw_c_store(node.dimse_port, node.ae_title, sop_class=ds.SOPClassUID,
+                              sop_instance=ds.SOPInstanceUID,
+                              syntax=ds.file_meta.TransferSyntaxUID,
+                              body=with_vr(ds, "PatientName", b"FD"))
+    assert status.Status == 0xC210
+    assert status.ErrorComment == "PatientName cannot be decoded as FD"
+    _nothing_kept(node)
+
+
+def test_one_bad_instance_does_not_abort_the_batch(make_node, tmp_path: Path) -> None:
+    """pydicom-data's explicit_VR-UN.dcm among good files, sent by dcmsend over one
+    association: dcmsend announces it with a SOP Class UID of its own reading, not a
+    storage SOP class; the node refuses that one instance (0x0122, SOP class not
+    supported) and stores all the others."""
+    from tests.node._senders import testdata_file
+
+    node = make_node(no_model=True)
+    good = write_files([ct_instance(study_uid="1.2.826.0.1.66", series_uid="1.2.826.0.1.66.1",
+                                    patient_id="P66", instance_number=i, seed=i)
+                        for i in range(4)], tmp_path / "good")
+    batch = [good[0], good[1], testdata_file("explicit_VR-UN.dcm"), good[2], good[3]]
+    result = subprocess.run(["dcmsend", "-v", "-aec", node.ae_title, "127.0.0.1",
+                             str(node.dimse_port), *map(str, batch)],
+                            capture_output=True, text=True, timeout=120)
+    said = result.stdout + result.stderr
+    assert "Peer aborted" not in said, said
+    assert "Refused: SOPClassNotSupported" in said or "0x0122" in said, said
+    expected = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in good}
+    assert _catalogued(node) == expected

@@ -301,3 +301,149 @@ def test_get_of_nothing_stored_succeeds_empty(qr_node, tmp_path: Path) -> None:
                     called=qr_node.ae_title, out_dir=out)
     assert result.returncode == 0, result.stderr
     assert list(out.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+def _guarded_node(make_node, sources: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A node that admits only ``sources`` (AE title → permissions), holding one study."""
+    node = make_node(no_model=True, node={"allow_any_source": False})
+    conn = node.services.connections.get()
+    for ae_title, permissions in sources.items():
+        aes.add_source(conn, ae_title, permissions=aes.parse_permissions(permissions))
+    for ds in _catalogue()[:1]:
+        node.services.ingest.store(to_bytes(ds), source="TEST")
+    return node
+
+
+def _final_status(responses) -> Dataset:  # type: ignore[no-untyped-def]
+    statuses = [status for status, _ in responses]
+    assert statuses, "no response"
+    return statuses[-1]
+
+
+def _study(uid: str = S1) -> Dataset:
+    query = Dataset()
+    query.QueryRetrieveLevel, query.StudyInstanceUID = "STUDY", uid
+    return query
+
+
+def test_move_without_the_move_permission_is_not_authorized(make_node, make_storescp) -> None:
+    """C-MOVE from a source that may find but not move: 0x0124 Refused: Not Authorized,
+    the comment naming the permission (not "move destination unknown"), and nothing is
+    sent to the destination."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove as MOVE
+
+    scp = make_storescp()
+    node = _guarded_node(make_node, {"FINDER": "echo,find"})
+    aes.add_destination(node.services.connections.get(), scp.aet, host="127.0.0.1",
+                        port=scp.port)
+    ae = AE(ae_title="FINDER")
+    ae.add_requested_context(MOVE)
+    assoc = ae.associate("127.0.0.1", node.dimse_port, ae_title=node.ae_title)
+    assert assoc.is_established
+    try:
+        status = _final_status(assoc.send_c_move(_study(), scp.aet, MOVE))
+    finally:
+        assoc.release()
+    assert status.Status == 0x0124
+    assert status.ErrorComment == "this AE title may not use C-MOVE here: no move permission"
+    assert scp.received() == []
+
+
+def test_c_get_needs_the_get_permission(make_node, tmp_path: Path) -> None:
+    """A source with move but not get is refused C-GET (0x0124, naming get); one with get
+    retrieves (dcmtk getscu)."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet as GET
+
+    node = _guarded_node(make_node, {"MOVER": "echo,find,move", "GETSCU": "get"})
+    ae = AE(ae_title="MOVER")
+    ae.add_requested_context(GET)
+    assoc = ae.associate("127.0.0.1", node.dimse_port, ae_title=node.ae_title)
+    assert assoc.is_established
+    try:
+        status = _final_status(assoc.send_c_get(_study(), GET))
+    finally:
+        assoc.release()
+    assert status.Status == 0x0124
+    assert status.ErrorComment == "this AE title may not use C-GET here: no get permission"
+    out = tmp_path / "got"
+    result = getscu(node.dimse_port, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": S1},
+                    called=node.ae_title, out_dir=out)
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.iterdir())) == 1
+
+
+def test_sources_allowed_to_move_before_get_existed_keep_c_get(make_node,
+                                                               tmp_path: Path) -> None:
+    """A catalog from before the get permission: its sources with move (which covered
+    C-GET then) are given get once, when the node opens it; a source added later with
+    move alone is not. The command line takes get too."""
+    import json
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    old = sqlite3.connect(data_dir / "catalog.sqlite")
+    old.execute("CREATE TABLE ae_sources (ae_title TEXT PRIMARY KEY, host TEXT, "
+                "permissions TEXT NOT NULL)")
+    old.execute("INSERT INTO ae_sources VALUES ('GETSCU', NULL, 'echo,find,move,store')")
+    old.commit()
+    old.close()
+    node = make_node(no_model=True, data_dir=data_dir, node={"allow_any_source": False})
+    conn = node.services.connections.get()
+    source = aes.get_source(conn, "GETSCU")
+    assert source is not None and source.allows(aes.PermissionValues.GET)
+    node.services.ingest.store(to_bytes(_catalogue()[0]), source="TEST")
+    out = tmp_path / "got"
+    result = getscu(node.dimse_port, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": S1},
+                    called=node.ae_title, out_dir=out)
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.iterdir())) == 1
+
+    aes.add_source(conn, "NEWMOVER", permissions=aes.parse_permissions("move"))
+    from node.storage import connect
+
+    connect(data_dir / "catalog.sqlite").close()  # opened again: the migration ran once
+    new = aes.get_source(conn, "NEWMOVER")
+    assert new is not None and not new.allows(aes.PermissionValues.GET)
+
+    node.stop()  # the command line on the folder, the node no longer running
+    cli = [sys.executable, "-m", "node", "ae", "source"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    added = subprocess.run([*cli, "add", "PACS", "--permissions", "echo,store,find,move,get",
+                            "--data-dir", str(data_dir)], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert added.returncode == 0, added.stderr
+    listed = subprocess.run([*cli, "list", "--json", "--data-dir", str(data_dir)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    pacs = next(s for s in json.loads(listed.stdout) if s["ae_title"] == "PACS")
+    assert pacs["permissions"] == ["echo", "find", "get", "move", "store"]
+
+
+def test_status_names_are_in_pynetdicom_categories() -> None:
+    """The node's named statuses: pynetdicom's Status where it has them, the others in
+    the category pynetdicom's tables give them."""
+    from pynetdicom.status import (
+        STATUS_CANCEL,
+        STATUS_FAILURE,
+        STATUS_PENDING,
+        STATUS_SUCCESS,
+        Status,
+        code_to_category,
+    )
+
+    from node.dimse.status_codes import DimseStatusValues as S
+
+    assert (S.SUCCESS, S.PENDING, S.CANCEL, S.MOVE_DESTINATION_UNKNOWN) == (
+        Status.SUCCESS, Status.PENDING, Status.CANCEL, Status.MOVE_DESTINATION_UNKNOWN)
+    expected = {S.SUCCESS: STATUS_SUCCESS, S.PENDING: STATUS_PENDING,
+                S.CANCEL: STATUS_CANCEL}
+    for status in S:
+        assert code_to_category(status) == expected.get(status, STATUS_FAILURE), status.name

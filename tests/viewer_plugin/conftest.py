@@ -1,4 +1,11 @@
-"""Fixtures for the viewer tests: a seeded real node, a settings file, a minimal host."""
+"""Fixtures for the viewer tests: a real node of the viewer tests' own (seeded with
+synthetic studies and with real scans), a settings file, a minimal host.
+
+The node is started for this package alone, like the suite's ``running_node`` (same
+``start_node``, same tiny model): what it holds is then exactly what these tests put
+there, so every check can be unconditional, and the Key Object Selections the tests
+send stay out of the node other packages share.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,8 @@ from typing import Any
 import pytest
 from pydicom import Dataset
 
+from tests.viewer_plugin._scans import StoredScan, store_scans
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 
@@ -17,11 +26,12 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 class SeededStudy:
     study_instance_uid: str
     labels: tuple[str, ...]
+    patient_id: str = ""
 
 
 @dataclass(frozen=True)
 class SeededNode:
-    """The session's real node, with demo studies stored and indexed."""
+    """The viewer tests' real node, with demo studies stored and indexed."""
 
     node: Any  # tests.conftest.RunningNode
     studies: tuple[SeededStudy, ...]
@@ -35,7 +45,7 @@ class SeededNode:
         return str(self.node.admin_token or self.node.read_token or "")
 
     def stored_study_uids(self) -> set[str]:
-        """Every study the node holds (other test modules may have stored more)."""
+        """Every study the node holds."""
         from viewer_plugin.client import NodeSettings, PrecedentClient
 
         with PrecedentClient(NodeSettings(url=self.url, token=self.token)) as client:
@@ -48,35 +58,33 @@ class SeededNode:
         raise KeyError(uid)
 
 
-def _as_seeded(item: Any) -> SeededStudy:
-    """One entry of whatever ``seed_demo`` returns, as (study UID, labels)."""
-    if isinstance(item, tuple) and len(item) == 2:
-        uid, labels = item
-    elif isinstance(item, dict):
-        uid = item.get("study_instance_uid") or item.get("StudyInstanceUID") or item.get("uid")
-        labels = item.get("labels") or item.get("finding") or ()
-    else:
-        uid = item.study_instance_uid
-        labels = getattr(item, "labels", None) or getattr(item, "finding", None) or ()
-    if isinstance(labels, str):
-        labels = (labels,)
-    return SeededStudy(str(uid), tuple(str(x) for x in labels))
+@pytest.fixture(scope="package")
+def viewer_node(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Any]:
+    """A node of the viewer tests' own (``tests.conftest.start_node``)."""
+    from tests.conftest import start_node
+
+    running = start_node(tmp_path_factory.mktemp("viewer-node"), tiny_model_dir)
+    running.wait_model()
+    yield running
+    running.stop()
 
 
-@pytest.fixture(scope="session")
-def seeded_node(running_node: Any) -> SeededNode:
-    """``running_node`` with demo studies (SR reports, labels), indexed."""
-    seed = getattr(running_node, "seed_demo", None)
-    if seed is None:
-        pytest.skip("running_node.seed_demo is not available yet")
-    result = seed(n_studies=12, seed=51)  # its own patients: other modules seed the node too
-    if isinstance(result, dict):
-        items: Sequence[Any] = list(result.items())
-    else:
-        items = list(getattr(result, "studies", result))
-    studies = tuple(_as_seeded(i) for i in items)
-    assert len(studies) >= 8, f"seed_demo gave {len(studies)} studies"
-    return SeededNode(running_node, studies)
+@pytest.fixture(scope="package")
+def seeded_node(viewer_node: Any) -> SeededNode:
+    """``viewer_node`` with 12 synthetic CT studies (SR-free reports with labels), indexed."""
+    result = viewer_node.seed_demo(n_studies=12, seed=51)
+    studies = tuple(SeededStudy(s.study_instance_uid, (s.finding,), s.patient_id)
+                    for s in result)
+    assert len(studies) == 12
+    return SeededNode(viewer_node, studies)
+
+
+@pytest.fixture(scope="package")
+def real_scans(seeded_node: SeededNode) -> tuple[StoredScan, ...]:
+    """Real CT, MR and CR scans (pydicom-data) with SR reports, on the same node, indexed."""
+    stored = store_scans(seeded_node.url)
+    seeded_node.node.wait_indexed()
+    return stored
 
 
 @pytest.fixture
@@ -105,13 +113,3 @@ class Host:
 def screenshots() -> Iterator[Path]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     yield SCREENSHOTS
-
-
-@pytest.fixture(scope="package", autouse=True)
-def _collect_on_the_ui_thread_only() -> Iterator[None]:
-    """The panels switch Python's collector to the UI thread; after the viewer tests
-    the rest of the suite gets the ordinary collector back."""
-    yield
-    from viewer_plugin._gc import uninstall_ui_thread_gc
-
-    uninstall_ui_thread_gc()

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from viewer_plugin.cases import Consensus, parse_consensus, parse_similar_case, parse_similar_cases
+from viewer_plugin.cases import (
+    Consensus,
+    Report,
+    parse_consensus,
+    parse_kos_result,
+    parse_report,
+    parse_similar_case,
+    parse_similar_cases,
+)
 
 
 def _item(**extra: object) -> dict[str, object]:
@@ -97,3 +105,23 @@ def test_consensus_header() -> None:
     assert parse_consensus(None) is None
     assert parse_consensus("not json") is None
     assert parse_consensus('{"label": "", "count": 0, "of": 3}') is None
+
+
+def test_a_ranking_score_is_read_when_the_node_gives_one() -> None:
+    assert parse_similar_case(_item()).ranking_score is None
+    case = parse_similar_case(_item(**{"00111008": {"vr": "FD", "Value": [0.0328]}}))
+    assert case.ranking_score == pytest.approx(0.0328)
+    with pytest.raises(ValueError, match="ranking score"):
+        parse_similar_case(_item(**{"00111008": {"vr": "FD", "Value": ["high"]}}))
+
+
+def test_reports_and_kos_answers_are_read() -> None:
+    report = parse_report({"text": "Impression: normal.", "labels": ["Normal"],
+                           "source": "sr"}, "1.2.3")
+    assert report == Report("1.2.3", "Impression: normal.", ("Normal",), "sr")
+    kos = parse_kos_result({"SOPInstanceUID": "2.25.1", "SeriesInstanceUID": "2.25.2",
+                            "sent_to": None})
+    assert (kos.sop_instance_uid, kos.series_instance_uid, kos.sent_to) == (
+        "2.25.1", "2.25.2", None)
+    with pytest.raises(TypeError, match="report"):
+        parse_report([], "1.2.3")  # type: ignore[arg-type]

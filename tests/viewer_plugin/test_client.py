@@ -2,7 +2,7 @@
 
 The node's answers here come through a ``requests`` transport adapter mounted on the
 client's session (a seam injected, not patched); the real-node behaviour is covered
-in ``test_real_node.py``.
+in ``test_panel.py``, ``test_host.py`` and ``test_study_browser.py``.
 """
 
 from __future__ import annotations
@@ -200,3 +200,38 @@ def test_query_parameters_are_validated_naming_the_argument() -> None:
         SimilarQuery(limit=0)
     with pytest.raises(ValueError):
         SimilarQuery(level="organ")
+
+
+def test_a_study_page_asks_one_more_than_it_shows() -> None:
+    from viewer_plugin.study_search import StudySearch
+
+    studies = [{"0020000D": {"vr": "UI", "Value": [f"1.2.{i}"]}} for i in range(3)]
+    client, transport = client_with(answer(200, studies, ctype="application/dicom+json"))
+    page = client.search_study_page(StudySearch(patient_id="P1", page_size=2, page=1))
+    url = transport.seen[-1].url or ""
+    assert "/dicom-web/studies?" in url
+    for part in ("limit=3", "offset=2", "PatientID=P1", "includefield=StudyDescription"):
+        assert part in url
+    assert [r.study_instance_uid for r in page.rows] == ["1.2.0", "1.2.1"]
+    assert page.has_more
+
+
+def test_only_the_nodes_similar_cases_kos_counts_as_sent_before() -> None:
+    series = [
+        {"0020000E": {"vr": "UI", "Value": ["2.25.1"]},
+         "0008103E": {"vr": "LO", "Value": ["Similar cases"]}},
+        {"0020000E": {"vr": "UI", "Value": ["2.25.2"]},
+         "0008103E": {"vr": "LO", "Value": ["Teaching file"]}},
+    ]
+    client, transport = client_with(answer(200, series, ctype="application/dicom+json"))
+    assert client.kos_series("1.2.3") == ["2.25.1"]
+    url = transport.seen[-1].url or ""
+    assert "/studies/1.2.3/series?" in url and "Modality=KO" in url
+
+
+def test_destinations_come_from_the_read_scope_route() -> None:
+    client, transport = client_with(answer(200, [{"ae_title": "PACS", "default": True}]))
+    assert client.destinations() == ["PACS"]
+    assert (transport.seen[-1].url or "").endswith("/dicom-web/destinations")
+    refused, _ = client_with(problem(403, "Forbidden", "admin scope needed"))
+    assert refused.destinations() == []

@@ -10,6 +10,7 @@ from pydicom import examples
 from viewer_plugin.cases import Consensus, SimilarCase, SimilarResult
 from viewer_plugin.client import LevelValues
 from viewer_plugin.model import (
+    DEFAULT_MIN_SUPPORT,
     FeedbackValues,
     PanelModel,
     QueryKindValues,
@@ -103,3 +104,62 @@ def test_text_queries_highlight_their_words_in_the_report() -> None:
     request = model.begin_query(study="1.2.3")
     model.accept(request.generation, _result("1.1"))
     assert "<mark" not in model.report_html(model.cases[0])
+
+
+def test_one_case_of_ten_is_not_a_consensus() -> None:
+    """A finding is headlined only with the stated support (default 30 %, and two cases)."""
+    model = PanelModel()
+    assert model.state.min_support == DEFAULT_MIN_SUPPORT == 0.3
+    request = model.begin_query(study="1.2.3")
+    model.accept(request.generation, _result("1.1", consensus=Consensus("normal", 1, 10)))
+    assert model.consensus_line == "No finding is shared by at least 30% of these cases."
+    assert "1 of 10" not in model.consensus_line
+    model.accept(model.begin_query(study="1.2.3").generation,
+                 _result("1.1", consensus=Consensus("pneumothorax", 3, 10)))
+    assert model.consensus_line == "3 of 10 similar cases: pneumothorax"  # 30 %: shown
+    model.accept(model.begin_query(study="1.2.3").generation,
+                 _result("1.1", consensus=Consensus("nodule", 1, 2)))
+    assert model.consensus_line.startswith("No finding")  # 50 %, but a single case
+    model.state.min_support = 0.0
+    assert model.consensus_line == "1 of 2 similar cases: nodule"  # 0: any shared label
+    with pytest.raises(ValueError, match="min_support"):
+        QueryState(min_support=1.5)
+
+
+def test_feedback_is_said_in_one_line() -> None:
+    model = PanelModel()
+    assert model.feedback_line == ""
+    model.mark("1.1", FeedbackValues.POSITIVE)
+    assert model.feedback_line == "Refined: 1 more like"
+    model.mark("1.2", FeedbackValues.NEGATIVE)
+    model.mark("1.3", FeedbackValues.NEGATIVE)
+    assert model.feedback_line == "Refined: 1 more like, 2 less like"
+    model.clear_feedback()
+    assert model.feedback_line == ""
+
+
+def test_each_number_says_what_it_is_and_what_orders_the_list() -> None:
+    model = PanelModel()
+    model.accept(model.begin_query(study="1.2.3").generation, _result("1.1"))
+    assert model.score_text(model.cases[0]) == "similarity 1.000"
+    assert model.order_note == ""
+    model.state.hybrid = True
+    model.accept(model.begin_query(text="pneumothorax").generation, _result("1.1"))
+    assert model.score_text(model.cases[0]) == "image–text cosine 1.000"
+    assert "rank fusion" in model.order_note and "cosine" in model.order_note
+    model.state.hybrid = False
+    model.accept(model.begin_query(text="pneumothorax").generation, _result("1.1"))
+    assert model.order_note.startswith("Ordered by image–text cosine")
+    fused = SimilarResult((SimilarCase("1.4", score=-0.3, rank=1, ranking_score=0.0328),))
+    model.state.hybrid = True
+    model.accept(model.begin_query(text="pneumothorax").generation, fused)
+    assert model.score_text(model.cases[0]) == "fused score 0.0328"
+    assert model.order_note.startswith("Ordered by the fused score")
+
+
+def test_a_case_is_summed_up_by_its_images_not_its_documents() -> None:
+    model = PanelModel()
+    case = SimilarCase("1.1", score=0.9, rank=1, modality="CR/SR/KO", study_date="20250614",
+                       body_part="CHEST", description="XR chest PA")
+    assert model.case_summary(case) == "CR · 2025-06-14 · CHEST · XR chest PA"
+    assert model.case_summary(SimilarCase("1.2", score=0.9, rank=2, modality="SR")) == "SR"

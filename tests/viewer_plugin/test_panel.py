@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydicom import Dataset
+from pydicom.uid import KeyObjectSelectionDocumentStorage
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QLineEdit
 
@@ -31,6 +33,22 @@ def make_panel(qtbot: Any, qsettings: Any, *, url: str, token: str = "",
     return panel
 
 
+def key_objects(seeded_node: SeededNode, study: str) -> list[Dataset]:
+    """The Key Object Selection documents of a study (QIDO-RS series, then WADO-RS)."""
+    with PrecedentClient(NodeSettings(url=seeded_node.url, token=seeded_node.token)) as client:
+        series = client.search_series(study, Modality="KO")
+        return [ds for s in series
+                for ds in client.retrieve_series(study, s["0020000E"]["Value"][0])]
+
+
+def referenced_instances(kos: Dataset) -> list[str]:
+    """The SOP Instance UIDs a KOS references, in its content order."""
+    assert kos.SOPClassUID == KeyObjectSelectionDocumentStorage
+    return [str(ref.ReferencedSOPInstanceUID)
+            for item in kos.ContentSequence if item.ValueType == "IMAGE"
+            for ref in item.ReferencedSOPSequence]
+
+
 def find(qtbot: Any, panel: FindSimilarPanel) -> None:
     with qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS):
         qtbot.mouseClick(panel.find_button, _left())
@@ -51,6 +69,7 @@ def test_find_similar_fills_the_panel_with_the_nodes_cases(
     panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
                        host=Host(query_study))
     panel.limit_spin.setValue(5)
+    panel.set_min_support(0.0)  # any shared label is shown (the threshold has its own test)
     find(qtbot, panel)
 
     with PrecedentClient(NodeSettings(url=seeded_node.url, token=seeded_node.token)) as client:
@@ -60,9 +79,9 @@ def test_find_similar_fills_the_panel_with_the_nodes_cases(
     assert query_study not in panel.case_uids  # its own patient is excluded by default
     assert set(panel.case_uids) <= seeded_node.stored_study_uids()
     assert panel.results_list.count() == len(expected.cases)
-    if expected.consensus is not None:
-        assert panel.consensus_label.text() == expected.consensus.line
-        assert " similar case" in panel.consensus_label.text()
+    assert expected.consensus is not None  # every study on this node has a labelled report
+    assert panel.consensus_label.text() == expected.consensus.line
+    assert " similar case" in panel.consensus_label.text()
     assert not panel.error_label.isVisible()
 
     row = panel.row_widget(0)
@@ -128,9 +147,14 @@ def test_a_text_query_highlights_its_words_in_the_report(
           qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS)):
         qtbot.mouseClick(panel.text_button, _left())
     assert panel.case_uids
-    html = panel.report_view.toHtml()
-    if word.lower() in panel.report_view.toPlainText().lower():
-        assert "#ffe066" in html  # the <mark> background survives QTextDocument
+    # the hybrid search fuses the reports' words: cases whose report says the word are found
+    with_word = [i for i, c in enumerate(panel.model.cases) if word in c.labels]
+    assert with_word, f"no case labelled {word!r} among {panel.model.cases}"
+    if with_word[0] != panel.model.selected:
+        with qtbot.waitSignal(panel.report_shown, timeout=WAIT_MS):
+            panel.results_list.setCurrentRow(with_word[0])
+    assert word.lower() in panel.report_view.toPlainText().lower()
+    assert "#ffe066" in panel.report_view.toHtml()  # the <mark> survives QTextDocument
 
 
 def test_hiding_identity_is_on_by_default_and_can_be_turned_off(
@@ -140,24 +164,29 @@ def test_hiding_identity_is_on_by_default_and_can_be_turned_off(
     assert panel.hide_check.isChecked() and panel.exclude_check.isChecked()
     find(qtbot, panel)
     case = panel.model.cases[0]
+    assert case.patient_id  # every study on this node has a patient ID
     texts = " ".join(w.text() for w in panel.findChildren(QLabel))
-    if case.patient_id:
-        assert case.patient_id not in texts
+    assert case.patient_id not in texts
     panel.hide_check.setChecked(False)
     assert "(hidden)" not in panel.row_widget(0).patient.text()
-    if case.patient_id:
-        assert case.patient_id in panel.row_widget(0).patient.text()
+    assert case.patient_id in panel.row_widget(0).patient.text()
     assert qsettings.value("defaults/hide_identity") in (False, "false")
 
 
 def test_send_to_pacs_writes_a_key_object_selection(
         qtbot: Any, qsettings: Any, seeded_node: SeededNode) -> None:
+    study = seeded_node.studies[4].study_instance_uid
     panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
-                       host=Host(seeded_node.studies[4].study_instance_uid))
+                       host=Host(study))
     find(qtbot, panel)
     with qtbot.waitSignal(panel.kos_sent, timeout=WAIT_MS) as sent:
         qtbot.mouseClick(panel.send_button, _left())
     assert sent.args[0].startswith("Key Object Selection stored on the node"), sent.args[0]
+
+    # the node holds it: a KO series in the study, referencing the cases the panel shows
+    kos = key_objects(seeded_node, study)
+    assert len(kos) == 1
+    assert referenced_instances(kos[0]) == [c.best_instance_uid for c in panel.model.cases]
 
 
 @pytest.mark.parametrize(("label", "has_series", "has_instance"),
@@ -325,3 +354,121 @@ def test_a_timeout_is_said_in_plain_words(qtbot: Any, qsettings: Any) -> None:
             panel.search_text("1.2.5 slow")
         assert "did not answer within 0.5 s" in panel.error_label.text()
 
+
+
+# ----------------------------------------------------------------- issue 8 and 10 points
+
+
+def test_the_default_node_is_the_nodes_own_port(qtbot: Any, qsettings: Any) -> None:
+    """The node listens on 8080 out of the box (8042 is Orthanc's)."""
+    panel = FindSimilarPanel(host=Host(), settings=qsettings)
+    qtbot.addWidget(panel)
+    assert panel.node_settings().url == "http://127.0.0.1:8080"
+    assert panel.url_edit.placeholderText() == "http://127.0.0.1:8080"
+    assert panel.node_box.fields.isVisibleTo(panel)  # unfolded until a URL is saved
+
+
+def test_a_finding_is_shown_only_with_its_stated_support(
+        qtbot: Any, qsettings: Any, seeded_node: SeededNode) -> None:
+    panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
+                       host=Host(seeded_node.studies[7].study_instance_uid))
+    assert panel.min_support_spin.value() == 30  # the default: 3 of 10
+    panel.limit_spin.setValue(10)
+    find(qtbot, panel)
+    consensus = panel.model.consensus
+    assert consensus is not None
+
+    def verdict(share: float) -> str:
+        if consensus.count >= 2 and consensus.count / consensus.of >= share:
+            return consensus.line
+        return f"No finding is shared by at least {round(share * 100)}% of these cases."
+
+    assert panel.consensus_label.text() == verdict(0.3)
+    panel.min_support_spin.setValue(100)
+    assert panel.consensus_label.text() == verdict(1.0)
+    panel.min_support_spin.setValue(0)
+    assert panel.consensus_label.text() == consensus.line  # 0: any shared label
+    assert float(qsettings.value("defaults/min_support")) == 0.0
+
+
+def test_a_hybrid_text_search_says_what_orders_it(
+        qtbot: Any, qsettings: Any, seeded_node: SeededNode) -> None:
+    panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token)
+    panel.hybrid_check.setChecked(True)
+    with qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS):
+        panel.search_text("effusion")
+    title = panel.row_widget(0).title.text()
+    # the node sends the RRF score a fused answer is ordered by, (0011,1008): that is the
+    # number shown (a node without it: the cosine and "rank fusion", test_model.py)
+    assert "fused score" in title and "similarity" not in title
+    assert panel.order_label.isVisible()
+    assert panel.order_label.text().startswith("Ordered by the fused score")
+
+    panel.hybrid_check.setChecked(False)
+    with qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS):
+        panel.search_text("effusion")
+    assert panel.order_label.text().startswith("Ordered by image–text cosine")
+
+    panel.set_host(Host(seeded_node.studies[0].study_instance_uid))
+    find(qtbot, panel)  # an image query: the number is the similarity, no note
+    assert "similarity" in panel.row_widget(0).title.text()
+    assert not panel.order_label.isVisible()
+
+
+def test_more_like_this_shows_the_query_changed_and_reset_undoes_it(
+        qtbot: Any, qsettings: Any, seeded_node: SeededNode) -> None:
+    panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
+                       host=Host(seeded_node.studies[8].study_instance_uid))
+    panel.limit_spin.setValue(6)
+    find(qtbot, panel)
+    before = panel.case_uids
+    assert not panel.refine_bar.isVisible()
+
+    with qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS):
+        qtbot.mouseClick(panel.row_widget(len(before) - 1).thumbs_up, _left())
+    assert panel.refine_bar.isVisible()
+    assert panel.refine_label.text() == "Refined: 1 more like"
+    with qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS):
+        qtbot.mouseClick(panel.row_widget(0).thumbs_down, _left())
+    assert panel.refine_label.text() == "Refined: 1 more like, 1 less like"
+
+    with qtbot.waitSignal(panel.results_ready, timeout=WAIT_MS):
+        qtbot.mouseClick(panel.refine_reset_button, _left())
+    assert not panel.refine_bar.isVisible()
+    assert panel.model.state.positive == set() and panel.model.state.negative == set()
+    assert panel.case_uids == before  # the original answer again
+
+
+def test_a_second_send_to_pacs_asks_first(
+        qtbot: Any, qsettings: Any, seeded_node: SeededNode) -> None:
+    study = seeded_node.studies[9].study_instance_uid
+    panel = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
+                       host=Host(study))
+    find(qtbot, panel)
+    with qtbot.waitSignal(panel.kos_sent, timeout=WAIT_MS):
+        qtbot.mouseClick(panel.send_button, _left())
+    assert len(key_objects(seeded_node, study)) == 1
+
+    with qtbot.waitSignal(panel.kos_confirm_needed, timeout=WAIT_MS) as asked:
+        qtbot.mouseClick(panel.send_button, _left())
+    assert "already has a similar-cases note" in asked.args[0]
+    assert panel.kos_bar.confirm.isVisible()
+    qtbot.mouseClick(panel.kos_bar.keep_button, _left())
+    assert panel.status_label.text() == "Not sent." and not panel.kos_bar.confirm.isVisible()
+    assert len(key_objects(seeded_node, study)) == 1  # nothing was sent
+
+    with qtbot.waitSignal(panel.kos_confirm_needed, timeout=WAIT_MS):
+        qtbot.mouseClick(panel.send_button, _left())
+    with qtbot.waitSignal(panel.kos_sent, timeout=WAIT_MS) as sent:
+        qtbot.mouseClick(panel.kos_bar.send_again_button, _left())
+    assert sent.args[0].startswith("Key Object Selection")
+    assert len(key_objects(seeded_node, study)) == 2
+
+    # a panel that did not send them itself asks the node, and warns too
+    other = make_panel(qtbot, qsettings, url=seeded_node.url, token=seeded_node.token,
+                       host=Host(study))
+    find(qtbot, other)
+    with qtbot.waitSignal(other.kos_confirm_needed, timeout=WAIT_MS) as asked:
+        qtbot.mouseClick(other.send_button, _left())
+    assert "2 similar-cases notes" in asked.args[0]
+    assert len(key_objects(seeded_node, study)) == 2

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
@@ -154,3 +155,34 @@ def test_no_patient_data_in_errors_or_logs(secured: RunningNode,
     logged = "\n".join(r.getMessage() for r in caplog.records
                        if r.levelno > logging.DEBUG and r.name.split(".")[0] in ours)
     assert "Secretname" not in logged and SECRET_ID not in logged
+
+
+@pytest.mark.parametrize("path", ["/dicom-web/studies", "/dicom-web/similar?text=x",
+                                  "/config/destination", "/admin/operations/1"])
+def test_a_non_ascii_token_gets_401_not_500(secured: RunningNode, path: str) -> None:
+    """Issue 9, defect 3: hmac.compare_digest raised TypeError on non-ASCII text."""
+    header = {"Authorization": "Bearer tökén-ü€".encode()}
+    with httpx.Client(base_url=secured.http_url, headers=header, timeout=30) as http:
+        assert "not valid" in _problem(http.get(path), 401)
+
+
+def test_a_configured_non_ascii_token_is_accepted_as_utf8(make_node) -> None:  # type: ignore[no-untyped-def]
+    node: RunningNode = make_node(no_model=True, http={"read_token": "lesen-ß-✓"})
+    with httpx.Client(base_url=node.http_url, timeout=30) as http:
+        ok = http.get("/dicom-web/studies",
+                      headers={"Authorization": "Bearer lesen-ß-✓".encode()})
+        assert ok.status_code == 200, ok.text
+        assert http.get("/dicom-web/studies", headers={
+            "Authorization": b"Bearer lesen-ss"}).status_code == 401
+
+
+def test_admin_routes_need_the_token_the_node_made(make_node) -> None:  # type: ignore[no-untyped-def]
+    """No admin token configured: the node made one; without it, 401."""
+    node: RunningNode = make_node(no_model=True)
+    token_file = node.data_dir / "admin-token"
+    assert node.admin_token == token_file.read_text().strip()
+    with node.http() as anonymous:
+        assert "admin bearer token" in _problem(anonymous.get("/config/source"), 401)
+        assert _problem(anonymous.delete("/dicom-web/studies/1.2.3"), 401)
+    with node.http(node.admin_token) as admin:
+        assert admin.get("/config/source").status_code == 200

@@ -132,6 +132,25 @@ def test_kos_with_filters_and_no_body(cat: Catalogue) -> None:
     assert response.status_code == 201 and response.json()["references"] == 2
 
 
+def test_kos_takes_the_cosine_floor(cat: Catalogue) -> None:
+    query = cat.studies[6].study_instance_uid
+    with cat.node.http() as http:
+        items = http.get(f"/dicom-web/studies/{query}/similar", params={"limit": 100}).json()
+    scores = [float(first_value(i, "00111001")) for i in items]
+    assert len(scores) >= 4 and scores[1] > scores[2]
+    floor = round((scores[1] + scores[2]) / 2, 6)
+    response = _post_kos(cat.node, query, {"minScore": floor, "send": False})
+    assert response.status_code == 201, response.text
+    assert response.json()["references"] == 2  # the two cases at or above the floor
+    ds = pydicom.dcmread(_stored_file(cat.node, response.json()["SOPInstanceUID"]))
+    _check_kos(ds, query_study=query, patient_id=cat.studies[6].patient_id,
+               expected=_expected(cat, query, 2))
+    detail = _problem(_post_kos(cat.node, query, {"minScore": 2}), 400)["detail"]
+    assert "minScore 2.0 is out of range" in detail
+    assert "nothing to write" in _problem(_post_kos(cat.node, query, {"minScore": 1}),
+                                          409)["detail"]
+
+
 def _problem(response, status: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM_JSON)

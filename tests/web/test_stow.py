@@ -282,8 +282,6 @@ def test_the_docs_state_the_full_disk_answer_the_node_gives() -> None:
     assert "409" in stow and "0xA700" in stow and "10.5.3-1" in stow
 
 
-@pytest.mark.xfail(strict=True, reason="needs the truncated-data-set check in "
-                   "node/storage/ingest.py (harden-dimse, issue 9 defect 5)")
 def test_a_part_cut_3000_bytes_short_is_refused(make_node) -> None:  # type: ignore[no-untyped-def]
     node = make_node(no_model=True)
     client = DICOMwebClient(node.dicomweb_url)
