@@ -21,6 +21,7 @@
     │   ├── UnknownObject        the study, series or instance is not on the node (404)
     │   └── NotIndexed           on the node but without a vector yet (409)
     ├── ModelNotReady            the embedding model is not loaded (503, with the reason)
+    ├── Busy                     the node does as much of this work at once as it may (503)
     ├── ReportError              a report cannot be read (malformed SR, PDF, CSV)
     ├── KosError                 a Key Object Selection cannot be written or sent
     │   ├── UnknownDestination   404
@@ -40,7 +41,7 @@
         └── UnsupportedMediaType the body's media type is not one the route takes (415)
 
 Every class carries ``http_status``, and ``title`` and ``headers`` where its answer needs
-them (ModelNotReady: ``Retry-After``; Unauthorized: ``WWW-Authenticate``);
+them (ModelNotReady, Busy: ``Retry-After``; Unauthorized: ``WWW-Authenticate``);
 :mod:`node.web.problems` turns any of them into an RFC 7807 answer, the DIMSE handlers
 turn :class:`IngestError` and :class:`InvalidQuery` into statuses. Anything else is a bug
 and is logged as such by the protocol adapter.
@@ -57,6 +58,7 @@ __all__ = [
     "BackfillConflict",
     "BackfillError",
     "BadRequest",
+    "Busy",
     "CollectionError",
     "DataFolderBusy",
     "DuplicateRejected",
@@ -216,6 +218,19 @@ class ModelNotReady(PrecedentError):
     http_status = 503
     title = "Model not loaded"
     headers = MappingProxyType({"Retry-After": "30"})
+
+
+class Busy(PrecedentError):
+    """The node is doing as much of this work at once as it may (decoding uploads); the
+    answer says when to try again (``Retry-After``)."""
+
+    http_status = 503
+    title = "Busy"
+    headers = MappingProxyType({"Retry-After": "5"})
+
+    def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.headers = MappingProxyType({"Retry-After": str(retry_after_s)})
 
 
 class ReportError(PrecedentError):

@@ -170,6 +170,9 @@ class HttpSettings(_Section):
     #: the largest STOW-RS request body, in bytes (413 beyond); each part is held in
     #: memory until it is stored
     max_request_bytes: int = Field(2 * 1024**3, ge=1)
+    #: the most pixel values one similar-case upload may decode to (width × height ×
+    #: samples, × frames for DICOM; 413 beyond); twice this may be decoding at once
+    max_upload_pixels: int = Field(50_000_000, ge=1)
 
 
 class ModelSettings(_Section):

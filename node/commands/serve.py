@@ -41,6 +41,11 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, announce=False)
     logging.basicConfig(level=settings.log_level.value,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import pydicom.config
+
+    # pydicom's warnings on invalid values quote the value (a name sent as a UID) at
+    # WARNING; the node keeps what it receives as received, so it does not validate it
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     log.info("%s", location_notes(settings))
     for note in catalog_notes(settings):
         log.info("%s", note)

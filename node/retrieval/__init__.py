@@ -25,7 +25,9 @@ from node.retrieval.similar_query import MAX_LIMIT, SimilarQuery
 from node.retrieval.stored import StoredObject, find_stored_object, stored_vector
 from node.retrieval.upload import (
     UPLOAD_MEDIA_TYPES,
+    DecodeBudget,
     DecodedUpload,
+    UploadLimits,
     UploadMediaTypeValues,
     decode_upload,
 )
@@ -38,11 +40,13 @@ __all__ = [
     "Case",
     "Consensus",
     "ConsensusMinimum",
+    "DecodeBudget",
     "DecodedUpload",
     "RankingValues",
     "SimilarAnswer",
     "SimilarQuery",
     "StoredObject",
+    "UploadLimits",
     "UploadMediaTypeValues",
     "consensus",
     "decode_upload",

@@ -6,13 +6,13 @@ lowest cosine a result may have (minScore)."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from indexer import LevelValues
 from node.errors import InvalidQuery
+from node.storage.query import is_valid_da
 
 if TYPE_CHECKING:
     from indexer.search import SearchFilters
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_LIMIT", "SimilarQuery"]
 
 MAX_LIMIT = 100
-_DATE = re.compile(r"^\d{8}$")
 
 
 class _Scored(Protocol):
@@ -39,7 +38,7 @@ def _parse_date_range(value: str | None) -> tuple[str | None, str | None]:
     low: str | None = first.strip() or None
     high: str | None = (second.strip() or None) if dash else low
     for part in (low, high):
-        if part is not None and not _DATE.match(part):
+        if part is not None and not is_valid_da(part):  # a real day: no month 13
             raise InvalidQuery(
                 f"StudyDate {value!r} is not a date or a range: use YYYYMMDD, "
                 "YYYYMMDD-YYYYMMDD, -YYYYMMDD or YYYYMMDD-"

@@ -5,10 +5,13 @@ similar-case answers); :meth:`QueryLevelValues.of` is the one mapping from the i
 :class:`indexer.LevelValues`. The registry maps each DICOM keyword to the SQL expression
 that holds it over the catalog's tables (aliases ``st`` studies, ``se`` series, ``i``
 instances), its level and its VR; :mod:`node.storage.query` compiles queries from it.
+The value checks a matching key's value must pass (a real date, a real time, no control
+character) are here too, so C-FIND, QIDO-RS and the similar-case filters share them.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -27,7 +30,10 @@ __all__ = [
     "attribute_keyword",
     "attribute_vr",
     "element_value",
+    "has_control_character",
     "is_supported",
+    "is_valid_da",
+    "is_valid_tm",
     "supported_keys",
 ]
 
@@ -213,3 +219,38 @@ def element_value(keyword: str, value: object) -> object:
         return str(value)
     text = str(value)
     return text.split("\\") if "\\" in text else text
+
+
+_DA = re.compile(r"^\d{8}$")
+_TM = re.compile(r"^(\d{2})(?:(\d{2})(?:(\d{2})(?:\.\d{1,6})?)?)?$")
+#: C0 controls and DEL; ESC (0x1B) is left to the ISO 2022 code extensions of PN and LO
+_CONTROL = re.compile(r"[\x00-\x1a\x1c-\x1f\x7f]")
+
+
+def is_valid_da(text: str) -> bool:
+    """``text`` is a DA value (PS3.5 6.2): ``YYYYMMDD`` naming a real day (not month 13,
+    not 30 February)."""
+    if not _DA.match(text):
+        return False
+    try:
+        datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def is_valid_tm(text: str) -> bool:
+    """``text`` is a TM value (PS3.5 6.2): ``HH[MM[SS[.F{1,6}]]]`` with hours 00-23,
+    minutes 00-59 and seconds 00-60 (a leap second)."""
+    match = _TM.match(text)
+    if match is None:
+        return False
+    hours, minutes, seconds = match.groups()
+    return (int(hours) < 24 and (minutes is None or int(minutes) < 60)
+            and (seconds is None or int(seconds) <= 60))
+
+
+def has_control_character(text: str) -> bool:
+    """``text`` holds a control character no matching value may carry (NUL, TAB, LF …;
+    ESC is allowed for ISO 2022 code extensions)."""
+    return _CONTROL.search(text) is not None

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS studies (
     received_at REAL NOT NULL, updated_at REAL NOT NULL, stable_at REAL
 );
 CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_id);
+CREATE INDEX IF NOT EXISTS studies_patient_name ON studies(lower(patient_name));
 CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date);
 CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_number);
 CREATE INDEX IF NOT EXISTS studies_unstable ON studies(updated_at) WHERE stable_at IS NULL;

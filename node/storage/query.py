@@ -6,18 +6,27 @@ the return keys; it compiles to one parameterised SQL statement over
 :func:`find_values` the plain values (QIDO-RS encodes them as DICOM JSON in
 :mod:`node.web`). :func:`find_files` runs the same matching at instance level and
 answers the stored files (C-MOVE, C-GET); :func:`instance_files` looks them up by UID
-(WADO-RS). The attributes, their levels and VRs are in :mod:`node.storage._attributes`.
+(WADO-RS). The attributes, their levels and VRs are in :mod:`node.storage._attributes`;
+how each key becomes an SQL condition is :mod:`node.storage._matching`.
 
 Matching, per key (an empty value, or ``*``, matches everything):
 
 ========================  ==============================================================
 UI (UIDs)                 single UID or a list ``uid1\\uid2`` (any of them)
-DA, TM                    single value or a range ``A-B``, ``-B``, ``A-`` (inclusive)
-PN                        single value or wildcards ``*`` ``?``, case-insensitive
+DA, TM                    single value or a range ``A-B``, ``-B``, ``A-`` (inclusive);
+                          each a real date (no month 13) or time of day (hours 00-23)
+PN                        single value or wildcards ``*`` ``?``, case-insensitive (ASCII
+                          letters, as SQLite's lower()); a pattern that starts with plain
+                          characters reads only that range of the name index
 other strings             single value or wildcards, case-sensitive; ``A\\B`` for
                           Modality and ModalitiesInStudy matches any of them
 IS, US                    single integer
 ========================  ==============================================================
+
+A value that still holds a control character once its padding (spaces, a UID's
+trailing NUL) is stripped is refused, whatever the VR. QIDO-RS values carry no padding:
+:mod:`node.web.qido` refuses any control character, so ``PatientName=%00`` is a 400,
+not a universal match.
 
 Keys of the query level and of the levels above it take part in matching (so QIDO's
 ``/series?PatientID=…`` and a C-FIND SERIES query with a study key both work). The
@@ -27,7 +36,6 @@ returned and, for ``ModalitiesInStudy`` and ``SOPClassesInStudy``, matched.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,14 +48,17 @@ from node.storage._attributes import (
     ATTRIBUTES,
     CONSTANT_KEYS,
     UNIQUE_KEYS,
-    Attribute,
     QueryLevelValues,
     attribute_keyword,
     attribute_vr,
     element_value,
+    has_control_character,
     is_supported,
+    is_valid_da,
+    is_valid_tm,
     supported_keys,
 )
+from node.storage._matching import condition_of
 
 __all__ = [
     "CONSTANT_KEYS",
@@ -60,8 +71,11 @@ __all__ = [
     "find",
     "find_files",
     "find_values",
+    "has_control_character",
     "instance_files",
     "is_supported",
+    "is_valid_da",
+    "is_valid_tm",
     "supported_keys",
 ]
 
@@ -77,10 +91,6 @@ _FROM = {
 }
 _ORDER = {_P: "min(st.rowid)", _ST: "st.rowid", _SE: "se.rowid", _IM: "i.rowid"}
 
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
-_INT = re.compile(r"^[+-]?\d+$")
-_LIST_KEYS = frozenset({"Modality", "ModalitiesInStudy"})
 
 
 class Query:
@@ -160,93 +170,11 @@ def _where(filters: Mapping[str, str]) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     for keyword, raw in filters.items():
-        condition = _condition(ATTRIBUTES[keyword], raw)
+        condition = condition_of(ATTRIBUTES[keyword], raw)
         if condition is not None:
             clauses.append(condition[0])
             params.extend(condition[1])
     return clauses, params
-
-
-def _glob(value: str) -> str:
-    """A DICOM wildcard pattern as an SQLite GLOB pattern (``[`` is GLOB's only extra)."""
-    return value.replace("[", "[[]")
-
-
-def _condition(attribute: Attribute, raw: str) -> tuple[str, list[object]] | None:
-    value = raw.strip().strip("\x00").strip()
-    if value in ("", "*"):
-        return None  # universal matching
-    keyword, vr = attribute.keyword, attribute.vr
-    if attribute.computed:  # ModalitiesInStudy / SOPClassesInStudy: any of the values
-        column = "x.modality" if keyword == "ModalitiesInStudy" else "x.sop_class_uid"
-        table = "series" if keyword == "ModalitiesInStudy" else "instances"
-        values: list[object] = [v.strip() for v in value.split("\\") if v.strip()]
-        if not values:
-            return None
-        marks = ",".join("?" * len(values))
-        # unary + keeps SQLite on the study index (not a scan of every MR series)
-        sql = (f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_instance_uid = "
-               f"st.study_instance_uid AND +{column} IN ({marks}))")
-        return sql, values
-    column = attribute.sql
-    if vr == "UI":
-        uids: list[object] = [v.strip() for v in value.split("\\") if v.strip()]
-        for uid in map(str, uids):
-            if not re.fullmatch(r"[0-9.]{1,64}", uid):
-                raise InvalidQuery(
-                    f"{keyword} value {uid[:70]!r} is not a UID (digits and dots); UIDs match "
-                    "exactly, several separated by a backslash", attribute=keyword,
-                    short=f"{keyword}: not a UID (digits and dots)")
-        if len(uids) == 1:
-            return f"{column} = ?", uids
-        return f"{column} IN ({','.join('?' * len(uids))})", uids
-    if vr in ("DA", "TM"):
-        return _range(keyword, vr, column, value)
-    if vr in ("IS", "US", "UL", "SS", "SL"):
-        if not _INT.match(value):
-            raise InvalidQuery(f"{keyword} value {value[:40]!r} is not an integer",
-                               attribute=keyword, short=f"{keyword}: not an integer")
-        return f"CAST({column} AS INTEGER) = ?", [int(value)]
-    if keyword in _LIST_KEYS and "\\" in value:
-        items: list[object] = [v.strip() for v in value.split("\\") if v.strip()]
-        return f"{column} IN ({','.join('?' * len(items))})", items
-    wildcard = "*" in value or "?" in value
-    if vr == "PN":
-        if wildcard:
-            return f"lower({column}) GLOB lower(?)", [_glob(value)]
-        return f"lower({column}) = lower(?)", [value]
-    if wildcard:
-        return f"{column} GLOB ?", [_glob(value)]
-    return f"{column} = ?", [value]
-
-
-def _range(keyword: str, vr: str, column: str, value: str) -> tuple[str, list[object]]:
-    pattern = _DATE if vr == "DA" else _TIME
-    form = "YYYYMMDD" if vr == "DA" else "HHMMSS"
-    low, dash, high = value.partition("-")
-    low, high = low.strip(), high.strip()
-    for part in (low, high) if dash else (low,):
-        if part and not pattern.match(part):
-            raise InvalidQuery(
-                f"{keyword} value {value[:40]!r} is not a {vr}: use {form}, or a range "
-                f"{form}-{form}, -{form} or {form}-", attribute=keyword,
-                short=f"{keyword}: use {form} or a range {form}-{form}")
-    if not dash:
-        if vr == "TM":  # a partial time matches every time it is a prefix of
-            return f"substr({column}, 1, ?) = ?", [len(low), low]
-        return f"{column} = ?", [low]
-    if not low and not high:
-        raise InvalidQuery(f"{keyword} range {value!r} has no bound", attribute=keyword)
-    clauses: list[str] = []
-    params: list[object] = []
-    if low:
-        clauses.append(f"{column} >= ?")
-        params.append(low)
-    if high:
-        # '\x7f' sorts after every digit: "1200" as an upper bound takes in 12:00:30
-        clauses.append(f"{column} <= ?")
-        params.append(high + "\x7f" if vr == "TM" else high)
-    return " AND ".join(clauses), params
 
 
 def find_values(conn: sqlite3.Connection, query: Query) -> list[dict[str, object]]:

@@ -6,8 +6,8 @@ metadata, bulk data, frames), ``rendered`` (rendered images and thumbnails), ``s
 private: ``_deps`` (prefix, media types, the services dependency), ``_qido_answer`` and
 ``_dicom_json`` (the QIDO-RS answers), ``_similar_params`` and ``_similar_answer`` (the
 extension's parameters and answers), ``_wado`` (stored files and multipart answers);
-``problems`` turns every failure into an RFC 7807 answer and ``auth`` checks tokens.
-``app`` composes them.
+``problems`` turns every failure into an RFC 7807 answer, ``auth`` checks tokens and
+``access_log`` writes one line per request (no query string). ``app`` composes them.
 """
 
 from node.web._deps import DICOMWEB_PREFIX

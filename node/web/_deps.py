@@ -1,9 +1,15 @@
 """Request plumbing every router shares: the DICOMweb prefix, the media types, and the
-node's parts as an annotated FastAPI dependency (``services: ServicesDep``).
+node's parts as annotated FastAPI dependencies (``services: ServicesDep``, and the
+upload limits the similar-case routes share, ``limits: UploadLimitsDep``).
 
 Routers import this module, the other private helpers and the domain; never a sibling
 router nor the composition root (:mod:`node.web.app`), which puts the
-:class:`~node.runtime.Services` on ``app.state`` for :func:`services` to hand out.
+:class:`~node.runtime.Services` and the :class:`~node.retrieval.UploadLimits` on
+``app.state`` for :func:`services` and :func:`upload_limits` to hand out.
+
+The dependencies here do no I/O and are ``async``: FastAPI runs a plain ``def``
+dependency in its thread pool, one round trip per dependency and request, which under
+load costs more than the route itself (each hop waits for the GIL twice).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from node.errors import BadRequest
+from node.retrieval import UploadLimits
 from node.runtime import Services
 from node.storage.uids import is_valid_uid
 
@@ -24,9 +31,11 @@ __all__ = [
     "PROBLEM_JSON",
     "BaseUrlDep",
     "ServicesDep",
+    "UploadLimitsDep",
     "check_uid",
     "dicomweb_base",
     "services",
+    "upload_limits",
 ]
 
 DICOMWEB_PREFIX = "/dicom-web"
@@ -41,7 +50,7 @@ PROBLEM_JSON = "application/problem+json"
 OCTET_STREAM = "application/octet-stream"
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     """The node's parts, as :func:`node.web.app.create_app` was given them."""
     found: Services = request.app.state.services
     return found
@@ -50,7 +59,16 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def dicomweb_base(request: Request, services: ServicesDep) -> str:
+async def upload_limits(request: Request) -> UploadLimits:
+    """What similar-case uploads may decode to, one and all together (one per app)."""
+    found: UploadLimits = request.app.state.upload_limits
+    return found
+
+
+UploadLimitsDep = Annotated[UploadLimits, Depends(upload_limits)]
+
+
+async def dicomweb_base(request: Request, services: ServicesDep) -> str:
     """The DICOMweb root clients should use (``RetrieveURL``, report links):
     ``[http] public_url`` + ``/dicom-web``, or the request's own base URL."""
     public = services.settings.http.public_url

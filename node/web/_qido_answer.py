@@ -5,12 +5,11 @@ answer with it, so a case reads exactly as a search for it does."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
 from node.storage.query import Query, QueryLevelValues
-from node.web._dicom_json import find_json
+from node.web._dicom_json import find_json, is_ascii
 
 __all__ = ["REQUIRED_KEYS", "qido_answers", "required_keys"]
 
@@ -70,6 +69,6 @@ def qido_answers(conn: sqlite3.Connection, level: QueryLevelValues, filters: dic
     for answer in body:
         answer[_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
         answer[_RETRIEVE_URL] = {"vr": "UR", "Value": [_retrieve_url(base, answer, level)]}
-        if not json.dumps(answer, ensure_ascii=False).isascii():
+        if not is_ascii(answer):
             answer[_CHARSET] = {"vr": "CS", "Value": ["ISO_IR 192"]}
     return body

@@ -14,7 +14,8 @@ from pydicom.datadict import tag_for_keyword
 
 from node.retrieval import EXCERPT_CHARS, Case, ConsensusMinimum, SimilarAnswer, excerpt
 from node.settings import RetrievalSettings
-from node.storage.query import QueryLevelValues
+from node.storage.query import Query, QueryLevelValues
+from node.web._dicom_json import find_json
 from node.web._qido_answer import qido_answers, required_keys
 
 __all__ = ["CONSENSUS_HEADER", "PRIVATE_CREATOR", "RANKING_HEADER", "answer_headers",
@@ -68,16 +69,15 @@ def _private_block(case: Case, base: str) -> dict[str, dict[str, Any]]:
     return block
 
 
-def _best_series_body_parts(conn: sqlite3.Connection, answer: SimilarAnswer,
-                            base: str) -> dict[str, Any]:
+def _best_series_body_parts(conn: sqlite3.Connection, answer: SimilarAnswer
+                            ) -> dict[str, Any]:
     """Study level: the BodyPartExamined element of each case's best series."""
     best = [c.best_series_uid for c in answer.cases if c.best_series_uid]
     if not best:
         return {}
-    found = qido_answers(conn, QueryLevelValues.SERIES, {"SeriesInstanceUID": "\\".join(best)},
-                         ["StudyInstanceUID", "SeriesInstanceUID", "BodyPartExamined"], base)
-    return {item[_SERIES_UID]["Value"][0]: item[_BODY_PART]
-            for item in found if _BODY_PART in item}
+    query = Query(level=QueryLevelValues.SERIES, filters={"SeriesInstanceUID": "\\".join(best)},
+                  return_keys=["SeriesInstanceUID", "BodyPartExamined"])
+    return {item[_SERIES_UID]["Value"][0]: item[_BODY_PART] for item in find_json(conn, query)}
 
 
 def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
@@ -92,7 +92,7 @@ def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
     found = qido_answers(conn, level, {level.unique_key: "\\".join(uids)},
                          required_keys(level, _ALSO[level]) + _SHOWN, base)
     by_uid = {item[uid_tag]["Value"][0]: item for item in found}
-    body_parts = (_best_series_body_parts(conn, answer, base)
+    body_parts = (_best_series_body_parts(conn, answer)
                   if level is QueryLevelValues.STUDY else {})
     items: list[dict[str, Any]] = []
     for case in answer.cases:

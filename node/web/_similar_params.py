@@ -80,7 +80,7 @@ class SimilarParams:
             min_score=default_min_score if self.min_score is None else self.min_score)
 
 
-def _similar_params(
+async def _similar_params(  # async: no thread-pool hop (see node.web._deps)
     limit: _Limit = 10, modality: _Modality = None, body_part: _BodyPart = None,
     study_date: _StudyDate = None, exclude_patient: _ExcludePatient = None,
     positive: _Feedback = [],  # noqa: B006

@@ -1,6 +1,7 @@
 """What the WADO-RS routers share: the stored files of a study, series or instance
-(404 when none), content negotiation of ``Accept`` media ranges, and multipart/related
-answers streamed part by part."""
+(404 when none), content negotiation of ``Accept`` media ranges (multipart/related, or
+a single part where the client asks for one), and multipart/related answers streamed
+part by part."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "accept_ranges",
     "check_multipart",
     "multipart",
+    "single_part",
     "stored_files",
     "stored_path",
 ]
@@ -94,6 +96,15 @@ def check_multipart(request: Request, part_type: str, *, stored_syntaxes: set[st
                             f"(stored transfer syntaxes: {stored})")
     raise NotAcceptable(f'this resource is sent as multipart/related; type="{part_type}": '
                         "ask with that Accept header (or */*)")
+
+
+def single_part(request: Request, part_type: str) -> bool:
+    """The Accept header asks for one bare ``part_type`` body (PS3.18 single-part, as
+    OHIF's ``singlepart: 'bulkdata'`` does) and admits no multipart answer."""
+    ranges = accept_ranges(request)
+    bare = (part_type, part_type.split("/")[0] + "/*")
+    return any(r.type in bare for r in ranges) and not any(
+        r.type in ("*/*", "multipart/*", "multipart/related") for r in ranges)
 
 
 def multipart(parts: Iterator[tuple[str, Iterator[bytes] | bytes]], part_type: str,

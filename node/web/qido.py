@@ -8,7 +8,10 @@ header says so). UID values may be lists separated by ``,`` or ``\\``.
 
 Each answer carries the attributes PS3.18 table 10.6.3-3/-4/-5 requires for its level
 (those the catalog holds) and ``RetrieveURL``, built from ``[http] public_url`` or the
-request's own base URL. Unknown parameters and bad values are 400 problems naming them.
+request's own base URL. Unknown parameters and bad values are 400 problems naming them:
+a date that is no day (``StudyDate=20241301``), a time that is no time of day, a value
+holding a control character (``PatientName=%00``, which would otherwise read as empty and
+match every study).
 """
 
 from __future__ import annotations
@@ -16,17 +19,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
-from node.errors import BadRequest, NotAcceptable
+from node.errors import BadRequest, InvalidQuery, NotAcceptable
 from node.runtime import Services
 from node.storage.query import (
     QueryLevelValues,
     attribute_keyword,
+    has_control_character,
     is_supported,
     supported_keys,
 )
 from node.web._deps import DICOM_JSON, BaseUrlDep, ServicesDep
+from node.web._dicom_json import DicomJSONResponse
 from node.web._qido_answer import qido_answers, required_keys
 
 __all__ = ["parse_search", "router"]
@@ -81,6 +86,10 @@ def parse_search(items: Iterable[tuple[str, str]], level: QueryLevelValues,
                 raise BadRequest(f"query parameter '{name[:64]}' is not known: use a DICOM "
                                  "keyword or tag (e.g. PatientID or 00100020), includefield, "
                                  "limit, offset or fuzzymatching")
+            if has_control_character(value):  # %00 would otherwise read as an empty value
+                raise InvalidQuery(f"query parameter '{name[:64]}' holds a control character "
+                                   "(such as %00): send printable text, or leave the "
+                                   "parameter out to match any value", attribute=keyword)
             if not is_supported(keyword, level):
                 warnings.append(f'299 precedent "{keyword} is not supported for matching '
                                 f'at this level and was ignored"')
@@ -100,7 +109,7 @@ def _search(
     *,
     path_filters: dict[str, str] | None = None,
     also: tuple[QueryLevelValues, ...] = (),
-) -> JSONResponse:
+) -> Response:
     """Run one QIDO-RS search; ``also`` names the levels above whose required attributes
     each answer carries too (as Orthanc does: a series answer says whose study it is)."""
     filters, include, include_all, limit, offset, warnings = parse_search(
@@ -111,10 +120,10 @@ def _search(
     body = qido_answers(services.connections.get(), level, filters, keys, base,
                         limit=limit, offset=offset)
     headers = {"Warning": ", ".join(warnings)} if warnings else None
-    return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
+    return DicomJSONResponse(body, headers=headers)
 
 
-def _check_accept(request: Request) -> None:
+async def _check_accept(request: Request) -> None:  # async: no thread-pool hop
     accept = request.headers.get("accept", "")
     if accept and not any(t in accept for t in ("json", "*/*", "application/*")):
         raise NotAcceptable(f"QIDO-RS answers only {DICOM_JSON} (or application/json); "
@@ -127,26 +136,26 @@ _STUDY, _SERIES, _IMAGE = (QueryLevelValues.STUDY, QueryLevelValues.SERIES,
 
 
 @router.get("/studies", summary="Search for studies")
-def search_studies(request: Request, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def search_studies(request: Request, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _search(request, services, base, _STUDY)
 
 
 @router.get("/studies/{study}/series", summary="Search for series of a study")
 def search_study_series(study: str, request: Request, services: ServicesDep,
-                        base: BaseUrlDep) -> JSONResponse:
+                        base: BaseUrlDep) -> Response:
     return _search(request, services, base, _SERIES,
                    path_filters={"StudyInstanceUID": study}, also=(_STUDY,))
 
 
 @router.get("/series", summary="Search for series")
-def search_series(request: Request, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def search_series(request: Request, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _search(request, services, base, _SERIES, also=(_STUDY,))
 
 
 @router.get("/studies/{study}/series/{series}/instances",
             summary="Search for instances of a series")
 def search_series_instances(study: str, series: str, request: Request, services: ServicesDep,
-                            base: BaseUrlDep) -> JSONResponse:
+                            base: BaseUrlDep) -> Response:
     return _search(request, services, base, _IMAGE,
                    path_filters={"StudyInstanceUID": study, "SeriesInstanceUID": series},
                    also=(_STUDY, _SERIES))
@@ -154,11 +163,11 @@ def search_series_instances(study: str, series: str, request: Request, services:
 
 @router.get("/studies/{study}/instances", summary="Search for instances of a study")
 def search_study_instances(study: str, request: Request, services: ServicesDep,
-                           base: BaseUrlDep) -> JSONResponse:
+                           base: BaseUrlDep) -> Response:
     return _search(request, services, base, _IMAGE, path_filters={"StudyInstanceUID": study},
                    also=(_STUDY, _SERIES))
 
 
 @router.get("/instances", summary="Search for instances")
-def search_instances(request: Request, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def search_instances(request: Request, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _search(request, services, base, _IMAGE, also=(_STUDY, _SERIES))

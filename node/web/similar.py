@@ -2,7 +2,8 @@
 
 - ``GET /studies/{study}/similar``, ``…/series/{series}/similar``,
   ``…/series/{series}/instances/{sop}/similar``: cases similar to a stored object;
-- ``POST /similar?level=…``: by an uploaded DICOM file, PNG or JPEG;
+- ``POST /similar?level=…``: by an uploaded DICOM file, PNG or JPEG (its decoded size
+  bounded before decoding: :mod:`node.retrieval.upload`);
 - ``GET /similar?text=…&level=…&hybrid=…``: by text (optionally fused with BM25).
 
 The answer is a QIDO-RS-shaped ``application/dicom+json`` array for the level; each
@@ -15,8 +16,6 @@ query's cosine floor defaults to ``[retrieval] text_min_score``. The logic lives
 """
 
 from __future__ import annotations
-
-import json
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -34,7 +33,8 @@ from node.retrieval import (
 )
 from node.runtime import Services
 from node.storage.query import QueryLevelValues
-from node.web._deps import DICOM_JSON, BaseUrlDep, ServicesDep, check_uid
+from node.web._deps import BaseUrlDep, ServicesDep, UploadLimitsDep, check_uid
+from node.web._dicom_json import DicomJSONResponse
 from node.web._similar_answer import answer_headers, answer_json
 from node.web._similar_params import SimilarParams, SimilarParamsDep
 
@@ -47,8 +47,7 @@ MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 
 def _respond(services: Services, answer: SimilarAnswer, base: str) -> Response:
     body = answer_json(services.connections.get(), answer, base)
-    headers = answer_headers(answer, services.settings.retrieval)
-    return Response(json.dumps(body), media_type=DICOM_JSON, headers=headers)
+    return DicomJSONResponse(body, headers=answer_headers(answer, services.settings.retrieval))
 
 
 def _stored(services: Services, base: str, *, study: str, series: str | None,
@@ -119,25 +118,39 @@ def similar_to_text_route(
     return _respond(services, answer, base)
 
 
+async def _body(request: Request) -> bytes:
+    """The request body, refused (413) as soon as it is over :data:`MAX_UPLOAD_BYTES`
+    whether or not a Content-Length announced it."""
+    too_large = f"the upload is larger than {MAX_UPLOAD_BYTES // 2**20} MiB"
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge(too_large)
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise PayloadTooLarge(too_large)
+    return bytes(data)
+
+
 @router.post("/similar")
 async def similar_to_upload(request: Request, params: SimilarParamsDep,
-                            services: ServicesDep, base: BaseUrlDep,
+                            services: ServicesDep, base: BaseUrlDep, limits: UploadLimitsDep,
                             level: str = "study") -> Response:
     """Cases similar to an uploaded image: a DICOM file (``application/dicom``), PNG or
-    JPEG; a DICOM upload's own patient is left out unless ``excludePatient=false``."""
+    JPEG; a DICOM upload's own patient is left out unless ``excludePatient=false``. The
+    upload's decoded size is bounded before it is decoded (413 over
+    ``[http] max_upload_pixels``, 503 while other uploads hold the decoding budget)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     media_type = {"image/jpg": "image/jpeg"}.get(media_type, media_type)
     if media_type not in UPLOAD_MEDIA_TYPES:
         raise UnsupportedMediaType(f"media type {media_type or '(none)'!r} is not accepted: "
                                    "send the image as one of " + ", ".join(UPLOAD_MEDIA_TYPES))
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(f"the upload is larger than {MAX_UPLOAD_BYTES // 2**20} MiB")
     query = params.query(level)
-    data = await request.body()
+    data = await _body(request)
 
     def run() -> SimilarAnswer:
-        upload = decode_upload(data, media_type)
+        upload = decode_upload(data, media_type, limits)
         embedder, index_set = services.model.require()
         return similar_to_image(services.connections.get(), embedder, index_set,
                                 upload, query)

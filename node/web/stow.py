@@ -12,7 +12,10 @@ The answer is a DICOM JSON data set with ``ReferencedSOPSequence`` (stored, with
 same failure gets over C-STORE — 0xA700 out of resources, 0xA770 duplicate rejected,
 0xA900 data set does not match (also: its Study Instance UID differs from the one in
 the request path), 0xC000-range cannot understand). HTTP status: 200 all stored, 202
-some failed, 409 all failed. A wrong Content-Type is a 415 problem that says what to send.
+some failed, 409 all failed (PS3.18 table 10.5.3-1; a full disk included: its parts carry
+0xA700, "Refused out of Resources" in PS3.18 table I.2-2). A wrong Content-Type is a 415
+problem that says what to send; a request path whose Study Instance UID is not a UID is a
+400 problem, before any part is read.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from node.errors import (
 )
 from node.runtime import Services
 from node.storage import parse_part10
-from node.web._deps import DICOM, DICOM_JSON, BaseUrlDep, ServicesDep
+from node.web._deps import DICOM, DICOM_JSON, BaseUrlDep, ServicesDep, check_uid
 
 __all__ = ["STUDY_MISMATCH", "router"]
 
@@ -225,4 +228,5 @@ async def store_instances(request: Request, services: ServicesDep,
 @router.post("/studies/{study}", summary="Store instances of one study (STOW-RS)")
 async def store_study_instances(study: str, request: Request, services: ServicesDep,
                                 base: BaseUrlDep) -> JSONResponse:
+    study = check_uid(study, "StudyInstanceUID")  # before the body: nothing is stored
     return await _store(request, services, base, study)

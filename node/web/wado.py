@@ -10,6 +10,10 @@ metadata, bulk data and frames.
 - ``…/instances/{i}/frames/{1,2,…}``: uncompressed frames, ``multipart/related;
   type="application/octet-stream"``.
 
+Bulk data and a single frame also come as one bare ``application/octet-stream`` body
+when the Accept header asks for that and no multipart answer (OHIF's
+``singlepart: 'bulkdata'``).
+
 Rendered images and thumbnails are :mod:`node.web.rendered`. Unknown UIDs are 404
 problems; bad parameters 400; media types the node cannot produce 406.
 """
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 import pydicom
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydicom.dataelem import DataElement
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -36,8 +40,9 @@ from pydicom.uid import (
 from node.errors import BadRequest, NotAcceptable, UnknownObject
 from node.runtime import Services
 from node.storage.query import InstanceFile
-from node.web._deps import DICOM, DICOM_JSON, OCTET_STREAM, BaseUrlDep, ServicesDep
-from node.web._wado import check_multipart, multipart, stored_files, stored_path
+from node.web._deps import DICOM, OCTET_STREAM, BaseUrlDep, ServicesDep
+from node.web._dicom_json import DicomJSONResponse
+from node.web._wado import check_multipart, multipart, single_part, stored_files, stored_path
 
 __all__ = ["router"]
 
@@ -94,7 +99,7 @@ def retrieve_instance(study: str, series: str, instance: str, request: Request,
 # --------------------------------------------------------------------------- metadata
 
 
-def _metadata(services: Services, base: str, files: list[InstanceFile]) -> JSONResponse:
+def _metadata(services: Services, base: str, files: list[InstanceFile]) -> Response:
     body = []
     for f in files:
         url = (f"{base}/studies/{f.study_instance_uid}/series/{f.series_instance_uid}"
@@ -112,32 +117,32 @@ def _metadata(services: Services, base: str, files: list[InstanceFile]) -> JSONR
                 ds.get("BitsAllocated", 8) > 8 else "OB"
             item["7FE00010"] = {"vr": vr, "BulkDataURI": f"{url}/bulk/7FE00010"}
         body.append(item)
-    return JSONResponse(body, media_type=DICOM_JSON)
+    return DicomJSONResponse(body)
 
 
 @router.get("/studies/{study}/metadata", summary="Metadata of a study's instances")
-def study_metadata(study: str, services: ServicesDep, base: BaseUrlDep) -> JSONResponse:
+def study_metadata(study: str, services: ServicesDep, base: BaseUrlDep) -> Response:
     return _metadata(services, base, stored_files(services, study))
 
 
 @router.get("/studies/{study}/series/{series}/metadata",
             summary="Metadata of a series' instances")
 def series_metadata(study: str, series: str, services: ServicesDep,
-                    base: BaseUrlDep) -> JSONResponse:
+                    base: BaseUrlDep) -> Response:
     return _metadata(services, base, stored_files(services, study, series))
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/metadata",
             summary="Metadata of an instance")
 def instance_metadata(study: str, series: str, instance: str, services: ServicesDep,
-                      base: BaseUrlDep) -> JSONResponse:
+                      base: BaseUrlDep) -> Response:
     return _metadata(services, base, stored_files(services, study, series, instance))
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/bulk/{tag}",
             summary="One bulk data value of an instance")
 def instance_bulk(study: str, series: str, instance: str, tag: str, request: Request,
-                  services: ServicesDep) -> StreamingResponse:
+                  services: ServicesDep) -> Response:
     (f,) = stored_files(services, study, series, instance)
     try:
         key = Tag(int(tag, 16))
@@ -150,6 +155,8 @@ def instance_bulk(study: str, series: str, instance: str, tag: str, request: Req
     value = ds[key].value
     if not isinstance(value, bytes):
         raise UnknownObject(f"element {tag.upper()} is not bulk data: read it in the metadata")
+    if single_part(request, OCTET_STREAM):
+        return Response(value, media_type=OCTET_STREAM)
     check_multipart(request, OCTET_STREAM, stored_syntaxes=set())
     return multipart(iter([(OCTET_STREAM, value)]), OCTET_STREAM)
 
@@ -192,12 +199,18 @@ def _native_frame(path: Path, f: InstanceFile, index: int) -> bytes:
 @router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
             summary="Uncompressed frames of an instance")
 def retrieve_frames(study: str, series: str, instance: str, frames: str, request: Request,
-                    services: ServicesDep) -> StreamingResponse:
+                    services: ServicesDep) -> Response:
     (f,) = stored_files(services, study, series, instance)
     if not f.rows:
         raise UnknownObject(f"instance {instance[:64]} has no pixel data")
     numbers = _frame_numbers(frames, f.number_of_frames or 1)
-    check_multipart(request, OCTET_STREAM, stored_syntaxes=set())
+    bare = single_part(request, OCTET_STREAM)
+    if bare and len(numbers) > 1:
+        raise NotAcceptable("several frames come as multipart/related; "
+                            'type="application/octet-stream": ask with that Accept header, '
+                            "or for one frame at a time")
+    if not bare:
+        check_multipart(request, OCTET_STREAM, stored_syntaxes=set())
     path = stored_path(services, f)
     try:
         data = [_native_frame(path, f, n - 1) for n in numbers]
@@ -205,4 +218,6 @@ def retrieve_frames(study: str, series: str, instance: str, frames: str, request
         raise NotAcceptable("the frames cannot be decoded on this node "
                             f"({UID(f.transfer_syntax_uid or '').name or 'unknown syntax'}): "
                             "retrieve the instance as stored instead") from exc
+    if bare:
+        return Response(data[0], media_type=OCTET_STREAM)
     return multipart(iter([(OCTET_STREAM, d) for d in data]), OCTET_STREAM)

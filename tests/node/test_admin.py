@@ -100,7 +100,7 @@ def test_health_says_why_the_model_is_missing(make_node) -> None:
             if body["model"]["status"] == "unavailable":
                 break
             time.sleep(0.1)
-    assert body["status"] == "ok"
+    assert body["status"] == "degraded"  # issue 10: no longer "ok" without a model
     assert body["model"]["status"] == "unavailable"
     assert "set [model] path" in body["model"]["reason"]
 

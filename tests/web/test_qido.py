@@ -201,6 +201,84 @@ def test_bad_date_is_a_400_naming_the_attribute(client: DICOMwebClient) -> None:
                                  "a range YYYYMMDD-YYYYMMDD, -YYYYMMDD or YYYYMMDD-")
 
 
+@pytest.mark.parametrize(("key", "value", "detail"), [
+    ("StudyDate", "20241301", "StudyDate value '20241301' is not a DA: 20241301 is not a day "
+                              "(month 01-12, a day the month has)"),
+    ("StudyDate", "20240230", "StudyDate value '20240230' is not a DA: 20240230 is not a day "
+                              "(month 01-12, a day the month has)"),
+    ("StudyDate", "20240101-20241399", "StudyDate value '20240101-20241399' is not a DA: "
+                                       "20241399 is not a day (month 01-12, a day the month "
+                                       "has)"),
+    ("StudyTime", "2500", "StudyTime value '2500' is not a TM: 2500 is not a time of day "
+                          "(hours 00-23, minutes 00-59, seconds 00-60)"),
+    ("StudyTime", "1200-126000", "StudyTime value '1200-126000' is not a TM: 126000 is not "
+                                 "a time of day (hours 00-23, minutes 00-59, seconds 00-60)"),
+])
+def test_a_date_or_time_that_does_not_exist_is_a_400(client: DICOMwebClient, key: str,
+                                                     value: str, detail: str) -> None:
+    problem = _problem(lambda: client.search_for_studies(search_filters={key: value}))
+    assert (problem["status"], problem["attribute"], problem["detail"]) == (400, key, detail)
+
+
+def test_real_dates_and_times_at_their_edges_match(client: DICOMwebClient) -> None:
+    assert _values(client.search_for_studies(
+        search_filters={"StudyDate": "20240229-20241231"}), "0020000D") == {S2}
+    assert len(client.search_for_studies(search_filters={"StudyTime": "000000-235960"})) == 4
+
+
+@pytest.mark.parametrize("value", ["\x00", "Doe\x00*", "Doe^J\x01*", "Doe\tJohn", "\x7f"])
+def test_a_control_character_is_a_400_naming_the_attribute(client: DICOMwebClient,
+                                                           value: str) -> None:
+    """``PatientName=%00`` read as an empty value and matched every study."""
+    response = requests.get(f"{client.base_url}/studies", params={"PatientName": value})
+    assert response.status_code == 400, response.text[:200]
+    problem = response.json()
+    assert problem["attribute"] == "PatientName"
+    assert problem["detail"] == ("query parameter 'PatientName' holds a control character "
+                                 "(such as %00): send printable text, or leave the parameter "
+                                 "out to match any value")
+
+
+def test_the_engine_refuses_control_characters_left_after_padding() -> None:
+    """C-FIND shares the engine: padding (spaces, a UID's trailing NUL) is stripped, a
+    control character left after that is refused with the key named."""
+    from node.errors import InvalidQuery
+    from node.storage.query import Query
+
+    Query(level="STUDY", filters={"StudyInstanceUID": "1.2.3\x00", "PatientName": "Doe* "})
+    with pytest.raises(InvalidQuery) as info:
+        Query(level="STUDY", filters={"PatientName": "Do\x00e*"})
+    assert info.value.attribute == "PatientName"
+    assert info.value.comment == "PatientName: control character in value"
+
+
+def test_a_name_prefix_reads_the_name_index_not_every_study(web_node) -> None:  # type: ignore[no-untyped-def]
+    """``PatientName=Doe^J*`` (OHIF's and PACS' usual search) is a range of the name
+    index; a pattern that starts with a wildcard has to scan."""
+    from node.storage.query import Query
+
+    conn = web_node.services.connections.get()
+
+    def plan(pattern: str) -> str:
+        sql, params = Query(level="STUDY", filters={"PatientName": pattern},
+                            return_keys=["StudyInstanceUID"]).sql()
+        return " ".join(str(tuple(r)[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}",
+                                                               params))
+
+    assert "USING INDEX studies_patient_name" in plan("Doe^J*")
+    assert "USING INDEX studies_patient_name" in plan("doe^?ohn")
+    assert "SCAN st" in plan("*John")
+
+
+def test_a_datetime_key_is_not_matched_silently(client: DICOMwebClient) -> None:
+    """The catalog holds no DT attribute: such a key is ignored, and the answer says so."""
+    response = client._http_get(f"{client.base_url}/studies",
+                                params={"AcquisitionDateTime": "20241301"})
+    assert len(response.json()) == 4
+    assert ("AcquisitionDateTime is not supported for matching at this level"
+            in response.headers["Warning"])
+
+
 def test_bad_uid_is_a_400(client: DICOMwebClient) -> None:
     problem = _problem(lambda: client.search_for_studies(
         search_filters={"StudyInstanceUID": "1.2.abc"}))

@@ -236,6 +236,7 @@ def test_relevance_feedback(cat: Catalogue) -> None:
     ({"limit": 0}, "limit 0"),
     ({"StudyDate": "2024"}, "StudyDate"),
     ({"StudyDate": "20250101-20240101"}, "starts after"),
+    ({"StudyDate": "20241301"}, "StudyDate '20241301' is not a date"),  # month 13
     ({"excludePatient": "maybe"}, "excludePatient"),
     ({"positive": "1.2.3.999"}, "positive UID 1.2.3.999"),
     ({"negative": "x/y"}, "not a valid UID"),
@@ -595,7 +596,7 @@ def test_study_date_ranges() -> None:
     assert SimilarQuery(study_date="20240101-").date_range == ("20240101", None)
     assert SimilarQuery(study_date="-20240101").date_range == (None, "20240101")
     assert SimilarQuery(study_date="20240101-20241231").date_range == ("20240101", "20241231")
-    for bad in ("2024", "20240101-2024", "20241231-20240101"):
+    for bad in ("2024", "20240101-2024", "20241231-20240101", "20241301", "20230229-"):
         with pytest.raises(InvalidQuery, match="StudyDate"):
             SimilarQuery(study_date=bad)
 

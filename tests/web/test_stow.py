@@ -204,3 +204,95 @@ def test_too_large_is_413(make_node) -> None:  # type: ignore[no-untyped-def]
                                     headers={"Content-Type": content_type})
     assert response.status_code == 413
     assert _problem(response)["detail"].startswith("the body is over 10000 bytes")
+
+
+# ------------------------------------------------------------------ hardening (issue 9)
+
+
+def test_invalid_uid_in_the_path_is_a_400_problem(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True)
+    client = DICOMwebClient(node.dicomweb_url)
+    ds = ct_instance(study_uid="1.2.826.0.1.14", series_uid="1.2.826.0.1.14.1",
+                     patient_id="PV")
+    body, content_type = _multipart([("application/dicom", to_bytes(ds))])
+    response = _post(client, "/studies/abc..def", body, content_type)
+    assert response.status_code == 400
+    assert _problem(response)["detail"] == (
+        "StudyInstanceUID 'abc..def' is not a valid UID (digits and dots, at most 64 "
+        "characters)")
+    assert node.services.connections.get().execute(
+        "SELECT count(*) FROM instances").fetchone()[0] == 0
+
+
+_FULL_DISK_TEST = "tests/web/test_stow.py::test_a_really_full_disk_answers_409_with_a700"
+
+
+def test_a_really_full_disk_answers_409_with_a700(make_node, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The data folder on a 4 MiB file system, filled over STOW-RS: what fits is stored
+    (202, the rest 0xA700, "Refused out of Resources"); once full, a request stores
+    nothing: 409 with every part 0xA700 (PS3.18 table 10.5.3-1 and table I.2-2), and the
+    reason in words. Everything acknowledged is catalogued and readable."""
+    from tests.web._small_fs import on_small_fs
+
+    def fill(mount) -> None:  # type: ignore[no-untyped-def]
+        node = make_node(no_model=True, data_dir=mount / "data")
+        client = DICOMwebClient(node.dicomweb_url)
+        datasets = [ct_instance(study_uid="1.2.826.0.1.15", series_uid="1.2.826.0.1.15.1",
+                                patient_id="PFULL", instance_number=i, size=512, seed=i)
+                    for i in range(10)]  # 10 × 512 KiB > 4 MiB
+        body, content_type = _multipart([("application/dicom", to_bytes(d)) for d in datasets])
+        response = _post(client, "/studies", body, content_type)
+        assert response.status_code == 202, response.text[:300]
+        answer = Dataset.from_json(response.json())
+        assert {int(i.FailureReason) for i in answer.FailedSOPSequence} == {0xA700}
+        acknowledged = {str(i.ReferencedSOPInstanceUID) for i in answer.ReferencedSOPSequence}
+        assert acknowledged
+        rows = dict(node.services.connections.get().execute(
+            "SELECT sop_instance_uid, path FROM instances").fetchall())
+        assert set(rows) == acknowledged
+        for path in rows.values():
+            assert pydicom.dcmread(node.data_dir / path).Rows == 512
+        assert not list((node.data_dir / "tmp").glob("*.part"))
+        # full now: nothing of the next request is stored
+        late = ct_instance(study_uid="1.2.826.0.1.15", series_uid="1.2.826.0.1.15.1",
+                           patient_id="PFULL", instance_number=99, size=512, seed=99)
+        body, content_type = _multipart([("application/dicom", to_bytes(late))])
+        response = _post(client, "/studies", body, content_type)
+        assert response.status_code == 409
+        assert response.headers["content-type"].startswith("application/dicom+json")
+        answer = Dataset.from_json(response.json())
+        (failed,) = answer.FailedSOPSequence
+        assert failed.FailureReason == 0xA700
+        assert failed.ReferencedSOPInstanceUID == late.SOPInstanceUID
+        assert "disk" in response.headers["Warning"]  # the reason, in words
+        node.stop()
+
+    on_small_fs(_FULL_DISK_TEST, tmp_path, fill)
+
+
+def test_the_docs_state_the_full_disk_answer_the_node_gives() -> None:
+    """docs/api.md promised 507 for a full disk over STOW-RS; PS3.18 table 10.5.3-1 has a
+    request that stores nothing answer 409 with the reasons in the payload."""
+    from pathlib import Path
+
+    api = (Path(__file__).parents[2] / "docs" / "api.md").read_text(encoding="utf-8")
+    rows = [line for line in api.splitlines() if line.startswith("| 507")]
+    assert rows == [], rows
+    stow = api[api.index("### STOW-RS"):api.index("### Deleting")]
+    assert "409" in stow and "0xA700" in stow and "10.5.3-1" in stow
+
+
+def test_a_part_cut_3000_bytes_short_is_refused(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node(no_model=True)
+    client = DICOMwebClient(node.dicomweb_url)
+    ds = ct_instance(study_uid="1.2.826.0.1.16", series_uid="1.2.826.0.1.16.1",
+                     patient_id="PCUT", size=64)
+    whole = to_bytes(ds)
+    body, content_type = _multipart([("application/dicom", whole[:-3000])])
+    response = _post(client, "/studies", body, content_type)
+    assert response.status_code == 409, response.text[:300]
+    (failed,) = Dataset.from_json(response.json()).FailedSOPSequence
+    assert int(failed.FailureReason) >> 8 == 0xA9 or int(failed.FailureReason) >> 12 == 0xC
+    assert failed.ReferencedSOPInstanceUID == ds.SOPInstanceUID
+    assert node.services.connections.get().execute(
+        "SELECT count(*) FROM instances").fetchone()[0] == 0
