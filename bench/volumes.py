@@ -8,8 +8,11 @@ The study: synthetic CT, 4 series × 300 slices of 512×512, 16-bit, with positi
 the slice axis, stored through the node's one ingest path (``Ingest.store``: file, fsync,
 catalog and queue in one transaction), in process. The model: BiomedCLIP's architecture
 (ViT-B/16 + PubMedBERT, random weights written from tests/assets/models/biomedclip, loaded
-through ``local-dir:``) with the node's default precision on this CPU (torch bf16 autocast
-where the CPU has it). The worker as the node runs it (one decode process, batches of 32).
+through ``local-dir:``). *Today's path* embeds on torch with bf16 autocast (where the CPU
+has it); *the new path* on the engine the node picks by default (``[model] engine =
+"auto"``: OpenVINO int8 behind its fidelity check, else what it falls back to; the export
+is made once before timing, as a node does at its first start). The worker as the node
+runs it (one decode process, batches of 32).
 
 (a) study-to-searchable latency: from the study-stable event (fired as soon as the last
     slice is stored; the node's own monitor fires it ``stable_after_s`` later, the same
@@ -214,11 +217,12 @@ def bare_rate(embedder: Any, seconds: float = 4.0) -> float:
     return done / (time.perf_counter() - start)
 
 
-def bench_latency(tmp: Path, model: Path, embedder: Any) -> float:
+def bench_latency(tmp: Path, model: Path, today_embedder: Any, embedder: Any) -> float:
     print("(a) study-to-searchable latency, from the stable event (s)")
-    print(f"  the model alone in this run: {bare_rate(embedder):.1f} images/s (batch 8)")
+    print(f"  the model alone in this run: {bare_rate(today_embedder):.1f} images/s on "
+          f"{today_embedder.engine}, {bare_rate(embedder):.1f} on {embedder.engine} (batch 8)")
     one_series = ct_study(1, 300, seed=1)
-    today, stored, c = latency(tmp / "today", model, embedder, 0, one_series,
+    today, stored, c = latency(tmp / "today", model, today_embedder, 0, one_series,
                                during_arrival=False)
     print(f"  today's path, 1 series × 300 slices: {today:.1f} s ({c.done} embedded; "
           f"stored in {stored:.1f} s)")
@@ -309,17 +313,19 @@ def main() -> None:
         tmp = Path(folder)
         if not (args.skip_latency and args.skip_sustained):
             model = write_random_model_dir(ROOT / "tests/assets/models/biomedclip", tmp / "model")
-            embedder = load_embedder(path=model)  # the node's defaults: auto device, precision
-            print(f"model: BiomedCLIP architecture, random weights, {embedder.device}, "
-                  f"autocast {embedder.autocast_dtype and embedder.autocast_dtype.value}, "
-                  "torch (the CPU engine is not wired into the embedder yet)")
+            today_embedder = load_embedder(path=model)  # torch, autocast where it helps
+            embedder = load_embedder(  # as the node loads it: [model] engine = "auto"
+                path=model, engine="auto", cache_dir=tmp / "engines",
+                on_progress=lambda line: print(f"  ({line})", flush=True))
+            print(f"model: BiomedCLIP architecture, random weights, {embedder.device}; "
+                  f"today's path on {today_embedder.engine}, the new one on {embedder.engine}")
             today = 0.0
             if not args.skip_latency:
-                today = bench_latency(tmp, model, embedder)
+                today = bench_latency(tmp, model, today_embedder, embedder)
             if not args.skip_sustained:
                 if not today:
-                    today = 4 * latency(tmp / "today", model, embedder, 0, ct_study(1, 300, seed=1),
-                                        during_arrival=False)[0]
+                    today = 4 * latency(tmp / "today", model, today_embedder, 0,
+                                        ct_study(1, 300, seed=1), during_arrival=False)[0]
                 bench_sustained(tmp, model, embedder, args.studies, today)
         if not args.skip_memory:
             bench_memory(args.series_vectors, args.queries)

@@ -137,4 +137,5 @@ def test_processes_starting_together_create_the_schema_once(postgres_url: str) -
     tables = conns[0].execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         " ORDER BY table_name").fetchall()
-    assert [r[0] for r in tables] == ["index_meta", "vectors", "work"]
+    assert [r[0] for r in tables] == ["index_meta", "slices", "study_completion", "vectors",
+                                      "volume_series", "work"]

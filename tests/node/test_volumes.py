@@ -83,7 +83,8 @@ def _stow(node: RunningNode, datasets: list[FileDataset]) -> None:
 
 
 def _cli(*args: str, model: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PRECEDENT_MODEL__PRECISION": "fp32", "PRECEDENT_WORKER__DECODE_PROCESSES": "0",
+    env = {"PRECEDENT_MODEL__PRECISION": "fp32", "PRECEDENT_MODEL__ENGINE": "torch",
+           "PRECEDENT_WORKER__DECODE_PROCESSES": "0",
            "PRECEDENT_INDEXER__SLICES_PER_SERIES": str(K),
            "PRECEDENT_INDEXER__SERIES_QUIET_S": "1", "PATH": "/usr/bin:/bin"}
     extra = ["--model", f"local-dir:{model}"] if model else []
