@@ -32,8 +32,6 @@ from indexer.normalise import NormalisedImage, normalise_dataset
 from tests._models import write_random_model_dir
 from tests.indexer._dicom import pydicom_data_files
 
-pytest.importorskip("openvino")
-
 MODELS = Path(__file__).parent.parent / "assets" / "models"
 
 

@@ -165,7 +165,6 @@ def test_on_a_cpu_the_image_tower_runs_on_the_engine(
 ) -> None:
     """Same identity, same dimension, vectors within the fidelity threshold of torch fp32;
     the text tower stays on torch (identical vectors)."""
-    pytest.importorskip("openvino")
     from indexer.engines import MIN_COSINE
 
     emb = load_embedder(path=tiny_dir, device="cpu", precision="fp32", engine="openvino",
@@ -186,7 +185,6 @@ def test_on_a_cpu_the_image_tower_runs_on_the_engine(
 def test_the_first_load_exports_and_says_so_the_next_reads_the_cache(
     tiny_dir: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("openvino")
     said: list[str] = []
     load_embedder(path=tiny_dir, device="cpu", engine="auto", engine_precision="bf16",
                   cache_dir=tmp_path, on_progress=said.append)
@@ -207,7 +205,6 @@ def test_the_export_prints_nothing_on_the_console(
 ) -> None:
     """NNCF's progress bars, torch's tracer warnings and the decoders' complaints about
     pydicom's odd test files go to the log at DEBUG, not to the node's console."""
-    pytest.importorskip("openvino")
     capfd.readouterr()
     emb = load_embedder(path=tiny_dir, device="cpu", engine="openvino", engine_precision="int8",
                         cache_dir=tmp_path)

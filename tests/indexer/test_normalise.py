@@ -39,7 +39,7 @@ def _data_store(name: str) -> Path:
     for p in ALL_FILES:
         if p.name == name:
             return p
-    pytest.skip(f"{name} not in the installed test data")
+    pytest.fail(f"{name} is not in the installed test data: install the pinned pydicom-data")
 
 
 #: Not DICOM data sets at all (pydicom reads them, with force, as an empty data set).

@@ -19,8 +19,6 @@ from tests.conftest import RunningNode
 from tests.node._cli import cli
 from tests.web._helpers import SCORE, first_value
 
-pytest.importorskip("openvino")
-
 #: one file per distinct picture (no two encodings of one image: they would tie)
 #: (not rtdose.dcm: an RT Dose is not a picture of a case, and is never embedded)
 PYDICOM = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm")
