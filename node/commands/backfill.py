@@ -156,6 +156,10 @@ def _start(args: argparse.Namespace, settings: Settings) -> int:
     body = {"source": args.source, "since": args.since, "until": args.until,
             "modality": args.modality, "via": args.via, "window": args.window,
             "rate": args.rate, "concurrency": args.concurrency}
+    from node.backfill.request import BackfillRequest
+
+    # the flags are checked here first: a mistake is named even while the node is down
+    BackfillRequest.build(**{k: v for k, v in body.items() if v is not None})
     with running_node(settings, "a backfill") as node:
         data = node.request("POST", "/admin/backfill",
                             json={k: v for k, v in body.items() if v is not None})

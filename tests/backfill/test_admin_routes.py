@@ -119,6 +119,11 @@ def test_commands_without_a_running_node(tmp_path: Path) -> None:
         f"precedent: the node is not running (nothing owns the data folder {tmp_path}); a "
         "backfill runs inside the node: start it with `precedent serve`, or give the "
         "node's --config or --data-dir")
+    # a mistake in the flags is named first, even while the node is down
+    typo = precedent("backfill", "start", "PACS", "--since", "yesterday", *data)
+    assert typo.returncode == 2
+    assert one_line_error(typo) == ("precedent: --since 'yesterday' is not a date: use "
+                                    "YYYY-MM-DD (e.g. 2020-01-31)")
     status = precedent("backfill", "status", *data)
     assert status.returncode == 0 and "no backfills" in status.stdout
     assert "the node is not running" in status.stderr
