@@ -81,7 +81,9 @@ def search(
     else:
         ranked = _filtered(index_set, lvl, q, k, flt, exact_threshold)
     rows = index_set.rows([key for key, _ in ranked])
-    return [_hit(index_set, rows[key], score, q) for key, score in ranked if key in rows]
+    found = [(rows[key], score) for key, score in ranked if key in rows]
+    best = vectors.best_instances(index_set.connection(), lvl, [r.uid for r, _ in found], q)
+    return [_hit(row, score, best.get(row.uid)) for row, score in found]
 
 
 def _allowed(index_set: IndexSet, level: LevelValues, flt: SearchFilters) -> set[int]:
@@ -146,15 +148,13 @@ def _widening(
         count *= 4
 
 
-def _hit(
-    index_set: IndexSet, row: VectorRow, score: float, q: npt.NDArray[np.float32]
-) -> Hit:
+def _hit(row: VectorRow, score: float, best_instance_uid: str | None) -> Hit:
     return Hit(
         uid=row.uid,
         score=score,
         level=row.level,
         study_instance_uid=row.study_instance_uid,
-        best_instance_uid=vectors.best_instance(index_set.connection(), row.level, row.uid, q),
+        best_instance_uid=best_instance_uid,
         patient_id=row.patient_id,
         modality=row.modality,
         study_date=row.study_date,

@@ -28,6 +28,7 @@ __all__ = [
     "StoredVector",
     "VectorRow",
     "best_instance",
+    "best_instances",
     "counts_by_level",
     "delete_all",
     "delete_row",
@@ -258,6 +259,40 @@ def best_instance(
         if sim > best_sim:
             best, best_sim = str(sop), sim
     return best
+
+
+def best_instances(
+    conn: Connection, level: LevelValues, uids: Sequence[str], query: npt.NDArray[np.float32]
+) -> dict[str, str]:
+    """:func:`best_instance` of several studies or series of ``level`` at once (one read
+    per chunk of UIDs, one product): UID → its best instance; those with no instance
+    vector are left out."""
+    if level is LevelValues.INSTANCE:
+        return {uid: uid for uid in uids}
+    column = "study_instance_uid" if level is LevelValues.STUDY else "parent_uid"
+    owners: list[str] = []
+    sops: list[str] = []
+    blobs: list[bytes] = []
+    wanted = list(dict.fromkeys(uids))
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i : i + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for owner, sop, blob in conn.execute(
+            f"SELECT {column}, uid, vector FROM vectors WHERE level = ? AND {column} IN "
+            f"({marks})",
+            (LevelValues.INSTANCE.value, *chunk),
+        ):
+            owners.append(str(owner))
+            sops.append(str(sop))
+            blobs.append(blob)
+    if not blobs:
+        return {}
+    sims = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1) @ query
+    best: dict[str, tuple[float, str]] = {}
+    for owner, sop, sim in zip(owners, sops, sims.tolist(), strict=True):
+        if owner not in best or sim > best[owner][0]:
+            best[owner] = (sim, sop)
+    return {owner: sop for owner, (_, sop) in best.items()}
 
 
 def in_studies(

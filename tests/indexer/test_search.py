@@ -55,6 +55,25 @@ def test_unfiltered_search_finds_the_query_itself(index_set: IndexSet) -> None:
     assert first.best_instance_uid in {"1.17.1.0", "1.17.1.1"}
 
 
+@pytest.mark.parametrize("level", ["study", "series"])
+def test_each_hit_names_the_instance_closest_to_the_query(index_set: IndexSet,
+                                                          level: str) -> None:
+    q = index_set.get_vector("instance", "1.40.1.1")
+    assert q is not None
+    q = q / np.linalg.norm(q)
+    hits = search(index_set, q, level=level, k=20)
+    assert len(hits) == 20
+    column = "study_instance_uid" if level == "study" else "parent_uid"
+    for hit in hits:
+        rows = index_set.connection().execute(
+            f"SELECT uid, vector FROM vectors WHERE level = 'instance' AND {column} = ?",
+            (hit.uid,)).fetchall()
+        assert len(rows) == 2
+        closest = max(rows, key=lambda r: float(np.frombuffer(r[1], "<f4") @ q))[0]
+        assert hit.best_instance_uid == closest, hit
+    assert hits[0].best_instance_uid == "1.40.1.1"
+
+
 @pytest.mark.parametrize("exact_threshold", [100_000, 0])  # exact numpy, and widening HNSW
 def test_filters_are_applied_in_the_query(index_set: IndexSet, exact_threshold: int) -> None:
     q = index_set.get_vector("instance", "1.5.1.0")
