@@ -40,13 +40,12 @@ def offline_status(settings: Settings) -> dict[str, Any]:
     studies = instances = 0
     model_id = None
     if settings.db_path.is_file():
-        from node.storage import connect
+        from node.storage import connect, holdings
 
         conn = connect(settings.db_path)
         try:
             counts = queue.counts(conn).to_dict()
-            studies = conn.execute("SELECT count(*) FROM studies").fetchone()[0]
-            instances = conn.execute("SELECT count(*) FROM instances").fetchone()[0]
+            studies, instances = holdings.catalog_counts(conn)
             model_id = model_identity(conn)
         finally:
             conn.close()

@@ -25,6 +25,7 @@ from node.key_objects.document import KOS_SOURCE
 from node.key_objects.write import KosResult, write_similar_cases_kos
 from node.retrieval import SimilarQuery
 from node.runtime import ModelStatusValues
+from node.storage import holdings
 from node.storage.sources import study_is_prior
 
 if TYPE_CHECKING:
@@ -38,20 +39,13 @@ log = logging.getLogger(__name__)
 
 def _answered_already(conn: sqlite3.Connection, study_uid: str) -> bool:
     """True when our latest KOS of the study is newer than every other instance."""
-    row = conn.execute(
-        """SELECT max(CASE WHEN source = ? THEN received_at END),
-                  max(CASE WHEN source != ? OR source IS NULL THEN received_at END)
-           FROM instances WHERE study_instance_uid = ?""",
-        (KOS_SOURCE, KOS_SOURCE, study_uid),
-    ).fetchone()
-    ours, theirs = row[0], row[1]
+    ours, theirs = holdings.last_received(conn, study_uid, KOS_SOURCE)
     return theirs is None or (ours is not None and ours >= theirs)
 
 
 def _waiting(conn: sqlite3.Connection, study_uid: str) -> int:
     """How many of the study's instances are still waiting on the work queue."""
-    sops = [str(r[0]) for r in conn.execute(
-        "SELECT sop_instance_uid FROM instances WHERE study_instance_uid = ?", (study_uid,))]
+    sops = holdings.sop_instance_uids(conn, study_instance_uid=study_uid)
     return queue.counts(conn, sops).waiting
 
 

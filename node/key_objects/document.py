@@ -36,6 +36,7 @@ from pydicom.valuerep import DA, TM
 
 from node.errors import NothingToSelect, UnknownObject
 from node.retrieval import Case
+from node.storage import holdings
 
 if TYPE_CHECKING:
     from highdicom.ko import KeyObjectSelectionDocument
@@ -55,13 +56,11 @@ KOS_DESCRIPTION = "Similar cases"
 #: ``instances.source`` of the documents the node writes itself
 KOS_SOURCE = "PRECEDENT-KOS"
 KOS_SERIES_NUMBER = 9100
-_CHUNK = 500
 
 
 def _study_header(conn: sqlite3.Connection, study_uid: str) -> Dataset:
     """The Patient and General Study modules of the query study, from the catalog."""
-    row = conn.execute("SELECT * FROM studies WHERE study_instance_uid = ?",
-                       (study_uid,)).fetchone()
+    row = holdings.study_record(conn, study_uid)
     if row is None:
         raise UnknownObject(f"study {study_uid} is not on this node")
     ds = Dataset()
@@ -84,22 +83,15 @@ def _study_header(conn: sqlite3.Connection, study_uid: str) -> Dataset:
 def _referenced(conn: sqlite3.Connection, sop_uids: list[str]) -> dict[str, Dataset]:
     """The stored instances to reference, by SOP Instance UID (those still stored)."""
     out: dict[str, Dataset] = {}
-    for start in range(0, len(sop_uids), _CHUNK):
-        chunk = sop_uids[start:start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(
-            "SELECT sop_instance_uid, sop_class_uid, series_instance_uid, "
-            f"study_instance_uid, rows, columns FROM instances "
-            f"WHERE sop_instance_uid IN ({marks})", chunk
-        ):
-            ds = Dataset()
-            ds.SOPInstanceUID = row["sop_instance_uid"]
-            ds.SOPClassUID = row["sop_class_uid"]
-            ds.SeriesInstanceUID = row["series_instance_uid"]
-            ds.StudyInstanceUID = row["study_instance_uid"]
-            if row["rows"] and row["columns"]:
-                ds.Rows, ds.Columns = int(row["rows"]), int(row["columns"])
-            out[row["sop_instance_uid"]] = ds
+    for row in holdings.instance_records(conn, sop_uids):
+        ds = Dataset()
+        ds.SOPInstanceUID = row["sop_instance_uid"]
+        ds.SOPClassUID = row["sop_class_uid"]
+        ds.SeriesInstanceUID = row["series_instance_uid"]
+        ds.StudyInstanceUID = row["study_instance_uid"]
+        if row["rows"] and row["columns"]:
+            ds.Rows, ds.Columns = int(row["rows"]), int(row["columns"])
+        out[row["sop_instance_uid"]] = ds
     return out
 
 

@@ -5,20 +5,19 @@ the answer its consensus."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from indexer import LevelValues
 from node.retrieval.answer import Case, RankingValues, SimilarAnswer
 from node.retrieval.consensus import consensus
+from node.storage import holdings
 from node.storage.study_reports import get_reports
 
 if TYPE_CHECKING:
     from indexer.search import Hit
 
 __all__ = ["Ranked", "answer", "parents_of", "ranked_hits"]
-
-_CHUNK = 500
 
 
 class Ranked(NamedTuple):
@@ -34,24 +33,12 @@ class Ranked(NamedTuple):
     ranking_score: float | None = None
 
 
-def _series_of(conn: sqlite3.Connection, sop_uids: Iterable[str | None]) -> dict[str, str]:
-    uids = [u for u in dict.fromkeys(sop_uids) if u]
-    out: dict[str, str] = {}
-    for start in range(0, len(uids), _CHUNK):
-        chunk = uids[start:start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        out.update(dict(conn.execute(
-            f"SELECT sop_instance_uid, series_instance_uid FROM instances "
-            f"WHERE sop_instance_uid IN ({marks})", chunk).fetchall()))
-    return out
-
-
 def parents_of(conn: sqlite3.Connection, level: LevelValues, uids: Sequence[str]
                ) -> dict[str, str]:
     """The series UID of each instance UID (at the instance level; empty above)."""
     if level is not LevelValues.INSTANCE:
         return {}
-    return _series_of(conn, uids)
+    return holdings.series_of_instances(conn, uids)
 
 
 def ranked_hits(conn: sqlite3.Connection, level: LevelValues, hits: Sequence[Hit]
@@ -65,7 +52,8 @@ def ranked_hits(conn: sqlite3.Connection, level: LevelValues, hits: Sequence[Hit
 def _cases(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked]
            ) -> list[Case]:
     reports = get_reports(conn, (r.study_instance_uid for r in ranked))
-    series_of = _series_of(conn, (r.best_instance_uid for r in ranked))
+    series_of = holdings.series_of_instances(
+        conn, (r.best_instance_uid for r in ranked if r.best_instance_uid))
     cases = []
     for rank, item in enumerate(ranked, start=1):
         uid, best = item.uid, item.best_instance_uid

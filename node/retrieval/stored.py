@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from indexer import LevelValues, queue
 from node.errors import NotIndexed, UnknownObject
+from node.storage import holdings
 
 if TYPE_CHECKING:
     from indexer.index import IndexSet
@@ -32,26 +33,17 @@ class StoredObject:
 def find_stored_object(conn: sqlite3.Connection, *, study: str, series: str | None = None,
                        sop: str | None = None) -> StoredObject:
     """The object the route names, or :class:`UnknownObject` (a wrong parent counts)."""
-    row = conn.execute("SELECT patient_id FROM studies WHERE study_instance_uid = ?",
-                       (study,)).fetchone()
-    if row is None:
+    record = holdings.study_record(conn, study)
+    if record is None:
         raise UnknownObject(f"study {study} is not on this node")
-    patient_id = row[0]
+    patient_id = record["patient_id"]
     if series is None:
         return StoredObject(LevelValues.STUDY, study, study, patient_id)
-    found = conn.execute(
-        "SELECT 1 FROM series WHERE series_instance_uid = ? AND study_instance_uid = ?",
-        (series, study),
-    ).fetchone()
-    if found is None:
+    if not holdings.series_in_study(conn, series, study):
         raise UnknownObject(f"series {series} is not in study {study} on this node")
     if sop is None:
         return StoredObject(LevelValues.SERIES, series, study, patient_id)
-    found = conn.execute(
-        "SELECT 1 FROM instances WHERE sop_instance_uid = ? AND series_instance_uid = ?",
-        (sop, series),
-    ).fetchone()
-    if found is None:
+    if not holdings.instance_in_series(conn, sop, series):
         raise UnknownObject(f"instance {sop} is not in series {series} on this node")
     return StoredObject(LevelValues.INSTANCE, sop, study, patient_id)
 
@@ -59,8 +51,7 @@ def find_stored_object(conn: sqlite3.Connection, *, study: str, series: str | No
 def _not_indexed_reason(conn: sqlite3.Connection, obj: StoredObject) -> str:
     column = {LevelValues.STUDY: "study_instance_uid", LevelValues.SERIES: "series_instance_uid",
               LevelValues.INSTANCE: "sop_instance_uid"}[obj.level]
-    sops = [str(r[0]) for r in conn.execute(
-        f"SELECT sop_instance_uid FROM instances WHERE {column} = ?", (obj.uid,))]
+    sops = holdings.sop_instance_uids(conn, **{column: obj.uid})
     counts = queue.counts(conn, sops)
     if counts.waiting:
         return (f"{obj.level.value} {obj.uid} is not indexed yet ({counts.waiting} instance(s) "

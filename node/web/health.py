@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 
 from indexer import queue
 from node.runtime import ModelStatusValues, Services
+from node.storage import holdings
 from node.web._deps import ServicesDep
 
 __all__ = ["HealthValues", "node_status", "router"]
@@ -65,8 +66,7 @@ def node_status(services: Services) -> dict[str, Any]:
     """The node's state, as /health answers it."""
     conn = services.connections.get()
     settings = services.settings
-    studies = conn.execute("SELECT count(*) FROM studies").fetchone()[0]
-    instances = conn.execute("SELECT count(*) FROM instances").fetchone()[0]
+    studies, instances = holdings.catalog_counts(conn)
     reasons = _reasons(services)
     if not services.dimse_ready.is_set():
         status = HealthValues.STARTING

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from node.errors import UnknownObject
+from node.storage import holdings
 from node.storage.study_reports import get_report
 from node.web._deps import ServicesDep, check_uid
 
@@ -21,9 +22,7 @@ def study_report(study: str, services: ServicesDep) -> JSONResponse:
     conn = services.connections.get()
     report = get_report(conn, study)
     if report is None:
-        known = conn.execute("SELECT 1 FROM studies WHERE study_instance_uid = ?",
-                             (study,)).fetchone()
-        if known is None:
+        if holdings.study_record(conn, study) is None:
             raise UnknownObject(f"study {study} is not on this node")
         raise UnknownObject(f"study {study} has no report (none was received as SR or PDF, "
                             "nor imported)")
