@@ -4,6 +4,7 @@ pixel patterns that differ by finding so that similar cases are similar images."
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ import numpy as np
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-__all__ = ["FINDINGS", "SyntheticStudy", "ct_instance", "make_studies", "to_bytes"]
+__all__ = ["FINDINGS", "SyntheticStudy", "ct_instance", "make_studies", "multipart_related",
+           "to_bytes"]
 
 #: each finding draws a different shape; studies with the same finding look alike
 FINDINGS = ("pneumothorax", "nodule", "effusion", "normal")
@@ -119,3 +121,14 @@ def write_files(datasets: list[Dataset], folder: Path) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def multipart_related(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A STOW-RS body of ``(content type, bytes)`` parts, and its Content-Type."""
+    boundary = uuid.uuid4().hex
+    body = io.BytesIO()
+    for content_type, data in parts:
+        body.write(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
+        body.write(data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), f'multipart/related; type="application/dicom"; boundary={boundary}'

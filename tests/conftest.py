@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,10 @@ class RunningNode:
         self.node.stop()
 
 
-def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> RunningNode:
-    """Start a node: ``overrides`` are settings sections, e.g. ``node={"ae_title": "X"}``."""
+def start_node(data_dir: Path, model_dir: Path | None, *,
+               clock: Callable[[], datetime] | None = None, **overrides: Any) -> RunningNode:
+    """Start a node: ``overrides`` are settings sections, e.g. ``node={"ae_title": "X"}``;
+    ``clock`` is the node's local time (the default: the machine's)."""
     from tests._peers import free_port
 
     dimse_port, http_port = free_port(), free_port()
@@ -129,7 +132,7 @@ def start_node(data_dir: Path, model_dir: Path | None, **overrides: Any) -> Runn
     for section, items in overrides.items():
         values.setdefault(section, {}).update(items)
     settings = load_settings(None, values)
-    node = Node(settings)
+    node = Node(settings) if clock is None else Node(settings, clock=clock)
     node.start()
     if not node.wait_http(30):
         node.stop()

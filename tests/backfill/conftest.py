@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from node.settings import load_settings
 from node.storage import aes
-from node.supervisor import Node
-from tests._peers import Orthanc, free_port, start_orthanc
+from tests._peers import Orthanc, start_orthanc
 from tests.backfill._pacs import PacsStudy, load_pacs, make_pacs_studies, register_node
-from tests.conftest import RunningNode
+from tests.conftest import RunningNode, start_node
 
 #: the shared PACS caps C-FIND answers at this many studies (windows must be split)
 PACS_LIMIT = 5
@@ -68,31 +66,10 @@ class FakeClock:
 def start_backfill_node(data_dir: Path, model_dir: Path | None, *,
                         clock: Callable[[], datetime] | None = None,
                         **overrides: Any) -> RunningNode:
-    """A node like ``tests.conftest.start_node``'s, with quick backfill retries and an
+    """A node of ``tests.conftest.start_node``, with quick backfill retries and an
     optional clock."""
-    dimse_port, http_port = free_port(), free_port()
-    values: dict[str, Any] = {
-        "node": {"ae_title": "PRECEDENT", "host": "127.0.0.1", "dimse_port": dimse_port,
-                 "data_dir": data_dir, "allow_any_source": True,
-                 "free_space_reserve_mb": 0, "stable_after_s": 1.0, "timeout_s": 30},
-        "http": {"host": "127.0.0.1", "port": http_port},
-        "worker": {"decode_processes": 0, "poll_interval_s": 0.05, "batch_size": 16},
-        "model": {"name": f"local-dir:{model_dir}" if model_dir else "local-dir:/nonexistent",
-                  "precision": "fp32", "batch_size": 16},
-        "backfill": dict(QUICK),
-    }
-    for section, items in overrides.items():
-        values.setdefault(section, {}).update(items)
-    settings = load_settings(None, values)
-    node = Node(settings, clock=clock)
-    node.start()
-    if not node.wait_http(30):
-        node.stop()
-        raise RuntimeError("the node's HTTP server did not start")
-    # the node's own settings: its admin token is made at the first start when unset
-    return RunningNode(node, node.settings, f"http://127.0.0.1:{http_port}", dimse_port,
-                       admin_token=node.settings.http.admin_token,
-                       read_token=settings.http.read_token)
+    backfill = {**QUICK, **overrides.pop("backfill", {})}
+    return start_node(data_dir, model_dir, clock=clock, backfill=backfill, **overrides)
 
 
 @pytest.fixture

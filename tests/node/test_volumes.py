@@ -6,7 +6,6 @@ back as similar cases."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import subprocess
@@ -25,7 +24,7 @@ from indexer.image_plane import slice_header
 from indexer.index import IndexSet
 from indexer.sampling import choose_slices
 from tests._peers import storescu
-from tests._synthetic import ct_instance, to_bytes, write_files
+from tests._synthetic import ct_instance, multipart_related, to_bytes, write_files
 from tests.conftest import RunningNode
 from tests.indexer._dicom import pydicom_data_files
 
@@ -69,16 +68,10 @@ def _series_vector(data_dir: Path, series: str) -> np.ndarray:
 
 
 def _stow(node: RunningNode, datasets: list[FileDataset]) -> None:
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    for ds in datasets:
-        body.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
-        body.write(to_bytes(ds) + b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
-    response = httpx.post(
-        f"{node.dicomweb_url}/studies", content=body.getvalue(), timeout=120,
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; '
-                                 f"boundary={boundary}"})
+    body, content_type = multipart_related([("application/dicom", to_bytes(ds))
+                                            for ds in datasets])
+    response = httpx.post(f"{node.dicomweb_url}/studies", content=body, timeout=120,
+                          headers={"Content-Type": content_type})
     assert response.status_code == 200, response.text
 
 

@@ -8,7 +8,6 @@ path — STOW-RS, QIDO-RS, the similar-case upload, WADO-RS — valid and malfor
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -16,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from pydicom.dataelem import DataElement
 from pydicom.uid import generate_uid
 
 from tests._peers import free_port
-from tests._synthetic import ct_instance, to_bytes
+from tests._synthetic import ct_instance, multipart_related, to_bytes
 
 SECRET = "Secret"
 NAME = "Secret^Patient"
@@ -75,16 +73,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
     process.wait(timeout=60)
 
 
-def _multipart(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    for content_type, data in parts:
-        body.write(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
-        body.write(data + b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
-    return body.getvalue(), f'multipart/related; type="application/dicom"; boundary={boundary}'
-
-
 def _secret_instance(**changes: object) -> bytes:
     ds = ct_instance(study_uid=generate_uid(), series_uid=generate_uid(),
                      patient_id="SecretID", size=16)
@@ -108,7 +96,7 @@ def _wrong_vr_name() -> bytes:
 
 def _stow(node: ServedNode, parts: list[tuple[str, bytes]], path: str = "/studies"
           ) -> httpx.Response:
-    body, content_type = _multipart(parts)
+    body, content_type = multipart_related(parts)
     return httpx.post(f"{node.url}/dicom-web{path}", content=body,
                       headers={"Content-Type": content_type}, timeout=60)
 

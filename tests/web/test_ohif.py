@@ -6,8 +6,6 @@ origin — against a real node with ``[http] cors_origins`` set."""
 
 from __future__ import annotations
 
-import io
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +14,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tests._synthetic import ct_instance, to_bytes
+from tests._synthetic import ct_instance, multipart_related, to_bytes
 from tests.conftest import RunningNode, start_node
 
 ORIGIN = "https://ohif.hospital.example"
@@ -126,14 +124,10 @@ def test_rendered_thumbnails(node: RunningNode) -> None:
 def test_the_upload_dialog_stores_over_stow(node: RunningNode) -> None:
     ds = ct_instance(study_uid=generate_uid(), series_uid=generate_uid(), patient_id="OHIF2",
                      size=16)
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    body.write(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
-    body.write(to_bytes(ds) + f"\r\n--{boundary}--\r\n".encode())
-    response = httpx.post(f"{node.dicomweb_url}/studies", content=body.getvalue(),
+    body, content_type = multipart_related([("application/dicom", to_bytes(ds))])
+    response = httpx.post(f"{node.dicomweb_url}/studies", content=body,
                           headers={"Origin": ORIGIN, "Accept": "application/dicom+json",
-                                   "Content-Type": "multipart/related; "
-                                   f'type="application/dicom"; boundary={boundary}'})
+                                   "Content-Type": content_type})
     assert response.status_code == 200, response.text[:300]
     assert response.headers["access-control-allow-origin"] == ORIGIN
     stored = node.data_dir / node.services.connections.get().execute(

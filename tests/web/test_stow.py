@@ -3,9 +3,6 @@ the standard response, and every failure a sender can cause."""
 
 from __future__ import annotations
 
-import io
-import uuid
-
 import pydicom
 import pytest
 import requests
@@ -14,22 +11,12 @@ from pydicom.dataset import Dataset
 
 from node.web import stow
 from tests._peers import test_files
-from tests._synthetic import ct_instance, to_bytes
+from tests._synthetic import ct_instance, multipart_related, to_bytes
 
 
 def _datasets(names: list[str]) -> list[Dataset]:
     by_name = {f.name: f for f in test_files()}
     return [pydicom.dcmread(by_name[n]) for n in names]
-
-
-def _multipart(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    for content_type, data in parts:
-        body.write(f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode())
-        body.write(data + b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
-    return body.getvalue(), f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
 def _post(client: DICOMwebClient, path: str, body: bytes,
@@ -69,7 +56,7 @@ def test_bytes_on_disk_are_the_part_bytes(make_node) -> None:  # type: ignore[no
     node = make_node(no_model=True)
     client = DICOMwebClient(node.dicomweb_url)
     data = (next(f for f in test_files() if f.name == "JPEG2000.dcm")).read_bytes()
-    body, content_type = _multipart([("application/dicom", data)])
+    body, content_type = multipart_related([("application/dicom", data)])
     response = _post(client, "/studies", body, content_type)
     assert response.status_code == 200
     (path,) = [r[0] for r in node.services.connections.get().execute(
@@ -92,7 +79,7 @@ def test_study_in_path_mismatch_fails_that_instance(make_node) -> None:  # type:
     assert failed.FailureReason == stow.STUDY_MISMATCH == 0xA900
     assert answer.RetrieveURL.endswith("/studies/1.2.826.0.1.8")
     # the HTTP status is 202 (some failed) and the reasons are in a Warning header
-    body, content_type = _multipart([("application/dicom", to_bytes(other)),
+    body, content_type = multipart_related([("application/dicom", to_bytes(other)),
                                      ("application/dicom", to_bytes(good))])
     response = _post(client, "/studies/1.2.826.0.1.8", body, content_type)
     assert response.status_code == 202
@@ -106,7 +93,7 @@ def test_all_failed_is_409_with_reasons(make_node) -> None:  # type: ignore[no-u
     no_uids = ct_instance(study_uid="1.2.826.0.1.13", series_uid="1.2.826.0.1.13.1",
                           patient_id="PU")
     del no_uids.SOPInstanceUID
-    body, content_type = _multipart([("application/dicom", broken),
+    body, content_type = multipart_related([("application/dicom", broken),
                                      ("application/dicom", to_bytes(no_uids)),
                                      ("application/json", b"{}")])
     response = _post(client, "/studies", body, content_type)
@@ -179,7 +166,7 @@ def test_missing_boundary_and_empty_body_are_400(make_node) -> None:  # type: ig
     response = _post(client, "/studies", b"", 'multipart/related; type="application/dicom"')
     assert response.status_code == 400
     assert _problem(response)["detail"].startswith("the Content-Type has no boundary parameter")
-    body, content_type = _multipart([])
+    body, content_type = multipart_related([])
     response = _post(client, "/studies", body, content_type)
     assert response.status_code == 400
     assert _problem(response)["detail"].startswith("the body holds no parts")
@@ -190,7 +177,7 @@ def test_too_large_is_413(make_node) -> None:  # type: ignore[no-untyped-def]
     client = DICOMwebClient(node.dicomweb_url)
     ds = ct_instance(study_uid="1.2.826.0.1.12", series_uid="1.2.826.0.1.12.1",
                      patient_id="PL", size=128)
-    body, content_type = _multipart([("application/dicom", to_bytes(ds))])
+    body, content_type = multipart_related([("application/dicom", to_bytes(ds))])
     response = _post(client, "/studies", body, content_type)
     assert response.status_code == 413
     assert _problem(response)["detail"] == (
@@ -214,7 +201,7 @@ def test_invalid_uid_in_the_path_is_a_400_problem(make_node) -> None:  # type: i
     client = DICOMwebClient(node.dicomweb_url)
     ds = ct_instance(study_uid="1.2.826.0.1.14", series_uid="1.2.826.0.1.14.1",
                      patient_id="PV")
-    body, content_type = _multipart([("application/dicom", to_bytes(ds))])
+    body, content_type = multipart_related([("application/dicom", to_bytes(ds))])
     response = _post(client, "/studies/abc..def", body, content_type)
     assert response.status_code == 400
     assert _problem(response)["detail"] == (
@@ -240,7 +227,7 @@ def test_a_really_full_disk_answers_409_with_a700(make_node, tmp_path) -> None: 
         datasets = [ct_instance(study_uid="1.2.826.0.1.15", series_uid="1.2.826.0.1.15.1",
                                 patient_id="PFULL", instance_number=i, size=512, seed=i)
                     for i in range(10)]  # 10 × 512 KiB > 4 MiB
-        body, content_type = _multipart([("application/dicom", to_bytes(d)) for d in datasets])
+        body, content_type = multipart_related([("application/dicom", to_bytes(d)) for d in datasets])
         response = _post(client, "/studies", body, content_type)
         assert response.status_code == 202, response.text[:300]
         answer = Dataset.from_json(response.json())
@@ -256,7 +243,7 @@ def test_a_really_full_disk_answers_409_with_a700(make_node, tmp_path) -> None: 
         # full now: nothing of the next request is stored
         late = ct_instance(study_uid="1.2.826.0.1.15", series_uid="1.2.826.0.1.15.1",
                            patient_id="PFULL", instance_number=99, size=512, seed=99)
-        body, content_type = _multipart([("application/dicom", to_bytes(late))])
+        body, content_type = multipart_related([("application/dicom", to_bytes(late))])
         response = _post(client, "/studies", body, content_type)
         assert response.status_code == 409
         assert response.headers["content-type"].startswith("application/dicom+json")
@@ -288,7 +275,7 @@ def test_a_part_cut_3000_bytes_short_is_refused(make_node) -> None:  # type: ign
     ds = ct_instance(study_uid="1.2.826.0.1.16", series_uid="1.2.826.0.1.16.1",
                      patient_id="PCUT", size=64)
     whole = to_bytes(ds)
-    body, content_type = _multipart([("application/dicom", whole[:-3000])])
+    body, content_type = multipart_related([("application/dicom", whole[:-3000])])
     response = _post(client, "/studies", body, content_type)
     assert response.status_code == 409, response.text[:300]
     (failed,) = Dataset.from_json(response.json()).FailedSOPSequence
