@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,8 @@ __all__ = [
 
 #: keys or UIDs per statement when a call names many (below SQLite's 999 parameters)
 _CHUNK = 900
+
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,13 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+def _chunks(values: Iterable[_T]) -> Iterator[list[_T]]:
+    """``values`` in lists of at most :data:`_CHUNK` (one statement's parameters each)."""
+    items = list(values)
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
 # -- writes (inside the caller's transaction) -------------------------------------------
 
 
@@ -167,9 +176,7 @@ def instance_parents(
 ) -> dict[str, tuple[str, str, str]]:
     """For the instances that have a vector: (series UID, study UID, model identity)."""
     out: dict[str, tuple[str, str, str]] = {}
-    uids = list(sop_instance_uids)
-    for i in range(0, len(uids), _CHUNK):
-        chunk = uids[i : i + _CHUNK]
+    for chunk in _chunks(sop_instance_uids):
         for uid, parent, study, model_id in conn.execute(
             "SELECT uid, parent_uid, study_instance_uid, model_id FROM vectors"
             f" WHERE level = ? AND uid IN ({_marks(len(chunk))})",
@@ -202,8 +209,7 @@ def get_vector(
 def rows(conn: Connection, keys: Sequence[int]) -> dict[int, VectorRow]:
     """The rows (without vectors) of the given keys."""
     out: dict[int, VectorRow] = {}
-    for i in range(0, len(keys), _CHUNK):
-        chunk = [int(k) for k in keys[i : i + _CHUNK]]
+    for chunk in _chunks(int(k) for k in keys):
         for r in conn.execute(
             "SELECT key, level, uid, parent_uid, study_instance_uid, patient_id, modality,"
             f" body_part, study_date FROM vectors WHERE key IN ({_marks(len(chunk))})",
@@ -230,8 +236,7 @@ def vectors_of_keys(
     """The keys that exist among ``keys``, and their vectors stacked in the same order."""
     found: list[int] = []
     vecs: list[npt.NDArray[np.float32]] = []
-    for i in range(0, len(keys), _CHUNK):
-        chunk = [int(k) for k in keys[i : i + _CHUNK]]
+    for chunk in _chunks(int(k) for k in keys):
         for key, blob in conn.execute(
             f"SELECT key, vector FROM vectors WHERE key IN ({_marks(len(chunk))})", chunk
         ):
@@ -247,18 +252,7 @@ def best_instance(
 ) -> str | None:
     """The instance of a study or series whose vector is closest to the unit ``query``
     (an instance is its own best instance); None when it has no instance vector."""
-    if level is LevelValues.INSTANCE:
-        return uid
-    column = "study_instance_uid" if level is LevelValues.STUDY else "parent_uid"
-    best, best_sim = None, -2.0
-    for sop, blob in conn.execute(
-        f"SELECT uid, vector FROM vectors WHERE level = ? AND {column} = ?",
-        (LevelValues.INSTANCE.value, uid),
-    ):
-        sim = float(np.frombuffer(blob, dtype="<f4") @ query)
-        if sim > best_sim:
-            best, best_sim = str(sop), sim
-    return best
+    return best_instances(conn, level, [uid], query).get(uid)
 
 
 def best_instances(
@@ -273,13 +267,10 @@ def best_instances(
     owners: list[str] = []
     sops: list[str] = []
     blobs: list[bytes] = []
-    wanted = list(dict.fromkeys(uids))
-    for i in range(0, len(wanted), _CHUNK):
-        chunk = wanted[i : i + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
+    for chunk in _chunks(dict.fromkeys(uids)):
         for owner, sop, blob in conn.execute(
             f"SELECT {column}, uid, vector FROM vectors WHERE level = ? AND {column} IN "
-            f"({marks})",
+            f"({_marks(len(chunk))})",
             (LevelValues.INSTANCE.value, *chunk),
         ):
             owners.append(str(owner))
@@ -304,9 +295,7 @@ def in_studies(
     """The vectors of ``level`` that belong to these studies and pass ``filters``."""
     out: list[StoredVector] = []
     where, params = filters.sql()
-    studies = list(study_instance_uids)
-    for i in range(0, len(studies), _CHUNK):
-        chunk = studies[i : i + _CHUNK]
+    for chunk in _chunks(study_instance_uids):
         for uid, study, parent, blob in conn.execute(
             "SELECT uid, study_instance_uid, parent_uid, vector FROM vectors"
             f" WHERE level = ? AND study_instance_uid IN ({_marks(len(chunk))}) AND {where}",
