@@ -49,6 +49,45 @@ def qdate_to_date(d: QDate) -> date:
     return date(d.year(), d.month(), d.day())
 
 
+def modality_combo() -> QComboBox:
+    """An editable modality choice: "Any" or one of :data:`MODALITIES`."""
+    combo = QComboBox()
+    combo.setEditable(True)
+    for m in MODALITIES:
+        combo.addItem(m or "Any", m)
+    return combo
+
+
+def chosen_modality(combo: QComboBox) -> str:
+    """What :func:`modality_combo` says, "" for any."""
+    modality = combo.currentText().strip()
+    return "" if modality.lower() == "any" else modality
+
+
+def date_range(years_back: int) -> tuple[QCheckBox, QDateEdit, QDateEdit]:
+    """A "Dates" check box and the from/to dates it turns on (from ``years_back`` years
+    ago to today)."""
+    check = QCheckBox("Dates")
+    date_from = QDateEdit(QDate.currentDate().addYears(-years_back))
+    date_to = QDateEdit(QDate.currentDate())
+    for d in (date_from, date_to):
+        d.setCalendarPopup(True)
+        d.setDisplayFormat("yyyy-MM-dd")
+        d.setEnabled(False)
+    check.toggled.connect(date_from.setEnabled)
+    check.toggled.connect(date_to.setEnabled)
+    return check, date_from, date_to
+
+
+def chosen_dates(check: QCheckBox, date_from: QDateEdit, date_to: QDateEdit
+                 ) -> tuple[date | None, date | None]:
+    """The range a :func:`date_range` says, earliest first; (None, None) when off."""
+    if not check.isChecked():
+        return None, None
+    a, b = qdate_to_date(date_from.date()), qdate_to_date(date_to.date())
+    return min(a, b), max(a, b)
+
+
 class Banner(QLabel):
     """The red line that says what went wrong and what to do.
 
@@ -168,20 +207,9 @@ class QueryControls(QGroupBox):
             self.level_combo.addItem(label, level.value)
         self.limit_spin = QSpinBox()
         self.limit_spin.setRange(1, 100)
-        self.modality_combo = QComboBox()
-        self.modality_combo.setEditable(True)
-        for m in MODALITIES:
-            self.modality_combo.addItem(m or "Any", m)
+        self.modality_combo = modality_combo()
 
-        self.date_check = QCheckBox("Dates")
-        self.date_from = QDateEdit(QDate.currentDate().addYears(-5))
-        self.date_to = QDateEdit(QDate.currentDate())
-        for d in (self.date_from, self.date_to):
-            d.setCalendarPopup(True)
-            d.setDisplayFormat("yyyy-MM-dd")
-            d.setEnabled(False)
-        self.date_check.toggled.connect(self.date_from.setEnabled)
-        self.date_check.toggled.connect(self.date_to.setEnabled)
+        self.date_check, self.date_from, self.date_to = date_range(5)
 
         self.exclude_check = QCheckBox("Exclude this patient")
         self.hide_check = QCheckBox("Hide patient names and IDs")
@@ -224,13 +252,8 @@ class QueryControls(QGroupBox):
         """Copy what the controls say into the model's state."""
         st.level = LevelValues(self.level_combo.currentData() or LevelValues.STUDY.value)
         st.limit = self.limit_spin.value()
-        modality = self.modality_combo.currentText().strip()
-        st.modality = "" if modality.lower() == "any" else modality.upper()
-        if self.date_check.isChecked():
-            lo, hi = qdate_to_date(self.date_from.date()), qdate_to_date(self.date_to.date())
-            st.date_from, st.date_to = min(lo, hi), max(lo, hi)
-        else:
-            st.date_from = st.date_to = None
+        st.modality = chosen_modality(self.modality_combo).upper()
+        st.date_from, st.date_to = chosen_dates(self.date_check, self.date_from, self.date_to)
         st.exclude_patient = self.exclude_check.isChecked()
         st.hide_identity = self.hide_check.isChecked()
         st.hybrid = self.hybrid_check.isChecked()

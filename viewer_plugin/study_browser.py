@@ -15,9 +15,6 @@ from functools import partial
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDateEdit,
     QDialog,
     QGridLayout,
     QHeaderView,
@@ -32,7 +29,13 @@ from PySide6.QtWidgets import (
 
 from viewer_plugin import node_tasks
 from viewer_plugin._layout import STRETCH, row
-from viewer_plugin._panel_parts import MODALITIES, Banner, qdate_to_date
+from viewer_plugin._panel_parts import (
+    Banner,
+    chosen_dates,
+    chosen_modality,
+    date_range,
+    modality_combo,
+)
 from viewer_plugin._worker import Task, TaskAnswer, TaskRunner
 from viewer_plugin.connection import NodeSettings
 from viewer_plugin.errors import PrecedentError, QueryCancelled
@@ -71,19 +74,8 @@ class StudyBrowser(QWidget):
         self.patient_name_edit.setPlaceholderText("family name first, e.g. doe jane")
         self.patient_id_edit = QLineEdit()
         self.accession_edit = QLineEdit()
-        self.modality_combo = QComboBox()
-        self.modality_combo.setEditable(True)
-        for m in MODALITIES:
-            self.modality_combo.addItem(m or "Any", m)
-        self.date_check = QCheckBox("Dates")
-        self.date_from = QDateEdit(QDate.currentDate().addYears(-1))
-        self.date_to = QDateEdit(QDate.currentDate())
-        for d in (self.date_from, self.date_to):
-            d.setCalendarPopup(True)
-            d.setDisplayFormat("yyyy-MM-dd")
-            d.setEnabled(False)
-        self.date_check.toggled.connect(self.date_from.setEnabled)
-        self.date_check.toggled.connect(self.date_to.setEnabled)
+        self.modality_combo = modality_combo()
+        self.date_check, self.date_from, self.date_to = date_range(1)
         self.search_button = QPushButton("Search")
         self.search_button.setDefault(True)
         fields = QWidget()
@@ -142,15 +134,11 @@ class StudyBrowser(QWidget):
 
     def current_search(self) -> StudySearch:
         """The search the fields describe (first page); ``ValueError`` names a bad field."""
-        modality = self.modality_combo.currentText().strip()
-        lo = hi = None
-        if self.date_check.isChecked():
-            a, b = qdate_to_date(self.date_from.date()), qdate_to_date(self.date_to.date())
-            lo, hi = min(a, b), max(a, b)
+        lo, hi = chosen_dates(self.date_check, self.date_from, self.date_to)
         return StudySearch(
             patient_name=self.patient_name_edit.text(), patient_id=self.patient_id_edit.text(),
             accession=self.accession_edit.text(),
-            modality="" if modality.lower() == "any" else modality,
+            modality=chosen_modality(self.modality_combo),
             date_from=lo, date_to=hi, page_size=self.page_size)
 
     def set_search(self, search: StudySearch) -> None:
