@@ -149,10 +149,10 @@ def _pipeline_rate(emb: object, folder: Path, n_images: int, batch: int) -> tupl
                               series_uid=f"1.9.{i // 4}.1")
             write(ds, data / rel)
             queue.enqueue(conn, f"1.9.{i}", rel)
-    index_set = IndexSet.open(db_path=data / "catalog.sqlite", index_dir=data / "index",
+    index_set = IndexSet.open(catalog=data / "catalog.sqlite", index_dir=data / "index",
                               model_id=emb.identity, dim=emb.dim)  # type: ignore[attr-defined]
     processes = max(1, (os.cpu_count() or 2) - 1)
-    worker = Worker(db_path=data / "catalog.sqlite", data_dir=data, embedder=emb,  # type: ignore[arg-type]
+    worker = Worker(catalog=data / "catalog.sqlite", data_dir=data, embedder=emb,  # type: ignore[arg-type]
                     index_set=index_set, batch_size=batch, decode_processes=processes,
                     poll_interval_s=0.01, save_interval_s=3600,
                     sampling=VolumeSampling.every_slice())  # every image, as before sampling

@@ -95,7 +95,7 @@ def _prepare_node(folder: Path, args: argparse.Namespace) -> Path:
     identity = _identity(model)
     start = time.perf_counter()
     prepare(folder / "data", identity, args.studies, args.per_study)
-    IndexSet.open(db_path=folder / "data" / "catalog.sqlite",
+    IndexSet.open(catalog=folder / "data" / "catalog.sqlite",
                   index_dir=folder / "data" / "index", model_id=identity, dim=512).save()
     print(f"node: {args.studies} studies, {args.studies * args.per_study} instances prepared "
           f"and indexed in {time.perf_counter() - start:.0f} s", flush=True)

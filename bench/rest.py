@@ -64,7 +64,7 @@ def load_node(data_dir: Path, catalog: list[tuple[str, str, str, bytes]]) -> flo
     from node.storage import Ingest
 
     settings = load_settings(None, {"node": {"data_dir": data_dir}})
-    ingest = Ingest(data_dir=data_dir, db_path=settings.db_path)
+    ingest = Ingest(data_dir=data_dir, catalog=settings.catalog_target)
     start = time.perf_counter()
     with ThreadPoolExecutor(4) as pool:  # as four senders would
         list(pool.map(lambda item: ingest.store(item[3], source="BENCH"), catalog))

@@ -138,7 +138,7 @@ def main() -> None:
     t0 = time.perf_counter()
     study_vectors = prepare(tmp / "data", identity, args.studies, args.per_study)
     t1 = time.perf_counter()
-    IndexSet.open(db_path=tmp / "data" / "catalog.sqlite", index_dir=tmp / "data" / "index",
+    IndexSet.open(catalog=tmp / "data" / "catalog.sqlite", index_dir=tmp / "data" / "index",
                   model_id=identity, dim=DIM).save()
     t2 = time.perf_counter()
     n_instances = args.studies * args.per_study

@@ -120,7 +120,7 @@ class Node:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.worker = Worker(
-            db_path=self.settings.db_path, data_dir=folder, embedder=embedder,
+            catalog=self.settings.catalog_target, data_dir=folder, embedder=embedder,
             index_set=self.index_set, sampling=volume_sampling(self.settings),
             batch_size=w.batch_size, decode_processes=w.decode_processes,
             poll_interval_s=0.05, save_interval_s=3600)

@@ -20,7 +20,15 @@ This package imports no other package of the project.
 
 from __future__ import annotations
 
-from database._connect import Connection, Cursor, connect, is_broken
+from database._connect import (
+    CatalogConnection,
+    Connection,
+    Cursor,
+    Target,
+    connect,
+    is_broken,
+    stream,
+)
 from database._ddl import UntranslatableSchema, execute_schema, translate_schema
 from database._dialect import (
     DialectValues,
@@ -37,6 +45,7 @@ from database._threads import ThreadConnections
 from database._transaction import NestedTransaction, backoff_s, retrying, transaction
 
 __all__ = [
+    "CatalogConnection",
     "CatalogUnavailable",
     "Connection",
     "Cursor",
@@ -47,6 +56,7 @@ __all__ = [
     "NestedTransaction",
     "PostgresConnection",
     "Row",
+    "Target",
     "ThreadConnections",
     "UnsupportedDatabase",
     "UnsupportedPlaceholder",
@@ -61,6 +71,7 @@ __all__ = [
     "is_disk_full",
     "redact",
     "retrying",
+    "stream",
     "transaction",
     "translate_schema",
 ]

@@ -16,7 +16,14 @@ from typing import Any, Protocol, cast
 from database._dialect import DialectValues, dialect_for
 from database._postgres import PostgresConnection, connect_postgresql
 
-__all__ = ["BUSY_TIMEOUT_S", "CatalogConnection", "Connection", "Cursor", "connect", "is_broken"]
+__all__ = [
+    "BUSY_TIMEOUT_S", "CatalogConnection", "Connection", "Cursor", "Target", "connect",
+    "is_broken", "stream",
+]
+
+#: where a catalog is: a SQLite file's path (or ``sqlite:///path``), or a
+#: ``postgresql://`` URL
+Target = str | os.PathLike[str]
 
 #: how long a SQLite writer waits for another one's lock before SQLite gives up
 BUSY_TIMEOUT_S = 30.0
@@ -76,6 +83,19 @@ def connect(target: str | os.PathLike[str]) -> Connection:
     thread before use. For SQLite the folder is created when missing; no table is.
     """
     return cast(Connection, _CONNECTORS[dialect_for(target)](os.fspath(target)))
+
+
+def stream(conn: CatalogConnection, sql: str, parameters: Sequence[Any] = (), *,
+           size: int = 1000) -> Iterator[Any]:
+    """The rows of a query, ``size`` at a time, without loading the whole result (a
+    scan over millions of vectors): the sqlite3 cursor as it reads; on PostgreSQL
+    psycopg's row streaming (the rows are not held client-side)."""
+    if isinstance(conn, PostgresConnection):
+        yield from conn.stream(sql, parameters, size=size)
+        return
+    cursor = conn.execute(sql, parameters)
+    while rows := cursor.fetchmany(size):
+        yield from rows
 
 
 def is_broken(conn: CatalogConnection) -> bool:

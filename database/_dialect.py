@@ -61,6 +61,54 @@ class DialectValues(str, enum.Enum):
         return f"BEGIN ISOLATION LEVEL {IsolationValues(isolation).value.upper()}"
 
 
+    # -- the few fragments written differently (docs/postgres.md §3) -------------------
+
+    @property
+    def skip_locked(self) -> str:
+        """Appended to a queue's claiming ``SELECT``: rows another claimer holds are
+        skipped, not waited for (PostgreSQL); SQLite has one writer at a time."""
+        return " FOR UPDATE SKIP LOCKED" if self is DialectValues.POSTGRESQL else ""
+
+    @property
+    def strpos(self) -> str:
+        """The function ``f(text, part)`` giving the 1-based position of ``part`` in
+        ``text`` (0 when absent): ``instr`` in SQLite, ``strpos`` in PostgreSQL."""
+        return "strpos" if self is DialectValues.POSTGRESQL else "instr"
+
+    def string_agg(self, expr: str) -> str:
+        """The comma-joined distinct values of ``expr`` in a group (SQLite has
+        ``string_agg`` only from 3.44)."""
+        if self is DialectValues.POSTGRESQL:
+            return f"string_agg(DISTINCT {expr}, ',')"
+        return f"group_concat(DISTINCT {expr})"
+
+    def no_index(self, column: str) -> str:
+        """``column`` in a form the planner will not use an index for (SQLite's unary
+        ``+``; PostgreSQL plans on statistics and needs no hint)."""
+        return f"+{column}" if self is DialectValues.SQLITE else column
+
+    def wildcard(self, column: str, pattern: str, *,
+                 case_sensitive: bool = True) -> tuple[str, str]:
+        r"""The condition that ``column`` matches the DICOM wildcard ``pattern`` (``*``
+        any run of characters, ``?`` one; PS3.4 C.2.2.2.4), and its one parameter.
+
+        SQLite: ``GLOB`` (case-sensitive; ``lower()`` on both sides otherwise: ASCII
+        only). PostgreSQL: ``LIKE``/``ILIKE`` with ``%``, ``_`` and ``\`` escaped
+        (``ILIKE`` folds case beyond ASCII).
+        """
+        if self is DialectValues.SQLITE:
+            glob = "".join(f"[{c}]" if c in "[]" else c for c in pattern)
+            if case_sensitive:
+                return f"{column} GLOB ?", glob
+            return f"lower({column}) GLOB lower(?)", glob
+        like = "".join(
+            "%" if c == "*" else "_" if c == "?" else f"\\{c}" if c in "%_\\" else c
+            for c in pattern
+        )
+        op = "LIKE" if case_sensitive else "ILIKE"
+        return f"{column} {op} ? ESCAPE '\\'", like
+
+
 def dialect_for(target: str | os.PathLike[str]) -> DialectValues:
     """The dialect of a catalog target: a file path (or ``sqlite:///path``) is SQLite, a
     ``postgresql://…`` (or ``postgres://…``) URL is PostgreSQL.

@@ -18,7 +18,7 @@ The password of a URL never appears in a message (:func:`redact`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -119,6 +119,13 @@ class PostgresConnection:
         cur = self._raw.cursor()
         cur.execute(sql)
         return cur
+
+    def stream(self, sql: str, parameters: Sequence[Any] = (), *,
+               size: int = 1000) -> Iterator[Row]:
+        """The rows of one query, fetched ``size`` at a time (never all held here)."""
+        cur = self._raw.cursor()
+        query = to_pyformat(sql) if parameters else sql
+        yield from cur.stream(query, tuple(parameters) or None, size=size)
 
     def commit(self) -> None:
         """Commit the transaction open on this connection, if any."""

@@ -102,7 +102,7 @@ class Worker:
     def __init__(
         self,
         *,
-        db_path: str | os.PathLike[str],
+        catalog: database.Target,
         data_dir: str | os.PathLike[str],
         embedder: Embedder,
         index_set: IndexSet,
@@ -122,7 +122,7 @@ class Worker:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         if backoff_s < 0 or poll_interval_s < 0 or save_interval_s < 0:
             raise ValueError("backoff_s, poll_interval_s and save_interval_s must not be negative")
-        self.db_path = Path(db_path)
+        self.catalog = catalog
         self.data_dir = Path(data_dir)
         self.embedder = embedder
         self.index_set = index_set
@@ -135,7 +135,7 @@ class Worker:
         self.save_interval_s = save_interval_s
         # Used by one thread at a time: the one that builds the worker, then the one that
         # runs it (the node builds it at start-up and runs it in its own thread).
-        self._conn = database.connect(self.db_path)
+        self._conn = database.connect(self.catalog)
         ensure_schema(self._conn)
         index_set.check_model(embedder.identity, embedder.dim)
         recovered = queue.reset_in_progress(self._conn, max_attempts=max_attempts)

@@ -118,7 +118,7 @@ class Indexing:
 
         w = self.settings.worker
         worker = Worker(
-            db_path=self.settings.db_path,
+            catalog=self.settings.catalog_target,
             data_dir=self.settings.node.data_dir,
             embedder=embedder,
             index_set=index_set,

@@ -159,7 +159,7 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSet
 
     ix = settings.index
     return IndexSet.open(
-        db_path=settings.db_path,
+        catalog=settings.catalog_target,
         index_dir=settings.node.data_dir / "index",
         model_id=embedder.identity if embedder is not None else None,
         dim=embedder.dim if embedder is not None else None,

@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from database import DialectValues, dialect_for, redact
 from indexer.embedder import DEFAULT_MODEL, EnginePrecisionValues, EngineValues
 from node.errors import SettingsError
 from node.locations import DATA_DIR_ENV, default_data_dir
@@ -64,8 +65,8 @@ __all__ = [
 
 #: the ``[node]`` settings the catalog may hold (``PUT /config/ae``)
 CATALOG_KEYS = ("ae_title", "dimse_port")
-#: reads the catalog's ``node_config`` (key → value) given the catalog's path
-CatalogReader = Callable[[Path], Mapping[str, str]]
+#: reads the catalog's ``node_config`` (key → value) given the catalog's target
+CatalogReader = Callable[[str | Path], Mapping[str, str]]
 _AE_TITLE = re.compile(r"^[\x21-\x5b\x5d-\x7e](?:[\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$")
 
 
@@ -308,6 +309,28 @@ class RetrievalSettings(_Section):
     text_min_score: float = Field(0.2, ge=-1.0, le=1.0)
 
 
+class CatalogSettings(_Section):
+    """Where the catalog is kept: by default a SQLite file in the data folder (one process
+    per data folder); ``url = "postgresql://user@host:port/database"`` puts the whole
+    catalog (studies, queue, vectors, reports, AE configuration, backfill plan) on a
+    PostgreSQL server, which several ``precedent serve`` and ``precedent worker`` processes
+    share (see the README's "Several machines")."""
+
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if dialect_for(v) is not DialectValues.POSTGRESQL:
+            raise ValueError(
+                f"{redact(v)} is not a PostgreSQL URL: give postgresql://user@host:port/"
+                "database, or leave [catalog] url unset for the embedded SQLite catalog"
+            )
+        return v
+
+
 class BackfillSettings(_Section):
     """Pulling priors from the PACS (``precedent backfill``); the flags of ``backfill
     start`` override the defaults here for one backfill."""
@@ -353,6 +376,7 @@ class Settings(BaseSettings):
     kos: KosSettings = KosSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     backfill: BackfillSettings = BackfillSettings()
+    catalog: CatalogSettings = CatalogSettings()
     log_level: LogLevelValues = LogLevelValues.INFO
     #: the ``[node]`` values the catalog held when loaded (see :func:`catalog_notes`)
     _catalog: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -371,7 +395,24 @@ class Settings(BaseSettings):
 
     @property
     def db_path(self) -> Path:
+        """The embedded catalog's file (used when ``[catalog] url`` is unset)."""
         return self.node.data_dir / "catalog.sqlite"
+
+    @property
+    def catalog_target(self) -> str | Path:
+        """What :func:`database.connect` opens: ``[catalog] url``, else :attr:`db_path`."""
+        return self.catalog.url or self.db_path
+
+    @property
+    def catalog_exists(self) -> bool:
+        """Whether there is a catalog to read (a read never makes the SQLite file; a
+        PostgreSQL catalog is taken to be there, and says so on connecting if not)."""
+        return self.shared_catalog or self.db_path.is_file()
+
+    @property
+    def shared_catalog(self) -> bool:
+        """True when the catalog is on a server that several processes share."""
+        return self.catalog.url is not None
 
 
 class _DictSource(PydanticBaseSettingsSource):
@@ -460,7 +501,7 @@ def load_settings(
     settings = _build(flags, file_data, {})
     if catalog is not None:
         # the catalog lives in the data folder, which the other sources name
-        stored = {k: str(v) for k, v in catalog(settings.db_path).items()
+        stored = {k: str(v) for k, v in catalog(settings.catalog_target).items()
                   if k in CATALOG_KEYS}
         settings = _build(flags, file_data, stored) if stored else settings
     if "data_dir" in flags.get("node", {}):

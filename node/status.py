@@ -39,10 +39,10 @@ def offline_status(settings: Settings) -> dict[str, Any]:
         failed_reasons={}, skipped_reasons={}).to_dict()
     studies = instances = 0
     model_id = None
-    if settings.db_path.is_file():
+    if settings.catalog_exists:
         from node.storage import connect, holdings
 
-        conn = connect(settings.db_path)
+        conn = connect(settings.catalog_target)
         try:
             counts = queue.counts(conn).to_dict()
             studies, instances = holdings.catalog_counts(conn)
@@ -71,7 +71,7 @@ def offline_status(settings: Settings) -> dict[str, Any]:
                                            "dimse_port": live.get("dimse_port"),
                                            "http_url": owner.http_url if owner else None},
         "data_dir": str(settings.node.data_dir),
-        "catalog": settings.db_path.is_file(),
+        "catalog": settings.catalog_exists,
         "studies": studies,
         "instances": instances,
         "queue": counts,

@@ -82,14 +82,14 @@ def build_services(settings: Settings) -> Services:
         log.info("removed %d partial writes left by an interrupted run", removed)
     ingest = Ingest(
         data_dir=data_dir,
-        db_path=settings.db_path,
+        catalog=settings.catalog_target,
         duplicate_policy=settings.node.duplicate_policy,
         reserve_bytes=settings.node.free_space_reserve_mb * 1024 * 1024,
     )
     return Services(
         settings=settings,
         ingest=ingest,
-        connections=ThreadConnections(settings.db_path),
+        connections=ThreadConnections(settings.catalog_target),
         model=ModelState(),
     )
 
@@ -134,7 +134,7 @@ class Node:
         self._http: uvicorn.Server | None = None
         self._http_socket: socket.socket | None = None
         self.stability = StabilityMonitor(
-            db_path=self.settings.db_path, quiet_s=self.settings.node.stable_after_s
+            catalog=self.settings.catalog_target, quiet_s=self.settings.node.stable_after_s
         )
         self.report_extraction: ReportExtraction | None = None
         self.auto_kos: AutoKos | None = None

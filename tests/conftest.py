@@ -23,7 +23,11 @@ from node.settings import Settings, load_settings
 from node.supervisor import Node
 from tests._synthetic import SyntheticStudy, make_studies, to_bytes
 
-pytest_plugins = ["tests._peers", "tests._logs"]
+pytest_plugins = ["tests._peers", "tests._logs", "tests._postgres"]
+
+#: the catalog back ends; a directory whose tests run on both overrides ``catalog_url``
+#: (and ``session_catalog_url``) with ``params=BACKENDS`` (tests/web/conftest.py)
+BACKENDS = ["sqlite", "postgresql"]
 
 ASSETS = Path(__file__).parent / "assets"
 TINY_MODEL_CONFIG = ASSETS / "models" / "tiny"
@@ -35,6 +39,32 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests._models import write_random_model_dir
 
     return write_random_model_dir(TINY_MODEL_CONFIG, tmp_path_factory.mktemp("tiny-model"))
+
+
+def catalog_for(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """The ``[catalog] url`` of ``backend``: ``None`` (SQLite in the data folder), or a
+    fresh database on the session's PostgreSQL (dropped with the fixture's scope)."""
+    if backend == "sqlite":
+        return None
+    from tests._postgres import PostgresServer
+
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(url))
+    return url
+
+
+@pytest.fixture
+def catalog_url() -> str | None:
+    """The catalog the nodes of a test keep: SQLite in the data folder (``None``) unless
+    the test's directory runs on both back ends."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def session_catalog_url() -> str | None:
+    """The catalog of the session's shared node (``running_node``)."""
+    return None
 
 
 @dataclass
@@ -109,9 +139,11 @@ class RunningNode:
 
 
 def start_node(data_dir: Path, model_dir: Path | None, *,
-               clock: Callable[[], datetime] | None = None, **overrides: Any) -> RunningNode:
+               clock: Callable[[], datetime] | None = None, catalog_url: str | None = None,
+               **overrides: Any) -> RunningNode:
     """Start a node: ``overrides`` are settings sections, e.g. ``node={"ae_title": "X"}``;
-    ``clock`` is the node's local time (the default: the machine's)."""
+    ``clock`` is the node's local time (the default: the machine's); ``catalog_url`` a
+    PostgreSQL catalog (the default: SQLite in ``data_dir``)."""
     from tests._peers import free_port
 
     dimse_port, http_port = free_port(), free_port()
@@ -128,6 +160,7 @@ def start_node(data_dir: Path, model_dir: Path | None, *,
         # the tiny model's weights are random: its image–text cosines mean nothing, so
         # text queries get no floor unless a test sets one (the floor has its own tests)
         "retrieval": {"text_min_score": -1.0},
+        "catalog": {"url": catalog_url},
     }
     for section, items in overrides.items():
         values.setdefault(section, {}).update(items)
@@ -144,7 +177,8 @@ def start_node(data_dir: Path, model_dir: Path | None, *,
 
 
 @pytest.fixture
-def make_node(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Callable[..., RunningNode]]:
+def make_node(tmp_path: Path, tiny_model_dir: Path,
+              catalog_url: str | None) -> Iterator[Callable[..., RunningNode]]:
     """Factory: ``make_node(**overrides)`` starts a node; all are stopped at the end.
 
     ``model=None`` as keyword ``no_model=True`` starts one whose model cannot load.
@@ -154,6 +188,7 @@ def make_node(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Callable[..., Ru
     def make(*, no_model: bool = False, data_dir: Path | None = None,
              **overrides: Any) -> RunningNode:
         folder = data_dir or tmp_path / f"node{len(started)}"
+        overrides.setdefault("catalog_url", catalog_url)
         running = start_node(folder, None if no_model else tiny_model_dir, **overrides)
         started.append(running)
         return running
@@ -165,10 +200,12 @@ def make_node(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Callable[..., Ru
 
 @pytest.fixture(scope="session")
 def running_node(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+    session_catalog_url: str | None,
 ) -> Iterator[RunningNode]:
     """One node shared by the tests that only read (session scope)."""
-    running = start_node(tmp_path_factory.mktemp("shared-node"), tiny_model_dir)
+    running = start_node(tmp_path_factory.mktemp("shared-node"), tiny_model_dir,
+                         catalog_url=session_catalog_url)
     running.wait_model()
     yield running
     running.stop()

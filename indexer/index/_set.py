@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import database
 from database import Connection, ThreadConnections, transaction
 from indexer import queue
 from indexer._enums import to_member
@@ -44,7 +45,7 @@ class IndexSet(IndexReads):
     def __init__(
         self,
         *,
-        db_path: str | os.PathLike[str],
+        catalog: database.Target,
         index_dir: str | os.PathLike[str],
         dtype: DTypeValues | str = DTypeValues.F16,
         connectivity: int = 16,
@@ -68,9 +69,9 @@ class IndexSet(IndexReads):
                              expansion_search)
             for lv in _LEVELS
         }
-        self.db_path = Path(db_path)
+        self.catalog = catalog
         self.index_dir = Path(index_dir)
-        self._connections = ThreadConnections(self.db_path, schema=ensure_schema)
+        self._connections = ThreadConnections(self.catalog, schema=ensure_schema)
         self._lock = threading.RLock()
         #: held by :meth:`save` and :meth:`apply` only: a save (half a second or so at
         #: 100,000 vectors) excludes changes to the indexes, not searches
@@ -92,7 +93,7 @@ class IndexSet(IndexReads):
     def open(
         cls,
         *,
-        db_path: str | os.PathLike[str],
+        catalog: database.Target,
         index_dir: str | os.PathLike[str],
         dtype: DTypeValues | str = DTypeValues.F16,
         connectivity: int = 16,
@@ -109,7 +110,7 @@ class IndexSet(IndexReads):
         :class:`ModelMismatch`.
         """
         self = cls(
-            db_path=db_path,
+            catalog=catalog,
             index_dir=index_dir,
             dtype=dtype,
             connectivity=connectivity,

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+import database
 from node.errors import DataFolderBusy, NodeAdminError, NotFound
 from node.locations import find_config_file
 from node.settings import Settings, load_settings, location_notes
@@ -74,14 +75,15 @@ def add_location_flags(parser: argparse.ArgumentParser) -> None:
                         "~/.local/share/precedent)")
 
 
-def _node_config(db_path: Path) -> dict[str, str]:
+def _node_config(catalog: database.Target) -> dict[str, str]:
     """The catalog's ``node_config`` (the AE title and port set over REST); nothing
     when there is no catalog yet (and none is made)."""
-    if not db_path.exists():
+    if database.dialect_for(catalog) is database.DialectValues.SQLITE and not Path(
+            catalog).exists():
         return {}
     from node.storage import aes, connect
 
-    conn = connect(db_path)
+    conn = connect(catalog)
     try:
         return aes.get_node_config(conn)
     finally:
@@ -114,14 +116,14 @@ def settings_from(args: argparse.Namespace, *, announce: bool = True) -> Setting
     return settings
 
 
-def require_catalog(settings: Settings) -> Path:
-    """The catalog's path, or :class:`NotFound` saying the folder holds none (a read
-    never makes one)."""
-    if not settings.db_path.is_file():
+def require_catalog(settings: Settings) -> database.Target:
+    """The catalog's target (its file or URL), or :class:`NotFound` saying the folder
+    holds none (a read never makes one)."""
+    if not settings.catalog_exists:
         raise NotFound(f"no catalog in {settings.node.data_dir}: nothing has been stored in "
                        "this data folder. Is it the node's? Commands use the folder the "
                        "node's settings name: give the same --config or --data-dir")
-    return settings.db_path
+    return settings.catalog_target
 
 
 @contextlib.contextmanager

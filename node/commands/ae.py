@@ -65,11 +65,11 @@ def register(commands: Subcommands) -> None:
 
 def _read(settings: Settings) -> sqlite3.Connection | None:
     """The catalog, when there is one (reading makes none)."""
-    if not settings.db_path.is_file():
+    if not settings.catalog_exists:
         return None
     from node.storage import connect
 
-    return connect(settings.db_path)
+    return connect(settings.catalog_target)
 
 
 def _write(args: argparse.Namespace, settings: Settings) -> int:
@@ -88,7 +88,7 @@ def _write(args: argparse.Namespace, settings: Settings) -> int:
             done = (node.request("POST", f"/config/{kind}", json=body) if args.action == "add"
                     else node.request("DELETE", f"/config/{kind}/{quote(aet, safe='')}"))
         else:
-            conn = connect(settings.db_path)
+            conn = connect(settings.catalog_target)
             try:
                 if kind == "source" and args.action == "add":
                     done = aes.add_source(conn, aet, host=args.host, permissions=aes.

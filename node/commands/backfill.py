@@ -182,14 +182,14 @@ def _change(args: argparse.Namespace, settings: Settings) -> int:
 
 def _from_catalog(settings: Settings) -> list[dict[str, Any]]:
     """The plan as the catalog holds it (none made when there is no catalog)."""
-    if not settings.db_path.is_file():
+    if not settings.catalog_exists:
         return []
     from node.backfill import plan
     from node.backfill._schema import ensure_schema
     from node.backfill.progress import job_status
     from node.storage import connect
 
-    conn = connect(settings.db_path)
+    conn = connect(settings.catalog_target)
     try:
         ensure_schema(conn)
         return [job_status(conn, job) for job in plan.list_jobs(conn)]

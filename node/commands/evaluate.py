@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from indexer.index import IndexSet
 
     settings = settings_from(args)
-    db_path = require_catalog(settings)
+    catalog = require_catalog(settings)
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     ix = settings.index
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         saved = settings.node.data_dir / "index"
         if saved.is_dir():
             shutil.copytree(saved, aside, dirs_exist_ok=True)
-        index_set = IndexSet.open(db_path=db_path, index_dir=Path(aside), dtype=ix.dtype,
+        index_set = IndexSet.open(catalog=catalog, index_dir=Path(aside), dtype=ix.dtype,
                                   connectivity=ix.connectivity,
                                   expansion_add=ix.expansion_add,
                                   expansion_search=ix.expansion_search)

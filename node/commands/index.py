@@ -146,12 +146,12 @@ def _drain(settings: Settings, embedder: Embedder, index_set: IndexSet) -> None:
     from node.storage import connect
 
     w = settings.worker
-    worker = Worker(db_path=settings.db_path, data_dir=settings.node.data_dir,
+    worker = Worker(catalog=settings.catalog_target, data_dir=settings.node.data_dir,
                     embedder=embedder, index_set=index_set,
                     sampling=volume_sampling(settings), batch_size=w.batch_size,
                     decode_processes=w.decode_processes, max_attempts=w.max_attempts,
                     poll_interval_s=w.poll_interval_s)
-    conn = connect(settings.db_path)
+    conn = connect(settings.catalog_target)
     try:
         todo = queue.counts(conn).pending
         with progress() as bar:

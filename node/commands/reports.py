@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 unmatched=[(u["line"], u["key"]) for u in answer["unmatched"]],
                 invalid=[(i["line"], i["reason"]) for i in answer["invalid"]])
         else:
-            conn = connect(settings.db_path)
+            conn = connect(settings.catalog_target)
             try:
                 summary = import_reports_csv(conn, args.csv)
             finally:

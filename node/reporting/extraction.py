@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+import database
 from node.errors import ReportError
 from node.reporting.report_document import REPORT_SOP_CLASSES, extract_report
 from node.storage import StoredInstance, StoreOutcomeValues, ThreadConnections
@@ -82,11 +83,11 @@ class ReportExtraction:
     being read.
     """
 
-    def __init__(self, *, data_dir: Path, db_path: Path,
+    def __init__(self, *, data_dir: Path, catalog: database.Target,
                  stop: threading.Event | None = None) -> None:
         self.data_dir = Path(data_dir)
         self._stop = stop if stop is not None else threading.Event()
-        self._connections = ThreadConnections(Path(db_path))
+        self._connections = ThreadConnections(catalog)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports")
         self._pending: set[Future[Any]] = set()
 
@@ -139,7 +140,7 @@ def install_report_extraction(services: Services, *, stop: threading.Event,
     what was left out before (in the background). Call once at start-up; call
     ``close()`` on the result at shutdown, after setting ``stop``."""
     settings = services.settings
-    extraction = ReportExtraction(data_dir=settings.node.data_dir, db_path=settings.db_path,
+    extraction = ReportExtraction(data_dir=settings.node.data_dir, catalog=settings.catalog_target,
                                   stop=stop)
     services.ingest.add_listener(extraction.on_stored)
     if catch_up:

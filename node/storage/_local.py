@@ -3,8 +3,6 @@ with the catalog's tables created once, here)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import database
 from node.storage._schema import ensure_schema
 
@@ -15,6 +13,6 @@ class ThreadConnections(database.ThreadConnections):
     """Hands each thread its own connection to the catalog; the tables are created once,
     when this is built."""
 
-    def __init__(self, db_path: Path) -> None:
-        super().__init__(db_path, schema=ensure_schema)
-        self.db_path = Path(db_path)
+    def __init__(self, catalog: database.Target) -> None:
+        super().__init__(catalog, schema=ensure_schema)
+        self.catalog = catalog

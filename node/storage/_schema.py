@@ -4,8 +4,6 @@ node opens the catalog: :func:`database.connect` plus the tables, created when m
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import database
 import indexer
 from database import Connection
@@ -99,12 +97,12 @@ def ensure_schema(conn: Connection) -> None:
     indexer.ensure_schema(conn)
 
 
-def connect(db_path: Path, *, create_schema: bool = True) -> Connection:
+def connect(catalog: database.Target, *, create_schema: bool = True) -> Connection:
     """Open the catalog (:func:`database.connect`: autocommit, explicit transactions, WAL,
     full sync); the tables are created when missing (pass ``create_schema=False`` where
     they are known to exist, to open faster). Each thread opens its own connection.
     """
-    conn = database.connect(db_path)
+    conn = database.connect(catalog)
     if create_schema:
         ensure_schema(conn)
     return conn

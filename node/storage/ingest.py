@@ -41,6 +41,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+import database
 from database import Connection, DatabaseError, is_disk_full, transaction
 from indexer import queue
 from node.errors import DuplicateRejected, InvalidInstance, OutOfResources, SopClassMismatch
@@ -127,13 +128,13 @@ class Ingest:
         self,
         *,
         data_dir: Path,
-        db_path: Path,
+        catalog: database.Target,
         duplicate_policy: DuplicatePolicyValues | str = DuplicatePolicyValues.KEEP_FIRST,
         reserve_bytes: int = 0,
         after_step: Callable[[IngestStepValues], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.db_path = Path(db_path)
+        self.catalog = catalog
         self.duplicate_policy = DuplicatePolicyValues(duplicate_policy)
         if reserve_bytes < 0:
             raise ValueError("reserve_bytes must be zero or more")
@@ -141,7 +142,7 @@ class Ingest:
         self._after_step = after_step
         self._listeners: list[Callable[[StoredInstance], None]] = []
         (self.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
-        self._connections = ThreadConnections(self.db_path)
+        self._connections = ThreadConnections(self.catalog)
         self._lease = IngestLease(self.data_dir)
         #: journal entries settled when this Ingest was built (see node.storage.recovery)
         self.recovered = self._lease.when_alone(

@@ -15,8 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+import database
 from database import Connection, transaction
 from indexer import slices
 from node.storage._schema import connect
@@ -46,10 +46,11 @@ def mark_stable_studies(conn: Connection, quiet_s: float, now: float) -> list[st
 class StabilityMonitor:
     """Polls the catalog and calls each listener with a study UID when it becomes stable."""
 
-    def __init__(self, *, db_path: Path, quiet_s: float, poll_s: float | None = None) -> None:
+    def __init__(self, *, catalog: database.Target, quiet_s: float,
+                 poll_s: float | None = None) -> None:
         if quiet_s <= 0:
             raise ValueError("quiet_s must be positive")
-        self.db_path = db_path
+        self.catalog = catalog
         self.quiet_s = quiet_s
         self.poll_s = poll_s if poll_s is not None else min(5.0, max(0.1, quiet_s / 4))
         self._listeners: list[Callable[[str], None]] = []
@@ -58,7 +59,7 @@ class StabilityMonitor:
         self._listeners.append(listener)
 
     def run(self, stop: threading.Event) -> None:
-        conn = connect(self.db_path)
+        conn = connect(self.catalog)
         try:
             while not stop.wait(self.poll_s):
                 for uid in mark_stable_studies(conn, self.quiet_s, time.time()):

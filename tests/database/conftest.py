@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import database
-from tests._postgres import PostgresServer, postgres_server, postgres_url
+from tests._postgres import PostgresServer
 
-__all__ = ["connect", "postgres_server", "postgres_url", "target"]
+__all__ = ["connect", "target"]
 
 
 @pytest.fixture(params=[database.DialectValues.SQLITE, database.DialectValues.POSTGRESQL],

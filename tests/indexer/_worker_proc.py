@@ -21,10 +21,10 @@ def main() -> None:
     embedder = load_embedder(path=model_dir, device="cpu", precision="fp32")
     db = data_dir / "catalog.sqlite"
     index_set = IndexSet.open(
-        db_path=db, index_dir=data_dir / "index", model_id=embedder.identity, dim=embedder.dim
+        catalog=db, index_dir=data_dir / "index", model_id=embedder.identity, dim=embedder.dim
     )
     worker = Worker(
-        db_path=db, data_dir=data_dir, embedder=embedder, index_set=index_set,
+        catalog=db, data_dir=data_dir, embedder=embedder, index_set=index_set,
         batch_size=2, decode_processes=processes, backoff_s=0.0, save_interval_s=0.0,
         sampling=VolumeSampling.every_slice(),
     )

@@ -23,7 +23,7 @@ def _study(ix: IndexSet, uid: str, patient: str, vec: list[float]) -> None:
 
 @pytest.fixture
 def index_set(tmp_path: Path) -> IndexSet:
-    ix = IndexSet.open(db_path=tmp_path / "c.sqlite", index_dir=tmp_path / "index")
+    ix = IndexSet.open(catalog=tmp_path / "c.sqlite", index_dir=tmp_path / "index")
     # A and A2 are the same patient (A2 must not count for A); B is close to A, C is far
     _study(ix, "1.1", "PA", [1.0, 0.0, 0.0])
     _study(ix, "1.2", "PA", [1.0, 0.01, 0.0])

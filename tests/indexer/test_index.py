@@ -38,7 +38,7 @@ def paths(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _open(paths: tuple[Path, Path], **kw: object) -> IndexSet:
-    return IndexSet.open(db_path=paths[0], index_dir=paths[1], **kw)  # type: ignore[arg-type]
+    return IndexSet.open(catalog=paths[0], index_dir=paths[1], **kw)  # type: ignore[arg-type]
 
 
 def test_series_and_study_vectors_are_renormalised_means(paths: tuple[Path, Path]) -> None:
@@ -71,17 +71,17 @@ def test_saved_indexes_reload_and_stale_ones_rebuild(paths: tuple[Path, Path]) -
         [_iv(f"1.1.{i}", "1.1", "1", rng.normal(size=DIM)) for i in range(20)], identity=MODEL
     )
     ix.save()
-    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    again = IndexSet(catalog=paths[0], index_dir=paths[1])
     assert again.load_or_rebuild() == []  # loaded from files
     assert again.count("instance") == 20
     # a change after the save (the process was killed before saving): the files are stale
     again.add_instances([_iv("1.1.99", "1.1", "1", rng.normal(size=DIM))], identity=MODEL)
-    third = IndexSet(db_path=paths[0], index_dir=paths[1])
+    third = IndexSet(catalog=paths[0], index_dir=paths[1])
     assert set(third.load_or_rebuild()) == set(LevelValues)
     assert third.count("instance") == 21
     # a missing file is rebuilt too
     (paths[1] / "series.usearch").unlink()
-    fourth = IndexSet(db_path=paths[0], index_dir=paths[1])
+    fourth = IndexSet(catalog=paths[0], index_dir=paths[1])
     assert fourth.load_or_rebuild() == [LevelValues.SERIES]
     assert fourth.count("series") == 1
 
@@ -91,7 +91,7 @@ def test_a_garbled_index_file_is_rebuilt(paths: tuple[Path, Path]) -> None:
     ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM))], identity=MODEL)
     ix.save()
     (paths[1] / "instance.usearch").write_bytes(b"not an index")
-    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    again = IndexSet(catalog=paths[0], index_dir=paths[1])
     assert LevelValues.INSTANCE in again.load_or_rebuild()
     assert again.count("instance") == 1
 
@@ -141,17 +141,17 @@ def test_deleting_an_instance_updates_its_parents(paths: tuple[Path, Path]) -> N
 
 def test_constructor_validates(paths: tuple[Path, Path]) -> None:
     with pytest.raises(ValueError, match="dtype"):
-        IndexSet(db_path=paths[0], index_dir=paths[1], dtype="f8")
+        IndexSet(catalog=paths[0], index_dir=paths[1], dtype="f8")
     with pytest.raises(ValueError, match="connectivity"):
-        IndexSet(db_path=paths[0], index_dir=paths[1], connectivity=0)
+        IndexSet(catalog=paths[0], index_dir=paths[1], connectivity=0)
 
 
 def test_dtype_is_a_member_or_its_name(paths: tuple[Path, Path]) -> None:
-    assert IndexSet(db_path=paths[0], index_dir=paths[1], dtype="f32").dtype is DTypeValues.F32
-    ix = IndexSet(db_path=paths[0], index_dir=paths[1], dtype=DTypeValues.I8)
+    assert IndexSet(catalog=paths[0], index_dir=paths[1], dtype="f32").dtype is DTypeValues.F32
+    ix = IndexSet(catalog=paths[0], index_dir=paths[1], dtype=DTypeValues.I8)
     assert ix.dtype is DTypeValues.I8
     with pytest.raises(ValueError, match=r"dtype must be one of f16, f32, bf16, i8, got 'f8'"):
-        IndexSet(db_path=paths[0], index_dir=paths[1], dtype="f8")
+        IndexSet(catalog=paths[0], index_dir=paths[1], dtype="f8")
 
 
 def test_status_reads_the_model_and_the_counts(paths: tuple[Path, Path]) -> None:
@@ -201,7 +201,7 @@ def test_a_crash_between_commit_and_apply_rebuilds_from_the_table(paths: tuple[P
     with transaction(conn):
         delete_instances(conn, ["1.1.1"])
     # the process dies here: the in-memory index and the files were never updated
-    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    again = IndexSet(catalog=paths[0], index_dir=paths[1])
     assert set(again.load_or_rebuild()) == set(LevelValues)  # the files are stale
     assert (again.count("instance"), again.count("study")) == (1, 1)
     keys, _ = again.ann(LevelValues.STUDY, _unit(np.ones(DIM)), 5)
@@ -242,9 +242,9 @@ def test_instance_and_series_levels_can_be_kept_quantized(paths: tuple[Path, Pat
     sidecar = json.loads((paths[1] / "series.json").read_text())
     assert sidecar["dtype"] == "i8"
     # opened with f16 everywhere: the quantized levels are stale and rebuilt, not the study's
-    again = IndexSet(db_path=paths[0], index_dir=paths[1])
+    again = IndexSet(catalog=paths[0], index_dir=paths[1])
     assert sorted(again.load_or_rebuild()) == [LevelValues.INSTANCE, LevelValues.SERIES]
     with pytest.raises(ValueError, match="level_dtypes key"):
-        IndexSet(db_path=paths[0], index_dir=paths[1], level_dtypes={"patient": "i8"})
+        IndexSet(catalog=paths[0], index_dir=paths[1], level_dtypes={"patient": "i8"})
     with pytest.raises(ValueError, match="level_dtypes"):
-        IndexSet(db_path=paths[0], index_dir=paths[1], level_dtypes={"series": "i4"})
+        IndexSet(catalog=paths[0], index_dir=paths[1], level_dtypes={"series": "i4"})

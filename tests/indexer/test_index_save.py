@@ -20,7 +20,7 @@ def _iv(uid: str, vec: np.ndarray) -> InstanceVector:
 
 
 def test_a_search_does_not_wait_for_a_save_a_change_does(tmp_path: Path) -> None:
-    ix = IndexSet.open(db_path=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index",
+    ix = IndexSet.open(catalog=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index",
                        model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(0)
     ix.add_instances([_iv(f"1.1.{i}", rng.normal(size=DIM)) for i in range(1, 9)],

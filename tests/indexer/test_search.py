@@ -18,7 +18,7 @@ PARTS = ("CHEST", "HEAD", "ABDOMEN")
 @pytest.fixture(scope="module")
 def index_set(tmp_path_factory: pytest.TempPathFactory) -> IndexSet:
     d = tmp_path_factory.mktemp("search")
-    ix = IndexSet.open(db_path=d / "c.sqlite", index_dir=d / "index", model_id=MODEL, dim=DIM)
+    ix = IndexSet.open(catalog=d / "c.sqlite", index_dir=d / "index", model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(7)
     items = []
     for s in range(600):  # 600 studies, one series of two instances each

@@ -58,15 +58,15 @@ def _queue(data: Path, datasets: list[FileDataset], *, at: float) -> None:
 
 
 def _worker(data: Path, embedder: Embedder, sampling: VolumeSampling, **kw: object) -> Worker:
-    index_set = IndexSet.open(db_path=data / "catalog.sqlite", index_dir=data / "index",
+    index_set = IndexSet.open(catalog=data / "catalog.sqlite", index_dir=data / "index",
                               model_id=embedder.identity, dim=embedder.dim)
     options: dict[str, object] = {"batch_size": 8, "backoff_s": 0.0, **kw}
-    return Worker(db_path=data / "catalog.sqlite", data_dir=data, embedder=embedder,
+    return Worker(catalog=data / "catalog.sqlite", data_dir=data, embedder=embedder,
                   index_set=index_set, sampling=sampling, **options)  # type: ignore[arg-type]
 
 
 def _drain(worker: Worker) -> queue.QueueCounts:
-    conn = connect(worker.db_path)
+    conn = connect(worker.catalog)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if worker.run_once() == 0 and queue.counts(conn).waiting == 0:
@@ -206,7 +206,7 @@ def test_a_rebuild_samples_again_with_the_settings_of_now(
     _drain(worker)
     worker.close()
     for k in (3, 6):  # the same settings follow the recorded sample; new ones decide again
-        ix = IndexSet.open(db_path=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
+        ix = IndexSet.open(catalog=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
         ix.switch_model(tiny_embedder.identity, tiny_embedder.dim)  # `index rebuild`
         again = _worker(tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
         counts = _drain(again)

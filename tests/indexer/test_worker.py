@@ -60,7 +60,7 @@ def _queue_file(data_dir: Path, sop: str, rel: str) -> None:
 
 def _open(data_dir: Path, embedder: Embedder) -> IndexSet:
     return IndexSet.open(
-        db_path=data_dir / "catalog.sqlite", index_dir=data_dir / "index",
+        catalog=data_dir / "catalog.sqlite", index_dir=data_dir / "index",
         model_id=embedder.identity, dim=embedder.dim,
     )
 
@@ -77,7 +77,7 @@ def test_a_batch_of_good_and_bad_instances(tmp_path: Path, tiny_embedder: Embedd
 
     index_set = _open(tmp_path, tiny_embedder)
     worker = Worker(
-        db_path=tmp_path / "catalog.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
+        catalog=tmp_path / "catalog.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
         index_set=index_set, batch_size=5, max_attempts=3, backoff_s=0.0,
         sampling=VolumeSampling.every_slice(),  # each CT slice embedded as it comes
     )
@@ -105,7 +105,7 @@ def test_run_with_decode_processes_until_stopped(tmp_path: Path, tiny_embedder: 
     uids = _archive(tmp_path, n_studies=5)
     index_set = _open(tmp_path, tiny_embedder)
     worker = Worker(
-        db_path=tmp_path / "catalog.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
+        catalog=tmp_path / "catalog.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
         index_set=index_set, batch_size=3, decode_processes=1, poll_interval_s=0.05,
     )
     stop = threading.Event()
@@ -121,25 +121,25 @@ def test_run_with_decode_processes_until_stopped(tmp_path: Path, tiny_embedder: 
     assert not thread.is_alive()
     assert queue.counts(conn).done == len(uids)
     assert (tmp_path / "index" / "instance.usearch").exists()  # saved on stop
-    again = IndexSet(db_path=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
+    again = IndexSet(catalog=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
     assert again.load_or_rebuild() == [] and again.count("instance") == len(uids)
 
 
 def test_a_worker_refuses_an_index_of_another_model(tmp_path: Path, tiny_embedder: Embedder) -> None:
-    index_set = IndexSet.open(db_path=tmp_path / "c.sqlite", index_dir=tmp_path / "index")
+    index_set = IndexSet.open(catalog=tmp_path / "c.sqlite", index_dir=tmp_path / "index")
     vec = InstanceVector("1.1.1", "1.1", "1", __import__("numpy").ones(4, "float32"))
     index_set.add_instances([vec], identity="another-model@ffff")
     with pytest.raises(ModelMismatch, match="another-model@ffff"):
-        Worker(db_path=tmp_path / "c.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
+        Worker(catalog=tmp_path / "c.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
                index_set=index_set)
 
 
 def test_worker_arguments_are_validated(tmp_path: Path, tiny_embedder: Embedder) -> None:
-    index_set = IndexSet(db_path=tmp_path / "c.sqlite", index_dir=tmp_path / "index")
+    index_set = IndexSet(catalog=tmp_path / "c.sqlite", index_dir=tmp_path / "index")
     for kwargs, word in (({"batch_size": 0}, "batch_size"), ({"decode_processes": -1},
                          "decode_processes"), ({"max_attempts": 0}, "max_attempts")):
         with pytest.raises(ValueError, match=word):
-            Worker(db_path=tmp_path / "c.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
+            Worker(catalog=tmp_path / "c.sqlite", data_dir=tmp_path, embedder=tiny_embedder,
                    index_set=index_set, **kwargs)  # type: ignore[arg-type]
 
 
@@ -180,5 +180,5 @@ def test_killed_and_restarted_nothing_lost_nothing_doubled(tmp_path: Path, tiny_
     }
     stored = {u for (u,) in conn.execute("SELECT uid FROM vectors WHERE level='instance'")}
     assert stored == set(uids)
-    reopened = IndexSet.open(db_path=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
+    reopened = IndexSet.open(catalog=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
     assert reopened.count("instance") == 60 and reopened.count("study") == 30

@@ -58,8 +58,8 @@ def catalog(tmp_path: Path) -> Catalog:
     """Study A: two series of two CT instances; study B: one series of two. All stored
     through the ingest path, indexed (random vectors), with a report each."""
     data_dir = tmp_path / "data"
-    db_path = data_dir / "catalog.sqlite"
-    ingest = Ingest(data_dir=data_dir, db_path=db_path)
+    target = data_dir / "catalog.sqlite"
+    ingest = Ingest(data_dir=data_dir, catalog=target)
     series: dict[str, list[str]] = {}
     layout = {STUDY_A: [f"{STUDY_A}.1", f"{STUDY_A}.2"], STUDY_B: [f"{STUDY_B}.1"]}
     for n, (study, its_series) in enumerate(layout.items()):
@@ -69,8 +69,8 @@ def catalog(tmp_path: Path) -> Catalog:
                                  instance_number=i, size=16, seed=i)
                 stored = ingest.store(to_bytes(ds), source="TEST")
                 series.setdefault(series_uid, []).append(stored.sop_instance_uid)
-    conn = connect(db_path)
-    index_set = IndexSet.open(db_path=db_path, index_dir=data_dir / "index",
+    conn = connect(target)
+    index_set = IndexSet.open(catalog=target, index_dir=data_dir / "index",
                               model_id=MODEL, dim=DIM)
     items = queue.claim(conn, 100)
     study_of = {s: s.rsplit(".", 1)[0] for s in series}
@@ -148,7 +148,7 @@ def test_after_a_crash_past_the_commit_the_index_is_rebuilt(catalog: Catalog) ->
     catalog.index_set.save()
     delete_objects(catalog.conn, catalog.data_dir, None, study=STUDY_A)
     assert catalog.index_set.count(LevelValues.STUDY) == 2  # not told
-    reopened = IndexSet.open(db_path=catalog.data_dir / "catalog.sqlite",
+    reopened = IndexSet.open(catalog=catalog.data_dir / "catalog.sqlite",
                              index_dir=catalog.data_dir / "index", model_id=MODEL, dim=DIM)
     assert {lv: reopened.count(lv) for lv in LevelValues} == {
         LevelValues.STUDY: 1, LevelValues.SERIES: 1, LevelValues.INSTANCE: 2}

@@ -43,7 +43,7 @@ def _ingest(data_dir: Path, *, policy: str = "keep_first",
         if step is at:
             raise raising()
 
-    return Ingest(data_dir=data_dir, db_path=data_dir / "catalog.sqlite",
+    return Ingest(data_dir=data_dir, catalog=data_dir / "catalog.sqlite",
                   duplicate_policy=policy, after_step=after_step)
 
 
@@ -146,7 +146,7 @@ data_dir, step = Path(sys.argv[1]), IngestStepValues(sys.argv[2])
 def after_step(done):
     if done is step:
         os.kill(os.getpid(), signal.SIGKILL)
-ingest = Ingest(data_dir=data_dir, db_path=data_dir / "catalog.sqlite", after_step=after_step)
+ingest = Ingest(data_dir=data_dir, catalog=data_dir / "catalog.sqlite", after_step=after_step)
 ingest.store(sys.stdin.buffer.read(), source="TEST")
 """
 

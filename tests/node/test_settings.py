@@ -35,8 +35,8 @@ def test_catalog_sits_between_the_file_and_the_environment(
                       f'data_dir = "{tmp_path / "data"}"\n')
     asked: list[Path] = []
 
-    def catalog(db_path: Path) -> Mapping[str, str]:
-        asked.append(db_path)
+    def catalog(target: str | Path) -> Mapping[str, str]:
+        asked.append(Path(target))
         return {"ae_title": "FROMREST", "dimse_port": "2002", "other": "ignored"}
 
     s = load_settings(config, catalog=catalog)

@@ -61,7 +61,7 @@ def _done(db: Path, uids: list[str]) -> set[str]:
 
 
 def _series_vector(data_dir: Path, series: str) -> np.ndarray:
-    ix = IndexSet.open(db_path=data_dir / "catalog.sqlite", index_dir=data_dir / "index")
+    ix = IndexSet.open(catalog=data_dir / "catalog.sqlite", index_dir=data_dir / "index")
     vec = ix.get_vector(LevelValues.SERIES, series)
     assert vec is not None
     return vec

@@ -199,7 +199,7 @@ def test_report_route_errors(make_node) -> None:  # type: ignore[no-untyped-def]
 
 
 def _bare_ingest(folder: Path) -> Ingest:
-    return Ingest(data_dir=folder, db_path=folder / "catalog.sqlite")
+    return Ingest(data_dir=folder, catalog=folder / "catalog.sqlite")
 
 
 def test_catch_up_attaches_what_a_crash_left_out(tmp_path: Path) -> None:
