@@ -114,10 +114,16 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_postgres(*, bin_dir: Path | None = None) -> PostgresServer:
+#: what a benchmark's cluster changes: durable as a hospital's server would be
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
+           "shared_buffers": "512MB"}
+
+
+def start_postgres(*, bin_dir: Path | None = None, durable: bool = False) -> PostgresServer:
     """``initdb`` and ``pg_ctl start`` a cluster in a new temporary folder, on a free
-    loopback port, as a non-root user. Raises ``RuntimeError`` with the server's log when
-    it does not start."""
+    loopback port, as a non-root user; ``durable`` turns fsync and synchronous commits
+    on (benchmarks: the tests' cluster has them off). Raises ``RuntimeError`` with the
+    server's log when it does not start."""
     bin_dir = bin_dir or postgres_bin()
     if bin_dir is None:
         raise RuntimeError(f"no PostgreSQL server under {_DEBIAN_BINS}: "
@@ -145,7 +151,8 @@ def start_postgres(*, bin_dir: Path | None = None) -> PostgresServer:
         shutil.rmtree(folder, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {init.stderr.strip()[-2000:]}")
     port = free_port()
-    settings = {**_SETTINGS, "port": str(port), "unix_socket_directories": f"'{folder}'"}
+    settings = {**_SETTINGS, **(DURABLE if durable else {}), "port": str(port),
+                "unix_socket_directories": f"'{folder}'"}
     with (data / "postgresql.conf").open("a") as conf:
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
     server = PostgresServer(folder, port, user, bin_dir, run_as)
