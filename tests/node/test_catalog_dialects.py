@@ -77,7 +77,7 @@ def test_two_ingests_into_one_study_collide_and_both_are_stored(
     def send(data: bytes) -> None:
         try:
             outcomes.append(ingest.store(data, source="TEST").outcome)
-        except BaseException as exc:  # reported below
+        except Exception as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=send, args=(to_bytes(ds),)) for ds in datasets]
