@@ -188,13 +188,17 @@ def make_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_dir: Pa
     """
     started: list[RunningNode] = []
     catalogs: dict[Path, str | None] = {}
+    created: list[tuple[Any, str]] = []  # (server, URL): dropped once the nodes stopped
 
     def make(*, no_model: bool = False, data_dir: Path | None = None,
              **overrides: Any) -> RunningNode:
         folder = data_dir or tmp_path / f"node{len(started)}"
         if folder not in catalogs:
-            catalogs[folder] = catalog_url if not catalogs or catalog_url is None \
-                else catalog_for(request, "postgresql")
+            catalogs[folder] = catalog_url
+            if len(catalogs) > 1 and catalog_url is not None:
+                server = request.getfixturevalue("postgres_server")
+                created.append((server, server.create_database()))
+                catalogs[folder] = created[-1][1]
         overrides.setdefault("catalog_url", catalogs[folder])
         running = start_node(folder, None if no_model else tiny_model_dir, **overrides)
         started.append(running)
@@ -203,6 +207,8 @@ def make_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_dir: Pa
     yield make
     for running in started:
         running.stop()
+    for server, url in created:
+        server.drop_database(url)
 
 
 @pytest.fixture(scope="session")
