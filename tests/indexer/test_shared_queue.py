@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,31 +43,23 @@ def _attempts(url: str) -> dict[int, int]:
 
 def test_concurrent_claimers_take_disjoint_batches(postgres_url: str) -> None:
     uids = _queued(postgres_url, 600)
-    start = threading.Barrier(4)
-    taken: dict[str, list[str]] = {}
-    errors: list[BaseException] = []
+    start = threading.Barrier(4, timeout=60)
 
-    def claimer(name: str) -> None:
+    def claimer(name: str) -> list[str]:
         conn = connect(postgres_url)
-        mine: list[str] = taken.setdefault(name, [])
-        try:
-            start.wait()
-            while items := queue.claim(conn, 5, claimer=name):
-                batch = [it.sop_instance_uid for it in items]
-                assert queue.mark_done(conn, batch, claimer=name) == len(batch)
-                mine += batch
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            conn.close()
+        mine: list[str] = []
+        start.wait()
+        while items := queue.claim(conn, 5, claimer=name):
+            batch = [it.sop_instance_uid for it in items]
+            assert queue.mark_done(conn, batch, claimer=name) == len(batch)
+            mine += batch
+        conn.close()
+        return mine
 
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
-    everything = [u for batch in taken.values() for u in batch]
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(claimer, f"w{i}") for i in range(4)]
+        taken = [f.result(timeout=120) for f in futures]
+    everything = [u for batch in taken for u in batch]
     assert len(everything) == len(set(everything)) == len(uids)
     assert set(everything) == set(uids)
     assert queue.counts(connect(postgres_url)).done == len(uids)
@@ -127,25 +120,17 @@ def test_two_workers_finishing_one_series_both_count_in_its_mean(
     rng = np.random.default_rng(3)
     rounds = 12
     vecs = [[rng.normal(size=DIM).astype(np.float32) for _ in range(rounds)] for _ in range(2)]
-    together = threading.Barrier(2)
-    errors: list[BaseException] = []
+    together = threading.Barrier(2, timeout=60)
 
     def worker(i: int) -> None:
-        try:
-            for r in range(rounds):
-                together.wait()  # both finish an instance of the series at the same moment
-                sets[i].add_instances([InstanceVector(f"1.1.{i}.{r}", "1.1", "1", vecs[i][r])],
-                                      identity=MODEL)
-        except BaseException as exc:
-            errors.append(exc)
-            together.abort()
+        for r in range(rounds):
+            together.wait()  # both finish an instance of the series at the same moment
+            sets[i].add_instances([InstanceVector(f"1.1.{i}.{r}", "1.1", "1", vecs[i][r])],
+                                  identity=MODEL)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(worker, i) for i in range(2)]:
+            f.result(timeout=120)
     units = [v / np.linalg.norm(v) for vs in vecs for v in vs]
     mean = np.mean(units, axis=0)
     expected = mean / np.linalg.norm(mean)
