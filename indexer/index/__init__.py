@@ -17,8 +17,10 @@
 
 Modules, one concept each: :mod:`~indexer.index.vectors` (the ``vectors`` table),
 ``_meta`` (``index_meta``), ``_aggregation`` (parent means), ``_changes`` (writes inside
-the caller's transaction), ``_files`` (usearch in memory and on disk), ``_reads`` (the
-read side of the set), ``_set`` (:class:`IndexSet`, which ties them together).
+the caller's transaction), ``_log`` (how a change is made known: the generation, or the
+PostgreSQL change log), ``_files`` (usearch in memory and on disk), ``_reads`` (the read
+side of the set), ``_follow`` (applying the change log), ``_set`` (:class:`IndexSet`,
+which ties them together).
 
 On PostgreSQL several processes share the table: each change is logged in
 ``vector_changes`` (``_log``), and every process' :class:`IndexSet` follows the log
