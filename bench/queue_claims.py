@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from database import connect, transaction  # noqa: E402
-from indexer import ensure_schema, queue  # noqa: E402
+from database import connect, transaction
+from indexer import ensure_schema, queue
 
 
 def _fill(target: str, items: int) -> None:

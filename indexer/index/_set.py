@@ -88,7 +88,8 @@ class IndexSet(IndexFollowing):
         #: one follower at a time (a thread's poll, a load)
         self._follow_lock = threading.Lock()
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        self.follows = _log.follows(self.connection())
+        #: whether the indexes follow the change log (PostgreSQL) or a generation
+        self.follows = database.dialect_for(catalog) is database.DialectValues.POSTGRESQL
 
     @property
     def dtype(self) -> DTypeValues:
