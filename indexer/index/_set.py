@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import database
-from database import Connection, ThreadConnections, retrying, transaction
+from database import Connection, ThreadConnections, retrying
 from indexer import queue
 from indexer._enums import to_member
 from indexer._levels import LevelValues
@@ -163,8 +163,7 @@ class IndexSet(IndexFollowing):
         """
         if self._bound == (identity, dim) and all(lv in self._indexes for lv in _LEVELS):
             return
-        conn = self.connection()
-        with transaction(conn):
+        def bind(conn: Connection) -> None:  # run again if another process binds at once
             current, current_dim = _meta.model_identity(conn), _meta.model_dim(conn)
             if current is None:
                 _meta.bind_model(conn, identity, dim)
@@ -175,6 +174,8 @@ class IndexSet(IndexFollowing):
                     "explicit rebuild, which re-embeds every instance: stop the node and run "
                     "`precedent index rebuild` (with --model to name the new model)."
                 )
+
+        retrying(self.connection(), bind)
         with self._lock:
             for level in _LEVELS:
                 if level not in self._indexes:
