@@ -59,7 +59,7 @@ class IndexFollowing(IndexReads):
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
             horizon = _log.current_horizon(conn)
-            changed = _log.changed_since(conn, self._loaded_generation)
+            changed = _log.changed_since(conn, max(self._loaded_generation, 0))
             found_keys, matrix = vectors.vectors_of_keys(conn, [k for _, k in changed])
         finally:
             conn.rollback()
