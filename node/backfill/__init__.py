@@ -28,6 +28,7 @@ The package's ``__init__`` stays light (the REST routes and the command import i
 manager, with the DIMSE and DICOMweb clients, is ``node.backfill.manager``.
 """
 
+from node.backfill._schema import TABLES
 from node.backfill.request import BackfillRequest, ViaValues
 from node.backfill.states import JobStateValues, PlanStateValues, RetrieveModeValues
 
@@ -36,5 +37,6 @@ __all__ = [
     "JobStateValues",
     "PlanStateValues",
     "RetrieveModeValues",
+    "TABLES",
     "ViaValues",
 ]

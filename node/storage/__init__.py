@@ -4,7 +4,7 @@ with its integrity check and crash recovery, study stability, deletion
 (``node.storage.deletion``) and AE administration (``node.storage.aes``)."""
 
 from node.storage._local import ThreadConnections
-from node.storage._schema import connect
+from node.storage._schema import TABLES, connect
 from node.storage.ingest import Ingest, StoredInstance, StoreOutcomeValues, parse_part10
 from node.storage.stability import StabilityMonitor
 
@@ -13,6 +13,7 @@ __all__ = [
     "StabilityMonitor",
     "StoreOutcomeValues",
     "StoredInstance",
+    "TABLES",
     "ThreadConnections",
     "connect",
     "parse_part10",

@@ -9,7 +9,7 @@ import indexer
 from database import Connection
 from node.storage.aes import grant_get_to_movers
 
-__all__ = ["SCHEMA", "connect", "ensure_schema"]
+__all__ = ["SCHEMA", "TABLES", "connect", "ensure_schema"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -73,6 +73,19 @@ CREATE TABLE IF NOT EXISTS ae_destinations (
 CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);
 """
+
+#: the tables above and the columns of their keys, parents first: the order ``precedent
+#: catalog migrate`` copies them in (``reports_fts`` indexes ``reports``: not copied)
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("studies", ("study_instance_uid",)),
+    ("series", ("series_instance_uid",)),
+    ("instances", ("sop_instance_uid",)),
+    ("reports", ("study_instance_uid",)),
+    ("ae_sources", ("ae_title",)),
+    ("ae_destinations", ("ae_title",)),
+    ("node_config", ("key",)),
+    ("catalog_migrations", ("name",)),
+)
 
 
 #: columns added after a table was first released: (table, column, SQL type)
