@@ -15,12 +15,23 @@ from indexer._levels import LevelValues
 from indexer.errors import QueueError
 from indexer.queue import WorkStateValues
 
-__all__ = ["SCHEMA", "TABLES", "ensure_schema"]
+__all__ = ["SCHEMA", "ensure_schema"]
 
 
 def _values(enum_type: type[WorkStateValues] | type[LevelValues]) -> str:
     return ", ".join(f"'{member.value}'" for member in enum_type)
 
+
+#: the tables of :data:`SCHEMA` (``slices``' included) and the columns of their keys: the order
+#: ``precedent catalog migrate`` copies them in (none references another)
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("work", ("sop_instance_uid",)),
+    ("vectors", ("key",)),
+    ("index_meta", ("key",)),
+    ("slices", ("sop_instance_uid",)),
+    ("volume_series", ("series_instance_uid",)),
+    ("study_completion", ("study_instance_uid",)),
+)
 
 _WORK_COLUMNS = f"""
     sop_instance_uid TEXT PRIMARY KEY,
@@ -65,17 +76,6 @@ CREATE TABLE IF NOT EXISTS index_meta (
 );
 {slices.SCHEMA}
 """
-
-#: the tables above (``slices``' included) and the columns of their keys: the order
-#: ``precedent catalog migrate`` copies them in (none references another)
-TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("work", ("sop_instance_uid",)),
-    ("vectors", ("key",)),
-    ("index_meta", ("key",)),
-    ("slices", ("sop_instance_uid",)),
-    ("volume_series", ("series_instance_uid",)),
-    ("study_completion", ("study_instance_uid",)),
-)
 
 
 def _work_is_current(conn: Connection) -> bool:

@@ -9,13 +9,21 @@ from database import Connection
 from node.backfill.request import ViaValues
 from node.backfill.states import JobStateValues, PlanStateValues, RetrieveModeValues
 
-__all__ = ["SCHEMA", "TABLES", "ensure_schema"]
+__all__ = ["SCHEMA", "ensure_schema"]
 
 
 def _values(enum_type: type[JobStateValues | PlanStateValues | RetrieveModeValues |
                             ViaValues]) -> str:
     return ", ".join(f"'{member.value}'" for member in enum_type)
 
+
+#: the tables below and the columns of their keys, parents first: the order ``precedent
+#: catalog migrate`` copies them in
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("backfill_jobs", ("id",)),
+    ("backfill_windows", ("job_id", "date_from", "date_to", "time_from", "time_to")),
+    ("backfill_studies", ("job_id", "study_instance_uid")),
+)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS backfill_jobs (
@@ -72,14 +80,6 @@ CREATE TABLE IF NOT EXISTS backfill_studies (
 CREATE INDEX IF NOT EXISTS backfill_studies_next
     ON backfill_studies (job_id, state, not_before);
 """
-
-#: the tables above and the columns of their keys, parents first: the order ``precedent
-#: catalog migrate`` copies them in
-TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("backfill_jobs", ("id",)),
-    ("backfill_windows", ("job_id", "date_from", "date_to", "time_from", "time_to")),
-    ("backfill_studies", ("job_id", "study_instance_uid")),
-)
 
 
 def ensure_schema(conn: Connection) -> None:

@@ -9,7 +9,7 @@ import indexer
 from database import Connection
 from node.storage.aes import grant_get_to_movers
 
-__all__ = ["SCHEMA", "TABLES", "connect", "ensure_schema"]
+__all__ = ["SCHEMA", "connect", "ensure_schema"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS catalog_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);
 """
 
+
+#: columns added after a table was first released: (table, column, SQL type)
+_ADDED_COLUMNS = (("ae_destinations", "dicomweb_url", "TEXT"),)
+
 #: the tables above and the columns of their keys, parents first: the order ``precedent
 #: catalog migrate`` copies them in (``reports_fts`` indexes ``reports``: not copied)
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -86,10 +90,6 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("node_config", ("key",)),
     ("catalog_migrations", ("name",)),
 )
-
-
-#: columns added after a table was first released: (table, column, SQL type)
-_ADDED_COLUMNS = (("ae_destinations", "dicomweb_url", "TEXT"),)
 
 
 def _add_missing_columns(conn: Connection) -> None:
