@@ -93,9 +93,16 @@ def _sqlite(src: CatalogConnection) -> sqlite3.Connection:
     return src
 
 
-def ensure_progress(dst: CatalogConnection) -> None:
-    """Create the target's ``migration_progress`` table when missing."""
-    _postgres(dst).execute(_PROGRESS_SCHEMA)
+def ensure_progress(dst: CatalogConnection, source: str = "",
+                    tables: Collection[str] = ()) -> None:
+    """Create the target's ``migration_progress`` table when missing, and a row for each
+    of ``tables`` not yet there (a copy from ``source`` not begun): from then on the
+    target counts as one this source is being migrated into."""
+    pg = _postgres(dst)
+    pg.execute(_PROGRESS_SCHEMA)
+    if tables:
+        pg.executemany(f"INSERT INTO {PROGRESS_TABLE} (table_name, source) VALUES (?, ?)"
+                       " ON CONFLICT (table_name) DO NOTHING", [(t, source) for t in tables])
 
 
 def progress_of(dst: CatalogConnection) -> dict[str, TableProgress]:
@@ -174,6 +181,11 @@ def copy_table(
     ``skip`` holds SQLite rowids not to copy (orphans left out). ``on_batch(n)`` is
     called after each committed batch of ``n`` rows read (a progress bar; an exception
     there stops the copy between two batches, as Ctrl-C would).
+
+    The target's table belongs to the copy until it finishes: what it held before the
+    copy began (rows its schema's creation wrote, such as a record of a data migration
+    run there) is deleted in the first batch's transaction, so that it ends holding
+    exactly the source's rows. The caller makes sure the target held no data of its own.
     """
     lite, pg = _sqlite(src), _postgres(dst)
     if batch < 1:
@@ -197,6 +209,8 @@ def copy_table(
     after = (f"SELECT rowid, {listed} FROM {_quote(table)} WHERE ({order}) > "
              f"({', '.join('?' for _ in key)}) ORDER BY {order} LIMIT ?")
     into = f"COPY {_quote(table)} (rowid, {listed}) FROM STDIN"
+    # not begun: emptied in its first transaction (see above)
+    fresh = done is None or done.last_key is None
     last = done.last_key if done is not None else None
     copied_before = done.copied if done is not None else 0
     copied = 0
@@ -209,6 +223,9 @@ def copy_table(
         last = tuple(rows[-1][p] for p in positions)
         try:
             with transaction(pg, isolation=IsolationValues.READ_COMMITTED):
+                if fresh:
+                    pg.execute(f"DELETE FROM {_quote(table)}")
+                    fresh = False
                 if kept:
                     with pg.raw.cursor().copy(into) as stream:
                         for row in kept:
@@ -223,6 +240,8 @@ def copy_table(
         if len(rows) < batch:
             break
     with transaction(pg, isolation=IsolationValues.READ_COMMITTED):
+        if fresh:
+            pg.execute(f"DELETE FROM {_quote(table)}")
         _set_identities(pg, table)
         _record(pg, table, source, last, copied_before + copied, time.time())
     return copied
@@ -248,7 +267,7 @@ def _foreign_keys(src: sqlite3.Connection, table: str) -> dict[int, tuple[str, l
     """``table``'s foreign keys: id → (parent table, its columns here, the parent's)."""
     keys: dict[int, tuple[str, list[str], list[str]]] = {}
     for row in src.execute(f"PRAGMA foreign_key_list({_quote(table)})"):
-        parent, cols, pcols = keys.setdefault(int(row[0]), (str(row[2]), [], []))
+        _, cols, pcols = keys.setdefault(int(row[0]), (str(row[2]), [], []))
         cols.append(str(row[3]))
         pcols.append(str(row[4]))
     return keys

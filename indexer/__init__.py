@@ -33,12 +33,12 @@ from indexer.errors import (
 )
 
 __all__ = [
+    "TABLES",
     "DecodeError",
     "IndexerError",
     "LevelValues",
     "ModelMismatch",
     "ModelUnavailable",
     "QueueError",
-    "TABLES",
     "ensure_schema",
 ]

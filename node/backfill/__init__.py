@@ -33,10 +33,10 @@ from node.backfill.request import BackfillRequest, ViaValues
 from node.backfill.states import JobStateValues, PlanStateValues, RetrieveModeValues
 
 __all__ = [
+    "TABLES",
     "BackfillRequest",
     "JobStateValues",
     "PlanStateValues",
     "RetrieveModeValues",
-    "TABLES",
     "ViaValues",
 ]

@@ -15,6 +15,7 @@ The caller holds the data folder (no node writes the source meanwhile).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,32 +149,26 @@ def migrate(
         raise MigrationError(str(exc)) from None
     src = database.connect(source)
     try:
-        _check_target(dst, where, shown)
-        earlier = database.progress_of(dst)
-        if earlier and all(p.finished_at is not None for p in earlier.values()):
-            raise MigrationError(f"the catalog {source} was migrated to {shown} already: "
-                                 "nothing to do (set [catalog] url to it and start the node)")
         _ensure_schemas(src)  # an older catalog is brought up to this version first
-        _ensure_schemas(dst)
-        database.ensure_progress(dst)
         tables = owned_tables()
         names = [name for name, _ in tables]
         found = database.orphans(src, names)
         if found and not drop_orphans:
             raise OrphansFound(_orphan_lines(found, source))
+        _check_target(dst, where, shown)
+        earlier = database.progress_of(dst)
+        if earlier and all(p.finished_at is not None for p in earlier.values()):
+            raise MigrationError(f"the catalog {source} was migrated to {shown} already: "
+                                 "nothing to do (set [catalog] url to it and start the node)")
+        database.ensure_progress(dst, where, names)  # before the schema writes any row
+        _ensure_schemas(dst)
         skip: dict[str, set[int]] = {}
         for o in found:
             skip.setdefault(o.table, set()).update(o.rowids)
         for name, key in tables:
-            total = database.count_rows(src, name)
             if progress is not None:
-                progress.table(name, total)
-            shown_progress = progress
-
-            def advance(rows: int, table: str = name) -> None:
-                if shown_progress is not None:
-                    shown_progress.advance(table, rows)
-
+                progress.table(name, database.count_rows(src, name))
+            advance = None if progress is None else functools.partial(progress.advance, name)
             database.copy_table(src, dst, name, key, batch, source=where,
                                 skip=skip.get(name, ()), on_batch=advance)
         counts = [TableCount(n, database.count_rows(src, n), database.count_rows(dst, n),

@@ -9,11 +9,11 @@ from node.storage.ingest import Ingest, StoredInstance, StoreOutcomeValues, pars
 from node.storage.stability import StabilityMonitor
 
 __all__ = [
+    "TABLES",
     "Ingest",
     "StabilityMonitor",
     "StoreOutcomeValues",
     "StoredInstance",
-    "TABLES",
     "ThreadConnections",
     "connect",
     "parse_part10",

@@ -149,7 +149,7 @@ def test_an_orphan_not_left_out_is_refused_by_postgresql(src: database.Connectio
                                                         dst: database.Connection) -> None:
     src.execute("DELETE FROM parent WHERE uid = '1.2.7'")
     database.copy_table(src, dst, "parent", ("uid",), 100)
-    with pytest.raises(database.CopyError, match="child: the rows up to key 9.9 could not be written"):
+    with pytest.raises(database.CopyError, match=r"child: the rows up to key 9\.9 could not be written"):
         database.copy_table(src, dst, "child", ("uid",), 100)
     assert database.count_rows(dst, "child") == 0  # the batch was rolled back whole
 
