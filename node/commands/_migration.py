@@ -85,12 +85,18 @@ def _ensure_schemas(conn: database.Connection) -> None:
     ensure_backfill_schema(conn)
 
 
+#: tables the owners' ``ensure_schema`` writes rows into in a new catalog (the data
+#: migrations it need not run): a target that was only opened (a command reading its
+#: settings there) still counts as empty; their rows are replaced by the source's
+_SCHEMA_WRITTEN = frozenset({"catalog_migrations"})
+
+
 def _tables_with_rows(dst: database.Connection) -> list[str]:
     names = [str(r[0]) for r in dst.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema ="
         " current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name")]
-    return [n for n in names if n != database.PROGRESS_TABLE and dst.execute(
-        f'SELECT EXISTS (SELECT 1 FROM "{n}") AS held').fetchone()[0]]
+    return [n for n in names if n != database.PROGRESS_TABLE and n not in _SCHEMA_WRITTEN
+            and dst.execute(f'SELECT EXISTS (SELECT 1 FROM "{n}") AS held').fetchone()[0]]
 
 
 def _check_target(dst: database.Connection, source: str, shown: str) -> None:

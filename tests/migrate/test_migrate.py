@@ -17,6 +17,7 @@ import pytest
 
 import database
 from node.commands import _migration
+from node.storage import connect as open_catalog
 from node.storage.study_reports import search_reports
 from tests.backfill._cli import precedent
 from tests.conftest import RunningNode
@@ -127,6 +128,8 @@ def test_an_interrupted_migration_resumes_and_ends_identical(
 ) -> None:
     folder = source.copy(tmp_path / "data")
     catalog = folder / "catalog.sqlite"
+    # opened once already (a command read its settings there): still an empty target
+    open_catalog(postgres_url).close()
     stop = _StopAfter(batches=6)
     with pytest.raises(KeyboardInterrupt):
         _migration.migrate(catalog, postgres_url, batch=2, progress=stop)
