@@ -68,7 +68,8 @@ class MigrationProgress(Protocol):
 
 
 def owned_tables() -> list[tuple[str, tuple[str, ...]]]:
-    """Every table a package owns, with its key, parents first."""
+    """Every table a package owns, with its key, parents first (one listed that its
+    owner's schema does not make, in this build, is passed over)."""
     import indexer
     import node.backfill
     import node.storage
@@ -156,7 +157,8 @@ def migrate(
     src = database.connect(source)
     try:
         _ensure_schemas(src)  # an older catalog is brought up to this version first
-        tables = owned_tables()
+        present = set(database.source_tables(src))
+        tables = [(name, key) for name, key in owned_tables() if name in present]
         names = [name for name, _ in tables]
         found = database.orphans(src, names)
         if found and not drop_orphans:

@@ -98,6 +98,7 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("series", ("series_instance_uid",)),
     ("instances", ("sop_instance_uid",)),
     ("reports", ("study_instance_uid",)),
+    ("duties", ("kind", "subject")),  # node.storage.duties (of a catalog event)
     ("ae_sources", ("ae_title",)),
     ("ae_destinations", ("ae_title",)),
     ("node_config", ("key",)),
