@@ -31,6 +31,7 @@ class Answers:
     studies: Any
     instances: Any
     similar: dict[str, Any]
+    text: Any
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def answers_of(node: RunningNode, study_uids: list[str]) -> Answers:
             studies=get("/studies", includefield="all"),
             instances=get("/instances"),
             similar={uid: get(f"/studies/{uid}/similar") for uid in study_uids},
+            text=get("/similar", text="effusion"),
         )
 
 
