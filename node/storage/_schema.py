@@ -7,6 +7,7 @@ from __future__ import annotations
 import database
 import indexer
 from database import Connection
+from node.storage import duties
 from node.storage.aes import grant_get_to_movers
 
 __all__ = ["SCHEMA", "connect", "ensure_schema"]
@@ -94,6 +95,7 @@ def ensure_schema(conn: Connection) -> None:
     conn.executescript(SCHEMA)
     _add_missing_columns(conn)
     grant_get_to_movers(conn)
+    duties.ensure_schema(conn)
     indexer.ensure_schema(conn)
 
 
