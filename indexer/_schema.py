@@ -1,6 +1,7 @@
-"""The indexer's tables in the catalog (``work``, ``vectors``, ``index_meta``, and the
-volume sampling's ``slices`` and ``volume_series``), and :func:`ensure_schema`, which
-creates them and brings an older ``work`` table up to date.
+"""The indexer's tables in the catalog (``work``, ``vectors``, ``index_meta``, the volume
+sampling's ``slices`` and ``volume_series``, and on PostgreSQL the ``vector_changes``
+log), and :func:`ensure_schema`, which creates them and brings an older ``work`` table up
+to date.
 
 See docs/internals.md. The indexer is the only package that reads or writes these
 tables; the node asks through :mod:`indexer.queue`, :mod:`indexer.index` and
@@ -9,7 +10,7 @@ tables; the node asks through :mod:`indexer.queue`, :mod:`indexer.index` and
 
 from __future__ import annotations
 
-from database import Connection, DialectValues, dialect_of, transaction
+from database import Connection, DialectValues, dialect_of, execute_schema, transaction
 from indexer import slices
 from indexer._levels import LevelValues
 from indexer.errors import QueueError
@@ -31,9 +32,14 @@ _WORK_COLUMNS = f"""
     reason TEXT,
     not_before REAL NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL,
-    enqueued_at REAL NOT NULL DEFAULT 0
+    enqueued_at REAL NOT NULL DEFAULT 0,
+    claimed_by TEXT
 """
-_WORK_INDEX = "CREATE INDEX IF NOT EXISTS work_state ON work (state, not_before);"
+#: the claim reads only due pending rows: a partial index keeps it cheap at millions of
+#: rows done (SQLite cannot index ``rowid`` by name, so both index ``not_before``)
+_WORK_INDEX = f"""CREATE INDEX IF NOT EXISTS work_state ON work (state, not_before);
+CREATE INDEX IF NOT EXISTS work_pending ON work (not_before)
+    WHERE state = '{WorkStateValues.PENDING.value}';"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS work ({_WORK_COLUMNS});
@@ -66,10 +72,24 @@ CREATE TABLE IF NOT EXISTS index_meta (
 {slices.SCHEMA}
 """
 
+#: PostgreSQL only (docs/postgres.md §6): one row per vector changed, written in the
+#: changing transaction, so every serving process can follow ``vectors`` without a
+#: counter every writer would update (append-only: writers never collide on it)
+CHANGES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vector_changes (
+    level TEXT NOT NULL,
+    key INTEGER NOT NULL,
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vector_changes_txid ON vector_changes (txid);
+CREATE INDEX IF NOT EXISTS vector_changes_at ON vector_changes (at);
+"""
+
 
 def _work_is_current(conn: Connection) -> bool:
-    """Whether ``work`` is missing or of the current form (older catalogs are SQLite's:
-    a PostgreSQL catalog starts with the current tables)."""
+    """Whether ``work`` is missing or has every state and ``enqueued_at`` (older catalogs
+    are SQLite's: a PostgreSQL catalog starts with them)."""
     if dialect_of(conn) is not DialectValues.SQLITE:
         return True
     row = conn.execute(
@@ -78,6 +98,17 @@ def _work_is_current(conn: Connection) -> bool:
     return row is None or (
         "enqueued_at" in str(row[0]) and WorkStateValues.NOT_SAMPLED.value in str(row[0])
     )
+
+
+def _add_claimed_by(conn: Connection) -> None:
+    """A ``work`` table from before shared catalogs gets its ``claimed_by`` column."""
+    if dialect_of(conn) is DialectValues.POSTGRESQL:
+        execute_schema(conn, "ALTER TABLE work ADD COLUMN IF NOT EXISTS claimed_by TEXT;")
+        return
+    with transaction(conn):
+        columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(work)")}
+        if columns and "claimed_by" not in columns:
+            conn.execute("ALTER TABLE work ADD COLUMN claimed_by TEXT")
 
 
 def _upgrade_work(conn: Connection) -> None:
@@ -94,7 +125,9 @@ def _upgrade_work(conn: Connection) -> None:
         )
         conn.execute("DROP TABLE work")
         conn.execute("ALTER TABLE work_upgrade RENAME TO work")
-        conn.execute(_WORK_INDEX)
+        for statement in _WORK_INDEX.split(";"):
+            if statement.strip():
+                conn.execute(statement)
 
 
 def ensure_schema(conn: Connection) -> None:
@@ -104,4 +137,7 @@ def ensure_schema(conn: Connection) -> None:
         raise QueueError("ensure_schema must be called outside a transaction")
     if not _work_is_current(conn):
         _upgrade_work(conn)
-    conn.executescript(SCHEMA)
+    execute_schema(conn, SCHEMA)
+    _add_claimed_by(conn)
+    if dialect_of(conn) is DialectValues.POSTGRESQL:
+        execute_schema(conn, CHANGES_SCHEMA)

@@ -47,10 +47,14 @@ class WorkItem:
     enqueued_at: float = 0.0
 
 
-@contextlib.contextmanager
-def _own_transaction(conn: Connection, what: str) -> Iterator[None]:
+def _refuse_open_transaction(conn: Connection, what: str) -> None:
     if conn.in_transaction:
         raise QueueError(f"{what} opens its own transaction; call it outside one")
+
+
+@contextlib.contextmanager
+def _own_transaction(conn: Connection, what: str) -> Iterator[None]:
+    _refuse_open_transaction(conn, what)
     with transaction(conn):
         yield
 

@@ -1,5 +1,7 @@
 """Fixtures of the indexer tests: a tiny open_clip model with random weights, loaded
-through ``local-dir:`` exactly as real weights would be."""
+through ``local-dir:`` exactly as real weights would be; and ``target``, the catalog the
+tests that touch one run on: a SQLite file, then a fresh PostgreSQL database (the pure
+unit tests take no catalog and run once)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import BACKENDS, catalog_for
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,3 +38,19 @@ def biomedclip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests._models import write_random_model_dir
 
     return write_random_model_dir(MODELS / "biomedclip", tmp_path_factory.mktemp("biomedclip"))
+
+
+@pytest.fixture(params=BACKENDS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """The catalog of one test: ``tmp_path/catalog.sqlite``, or a fresh PostgreSQL
+    database's URL."""
+    url = catalog_for(request, str(request.param))
+    return tmp_path / "catalog.sqlite" if url is None else url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_target(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> str | Path:
+    """:func:`target` shared by a module's tests."""
+    url = catalog_for(request, str(request.param))
+    return tmp_path_factory.mktemp("catalog") / "catalog.sqlite" if url is None else url

@@ -1,49 +1,52 @@
-"""The work queue on a real SQLite catalog (WAL, two connections)."""
+"""The work queue on a real catalog (two connections), SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from database import connect, transaction
+from database import Connection, IntegrityError, connect, dialect_of, transaction
 from indexer import ensure_schema, queue
 from indexer.errors import QueueError
 from indexer.queue import WorkStateValues
 
+Target = str | Path
+
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "catalog.sqlite"
-    conn = connect(path)
+def db(target: Target) -> Target:
+    conn = connect(target)
     ensure_schema(conn)
     ensure_schema(conn)  # idempotent
     conn.close()
-    return path
+    return target
 
 
-def _enqueue(conn: sqlite3.Connection, *uids: str) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    for uid in uids:
-        queue.enqueue(conn, uid, f"dicom/{uid}.dcm")
-    conn.commit()
+def _begin(conn: Connection) -> None:
+    conn.execute(dialect_of(conn).begin())
 
 
-def test_enqueue_joins_the_callers_transaction(db: Path) -> None:
+def _enqueue(conn: Connection, *uids: str) -> None:
+    with transaction(conn):
+        for uid in uids:
+            queue.enqueue(conn, uid, f"dicom/{uid}.dcm")
+
+
+def test_enqueue_joins_the_callers_transaction(db: Target) -> None:
     conn = connect(db)
-    conn.execute("BEGIN IMMEDIATE")
+    _begin(conn)
     queue.enqueue(conn, "1.2.3", "dicom/1.2.3.dcm")
     conn.rollback()  # the ingest failed: nothing queued
     assert queue.counts(conn).total == 0
-    conn.execute("BEGIN IMMEDIATE")
+    _begin(conn)
     queue.enqueue(conn, "1.2.3", "dicom/1.2.3.dcm")
     assert conn.in_transaction  # enqueue did not commit
     conn.commit()
     assert queue.counts(conn).pending == 1
 
 
-def test_enqueue_twice_keeps_one_row_and_replace_requeues(db: Path) -> None:
+def test_enqueue_twice_keeps_one_row_and_replace_requeues(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "1.1", "1.1")
     assert queue.counts(conn).total == 1
@@ -51,14 +54,14 @@ def test_enqueue_twice_keeps_one_row_and_replace_requeues(db: Path) -> None:
     queue.mark_done(conn, [item.sop_instance_uid])
     _enqueue(conn, "1.1")  # received again, not replaced: stays done
     assert queue.counts(conn).done == 1
-    conn.execute("BEGIN")
+    _begin(conn)
     queue.enqueue(conn, "1.1", "dicom/new.dcm", replace=True)
     conn.commit()
     [item] = queue.claim(conn, 5)
     assert item.path == "dicom/new.dcm" and item.attempts == 1
 
 
-def test_enqueue_validates_its_arguments(db: Path) -> None:
+def test_enqueue_validates_its_arguments(db: Target) -> None:
     conn = connect(db)
     with pytest.raises(ValueError, match="sop_instance_uid"):
         queue.enqueue(conn, "", "p")
@@ -66,7 +69,7 @@ def test_enqueue_validates_its_arguments(db: Path) -> None:
         queue.enqueue(conn, "1.2", "")
 
 
-def test_claim_is_atomic_across_connections(db: Path) -> None:
+def test_claim_is_atomic_across_connections(db: Target) -> None:
     a, b = connect(db), connect(db)
     _enqueue(a, *[f"1.{i}" for i in range(10)])
     first = queue.claim(a, 4)
@@ -79,16 +82,16 @@ def test_claim_is_atomic_across_connections(db: Path) -> None:
     assert queue.claim(b, 4) == []
 
 
-def test_claim_refuses_to_run_inside_a_transaction(db: Path) -> None:
+def test_claim_refuses_to_run_inside_a_transaction(db: Target) -> None:
     conn = connect(db)
-    conn.execute("BEGIN")
+    _begin(conn)
     with pytest.raises(QueueError, match="claim opens its own transaction"):
         queue.claim(conn, 1)
     with pytest.raises(ValueError, match="n must be at least 1"):
         conn.rollback() or queue.claim(conn, 0)
 
 
-def test_retry_later_respects_not_before(db: Path) -> None:
+def test_retry_later_respects_not_before(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "2.1")
     [item] = queue.claim(conn, 1, now=1000.0)
@@ -98,7 +101,7 @@ def test_retry_later_respects_not_before(db: Path) -> None:
     assert again.attempts == 2
 
 
-def test_skip_fail_and_counts_with_reasons(db: Path) -> None:
+def test_skip_fail_and_counts_with_reasons(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "3.1", "3.2", "3.3", "3.4")
     items = queue.claim(conn, 4)
@@ -114,7 +117,7 @@ def test_skip_fail_and_counts_with_reasons(db: Path) -> None:
     assert c.to_dict()["by_state"]["failed"] == 2
 
 
-def test_reset_in_progress_after_a_crash(db: Path) -> None:
+def test_reset_in_progress_after_a_crash(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "4.2")
     for _ in range(3):  # 4.2 kills the worker every time it is touched
@@ -129,7 +132,7 @@ def test_reset_in_progress_after_a_crash(db: Path) -> None:
     assert "interrupted 3 times" in reason
 
 
-def test_release_does_not_count_the_claim(db: Path) -> None:
+def test_release_does_not_count_the_claim(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "5.1")
     [item] = queue.claim(conn, 1)
@@ -138,7 +141,7 @@ def test_release_does_not_count_the_claim(db: Path) -> None:
     assert again.attempts == 1
 
 
-def test_delete_and_requeue_all(db: Path) -> None:
+def test_delete_and_requeue_all(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "6.1", "6.2", "6.3")
     items = queue.claim(conn, 3)
@@ -151,7 +154,7 @@ def test_delete_and_requeue_all(db: Path) -> None:
     assert queue.counts(conn).total == 2
 
 
-def test_counts_and_states_of_some_instances(db: Path) -> None:
+def test_counts_and_states_of_some_instances(db: Target) -> None:
     """What the node asks about one study: the states of its instances, by UID."""
     conn = connect(db)
     study = [f"7.{i}" for i in range(1000)]  # more UIDs than one statement may bind
@@ -172,24 +175,24 @@ def test_counts_and_states_of_some_instances(db: Path) -> None:
                       "7.2": WorkStateValues.IN_PROGRESS, "7.3": WorkStateValues.PENDING}
 
 
-def test_delete_takes_several_instances_in_the_callers_transaction(db: Path) -> None:
+def test_delete_takes_several_instances_in_the_callers_transaction(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "9.1", "9.2", "9.3")
-    conn.execute("BEGIN IMMEDIATE")
+    _begin(conn)
     queue.delete(conn, ["9.1", "9.2"])
     assert conn.in_transaction  # delete did not commit
     conn.rollback()
     assert queue.counts(conn).total == 3
-    conn.execute("BEGIN IMMEDIATE")
+    _begin(conn)
     queue.delete(conn, ["9.1", "9.2"])
     conn.commit()
     assert set(queue.states_of(conn, ["9.1", "9.2", "9.3"])) == {"9.3"}
 
 
-def test_the_schema_allows_only_the_states_of_the_enum(db: Path) -> None:
+def test_the_schema_allows_only_the_states_of_the_enum(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "10.1")
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(IntegrityError, match="(?i)check"):
         conn.execute("UPDATE work SET state = 'lost' WHERE sop_instance_uid = '10.1'")
 
 
