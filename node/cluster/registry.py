@@ -18,6 +18,7 @@ registry: :class:`Registration` only makes the process id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -246,9 +247,9 @@ class Registration:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(*database.DatabaseError):
                 conn.execute("UPDATE processes SET seen_at = ? WHERE id = ?",
                              (time.time(), self.id))
-            except database.DatabaseError:
-                pass
+                # at once (a closed session's locks go when its server process ends)
+                conn.execute("SELECT pg_advisory_unlock_all()")
             conn.close()

@@ -143,7 +143,7 @@ class AutoKos:
                            calling_ae=self.services.settings.node.ae_title,
                            sop_instance_uid=uids[1], series_instance_uid=uids[0])
         log.info("automatic KOS sent again study=%s sop=%s", study_uid, uids[1])
-        result = KosResult(uids[1], uids[0], study_uid, sent_to, [])
+        result = KosResult(uids[1], uids[0], study_uid, sent_to, ())
         self.results.append(result)
         return result
 
