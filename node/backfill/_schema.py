@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import database
 from database import Connection
 from node.backfill.request import ViaValues
 from node.backfill.states import JobStateValues, PlanStateValues, RetrieveModeValues
@@ -76,4 +77,4 @@ CREATE INDEX IF NOT EXISTS backfill_studies_next
 
 def ensure_schema(conn: Connection) -> None:
     """Create the plan's tables when missing (idempotent)."""
-    conn.executescript(SCHEMA)
+    database.execute_schema(conn, SCHEMA)

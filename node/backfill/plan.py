@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from database import Connection, transaction
+from database import Connection, retrying
 from node.backfill.limits import TimeWindow
 from node.backfill.pacs import DateWindow, RemoteStudy
 from node.backfill.request import BackfillRequest, ViaValues, date_windows
@@ -112,22 +112,25 @@ def create_job(conn: Connection, request: BackfillRequest, *, retrieve: Retrieve
     """Record a new running backfill and its date windows (newest first), in one
     transaction."""
     now = time.time()
-    with transaction(conn):
+
+    def work(conn: Connection) -> int:
         cursor = conn.execute(
             """INSERT INTO backfill_jobs (source, via, retrieve, since, until, modalities,
                    time_window, rate, concurrency, state, created_at, updated_at)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?)""",
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id""",
             (request.source, request.via.value, retrieve.value, _day(request.since),
              _day(request.until), ",".join(request.modalities),
              str(request.window) if request.window else None, request.rate,
              request.concurrency, JobStateValues.RUNNING.value, now, now))
-        job_id = int(cursor.lastrowid or 0)
+        job_id = int(cursor.fetchone()[0])
         conn.executemany(
             """INSERT INTO backfill_windows (job_id, date_from, date_to, state, updated_at)
                VALUES (?,?,?,?,?)""",
             [(job_id, _day(start), _day(end), _P.PENDING.value, now)
              for start, end in date_windows(request.since, request.until, window_days)])
-    job = get_job(conn, job_id)
+        return job_id
+
+    job = get_job(conn, retrying(conn, work))
     assert job is not None
     return job
 
@@ -175,7 +178,8 @@ def set_note(conn: Connection, job_id: int, note: str | None) -> None:
 
 def claim_window(conn: Connection, job_id: int, now: float) -> PlannedWindow | None:
     """The newest pending window that is due, now ``moving`` (being queried)."""
-    with transaction(conn):
+
+    def work(conn: Connection) -> PlannedWindow | None:
         row = conn.execute(
             """SELECT date_from, date_to, time_from, time_to, attempts FROM backfill_windows
                WHERE job_id = ? AND state = ? AND not_before <= ?
@@ -188,7 +192,10 @@ def claim_window(conn: Connection, job_id: int, now: float) -> PlannedWindow | N
                WHERE job_id = ? AND date_from = ? AND date_to = ? AND time_from = ?
                  AND time_to = ?""",
             (_P.MOVING.value, now, job_id, row[0], row[1], row[2], row[3]))
-    return PlannedWindow(job_id, DateWindow(row[0], row[1], row[2], row[3]), int(row[4]) + 1)
+        return PlannedWindow(job_id, DateWindow(row[0], row[1], row[2], row[3]),
+                             int(row[4]) + 1)
+
+    return retrying(conn, work)
 
 
 def _window_key(w: PlannedWindow) -> tuple[int, str, str, str, str]:
@@ -214,11 +221,14 @@ def finish_window(conn: Connection, window: PlannedWindow,
                   studies: list[RemoteStudy]) -> None:
     """The window was answered in full: its studies join the plan, it is done."""
     now = time.time()
-    with transaction(conn):
+
+    def work(conn: Connection) -> None:
         _add_studies(conn, window.job_id, studies, now)
         conn.execute(f"UPDATE backfill_windows SET state = ?, reason = NULL, studies = ?, "
                      f"updated_at = ? {_WHERE_WINDOW}",
                      (_P.DONE.value, len(studies), now, *_window_key(window)))
+
+    retrying(conn, work)
 
 
 def split_window(conn: Connection, window: PlannedWindow, parts: list[DateWindow],
@@ -226,7 +236,8 @@ def split_window(conn: Connection, window: PlannedWindow, parts: list[DateWindow
     """The PACS capped its answer: what it answered joins the plan, the window gives way
     to ``parts`` (pending)."""
     now = time.time()
-    with transaction(conn):
+
+    def work(conn: Connection) -> None:
         _add_studies(conn, window.job_id, studies, now)
         conn.execute(f"DELETE FROM backfill_windows {_WHERE_WINDOW}", _window_key(window))
         conn.executemany(
@@ -236,18 +247,23 @@ def split_window(conn: Connection, window: PlannedWindow, parts: list[DateWindow
             [(window.job_id, p.date_from, p.date_to, p.time_from, p.time_to,
               _P.PENDING.value, now) for p in parts])
 
+    retrying(conn, work)
+
 
 def retry_window(conn: Connection, window: PlannedWindow, reason: str, *,
                  not_before: float | None, studies: list[RemoteStudy] | None = None) -> None:
     """The query failed: pending again after ``not_before``, or failed (``None``)."""
     now = time.time()
     state = _P.FAILED if not_before is None else _P.PENDING
-    with transaction(conn):
+
+    def work(conn: Connection) -> None:
         if studies:
             _add_studies(conn, window.job_id, studies, now)
         conn.execute(f"UPDATE backfill_windows SET state = ?, reason = ?, not_before = ?, "
                      f"updated_at = ? {_WHERE_WINDOW}",
                      (state.value, reason, not_before or 0, now, *_window_key(window)))
+
+    retrying(conn, work)
 
 
 def release_window(conn: Connection, window: PlannedWindow, reason: str) -> None:
@@ -263,7 +279,8 @@ def release_window(conn: Connection, window: PlannedWindow, reason: str) -> None
 def claim_study(conn: Connection, job_id: int, now: float, local: str) -> PlannedStudy | None:
     """The newest pending or partial study that is due, now ``moving``; its start is
     recorded (``started_at``, and ``local``: the node's local time, for the window)."""
-    with transaction(conn):
+
+    def work(conn: Connection) -> PlannedStudy | None:
         row = conn.execute(
             """SELECT study_instance_uid, study_date, remote_instances, attempts, modalities
                FROM backfill_studies
@@ -277,8 +294,10 @@ def claim_study(conn: Connection, job_id: int, now: float, local: str) -> Planne
                    started_local = ?, updated_at = ?
                WHERE job_id = ? AND study_instance_uid = ?""",
             (_P.MOVING.value, now, local, now, job_id, row[0]))
-    return PlannedStudy(job_id, str(row[0]), row[1], row[2], int(row[3]) + 1, now,
-                        tuple(m for m in (row[4] or "").split("\\") if m))
+        return PlannedStudy(job_id, str(row[0]), row[1], row[2], int(row[3]) + 1, now,
+                            tuple(m for m in (row[4] or "").split("\\") if m))
+
+    return retrying(conn, work)
 
 
 def finish_study(conn: Connection, study: PlannedStudy, state: PlanStateValues, *,
@@ -354,7 +373,8 @@ def reset_moving(conn: Connection) -> list[PlannedStudy]:
     pending (the attempt not counted); returns those studies (what they brought before
     the stop is kept, and only what is missing is pulled)."""
     now = time.time()
-    with transaction(conn):
+
+    def work(conn: Connection) -> list[Any]:
         rows = conn.execute(
             """SELECT job_id, study_instance_uid, study_date, remote_instances, attempts,
                       started_at FROM backfill_studies WHERE state = ?""",
@@ -363,6 +383,9 @@ def reset_moving(conn: Connection) -> list[PlannedStudy]:
             conn.execute(f"UPDATE {table} SET state = ?, updated_at = ?, "
                          f"attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
                          f"WHERE state = ?", (_P.PENDING.value, now, _P.MOVING.value))
+        return list(rows)
+
+    rows = retrying(conn, work)
     return [PlannedStudy(int(r[0]), str(r[1]), r[2], r[3], int(r[4]), float(r[5] or now))
             for r in rows]
 
@@ -371,11 +394,14 @@ def retry_failed(conn: Connection, job_id: int) -> int:
     """``resume`` of a finished backfill: its failed windows and studies are tried again,
     with their attempts counted afresh; returns how many."""
     now = time.time()
-    total = 0
-    with transaction(conn):
+
+    def work(conn: Connection) -> int:
+        total = 0
         for table in ("backfill_windows", "backfill_studies"):
             total += int(conn.execute(
                 f"UPDATE {table} SET state = ?, attempts = 0, not_before = 0, updated_at = ? "
                 f"WHERE job_id = ? AND state = ?",
                 (_P.PENDING.value, now, job_id, _P.FAILED.value)).rowcount)
-    return total
+        return total
+
+    return retrying(conn, work)

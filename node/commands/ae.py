@@ -6,10 +6,10 @@ routes), else into the catalog with the data folder's lock held; lists read the 
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from typing import Any
 from urllib.parse import quote
 
+from database import Connection
 from node.commands._common import (
     Subcommands,
     add_location_flags,
@@ -63,7 +63,7 @@ def register(commands: Subcommands) -> None:
     p.add_argument("ae_title")
 
 
-def _read(settings: Settings) -> sqlite3.Connection | None:
+def _read(settings: Settings) -> Connection | None:
     """The catalog, when there is one (reading makes none)."""
     if not settings.catalog_exists:
         return None

@@ -24,7 +24,6 @@ Bind them with ``handlers=[(evt.EVT_C_FIND, handle_find, [services]), …]``.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +40,7 @@ from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from database import Connection, DatabaseError
 from node.dimse._identifier import filters_from_identifier
 from node.dimse.status_codes import DimseStatusValues as S
 from node.errors import InvalidQuery
@@ -102,7 +102,7 @@ def _query(event: Event, *, for_retrieve: bool) -> tuple[Query, Dataset]:
     return query, identifier
 
 
-def _conn(services: Services) -> sqlite3.Connection:
+def _conn(services: Services) -> Connection:
     return services.connections.get()
 
 
@@ -136,7 +136,7 @@ def _response(match: Dataset, identifier: Dataset, query: Query, ae_title: str,
 def _unexpected(service: str, exc: Exception) -> Dataset:
     """A failure the handler did not foresee: logged without values (its details at
     debug level), answered with a status and a generic comment."""
-    status = S.CATALOG_UNAVAILABLE if isinstance(exc, sqlite3.Error) else S.UNABLE_TO_PROCESS
+    status = S.CATALOG_UNAVAILABLE if isinstance(exc, DatabaseError) else S.UNABLE_TO_PROCESS
     log.error("%s failed: %s (details at debug level)", service, type(exc).__name__)
     log.debug("%s failed", service, exc_info=True)
     return _status(status, f"unable to process: {type(exc).__name__}")

@@ -23,7 +23,6 @@ so that :meth:`resolve_reference` answers from the evidence actually written.
 from __future__ import annotations
 
 import io
-import sqlite3
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, TM
 
+from database import Connection
 from node.errors import NothingToSelect, UnknownObject
 from node.retrieval import Case
 from node.storage import holdings
@@ -58,7 +58,7 @@ KOS_SOURCE = "PRECEDENT-KOS"
 KOS_SERIES_NUMBER = 9100
 
 
-def _study_header(conn: sqlite3.Connection, study_uid: str) -> Dataset:
+def _study_header(conn: Connection, study_uid: str) -> Dataset:
     """The Patient and General Study modules of the query study, from the catalog."""
     row = holdings.study_record(conn, study_uid)
     if row is None:
@@ -80,7 +80,7 @@ def _study_header(conn: sqlite3.Connection, study_uid: str) -> Dataset:
     return ds
 
 
-def _referenced(conn: sqlite3.Connection, sop_uids: list[str]) -> dict[str, Dataset]:
+def _referenced(conn: Connection, sop_uids: list[str]) -> dict[str, Dataset]:
     """The stored instances to reference, by SOP Instance UID (those still stored)."""
     out: dict[str, Dataset] = {}
     for row in holdings.instance_records(conn, sop_uids):
@@ -122,7 +122,7 @@ def _evidence_sequence(referenced: list[Dataset]) -> list[Dataset]:
 
 
 def build_similar_cases_kos(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     study_instance_uid: str,
     cases: list[Case],

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from pathlib import Path
 
 import pydicom
 
+from database import Connection
 from node.errors import SendFailed, UnknownDestination
 from node.storage.aes import Destination, get_destination
 
@@ -17,7 +17,7 @@ __all__ = ["destination_named", "send_kos"]
 log = logging.getLogger(__name__)
 
 
-def destination_named(conn: sqlite3.Connection, ae_title: str) -> Destination:
+def destination_named(conn: Connection, ae_title: str) -> Destination:
     """The configured destination ``ae_title``, or :class:`UnknownDestination` saying
     how to configure it."""
     target = get_destination(conn, ae_title)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 import logging
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from database import Connection
 from node.errors import ReportError
 from node.storage.study_reports import (
     Report,
@@ -68,7 +68,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             yield reader.line_num, clean
 
 
-def import_reports_csv(conn: sqlite3.Connection, path: Path | str) -> ImportSummary:
+def import_reports_csv(conn: Connection, path: Path | str) -> ImportSummary:
     """Attach report text and labels from a CSV file.
 
     Rows whose study is not on the node are listed as unmatched; all matched rows are

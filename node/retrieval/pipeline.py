@@ -16,13 +16,13 @@ than ``limit`` cases, or none), and the cases with their reports and consensus
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from database import Connection
 from node.errors import InvalidQuery
 from node.retrieval.answer import RankingValues, SimilarAnswer
 from node.retrieval.feedback import relevance_feedback
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["similar_to_image", "similar_to_stored", "similar_to_text"]
 
 
-def _similar_to_vector(conn: sqlite3.Connection, index_set: IndexSet,
+def _similar_to_vector(conn: Connection, index_set: IndexSet,
                        vector: npt.NDArray[np.float32], query: SimilarQuery, *,
                        exclude_patient_id: str | None, exclude_uids: Iterable[str] = ()
                        ) -> SimilarAnswer:
@@ -53,7 +53,7 @@ def _similar_to_vector(conn: sqlite3.Connection, index_set: IndexSet,
     return answer(conn, query.level, ranked_hits(conn, query.level, hits))
 
 
-def similar_to_stored(conn: sqlite3.Connection, index_set: IndexSet, obj: StoredObject,
+def similar_to_stored(conn: Connection, index_set: IndexSet, obj: StoredObject,
                       query: SimilarQuery) -> SimilarAnswer:
     """Cases similar to a stored object, at the object's level (the query object itself
     is never a result; its patient is left out unless ``exclude_patient`` is false)."""
@@ -68,7 +68,7 @@ def similar_to_stored(conn: sqlite3.Connection, index_set: IndexSet, obj: Stored
                               exclude_patient_id=patient, exclude_uids=[obj.uid])
 
 
-def similar_to_image(conn: sqlite3.Connection, embedder: Embedder, index_set: IndexSet,
+def similar_to_image(conn: Connection, embedder: Embedder, index_set: IndexSet,
                      upload: DecodedUpload, query: SimilarQuery) -> SimilarAnswer:
     """Cases similar to an uploaded picture. For a DICOM upload its patient is left out
     unless ``exclude_patient`` is false; a picture has no patient."""
@@ -78,7 +78,7 @@ def similar_to_image(conn: sqlite3.Connection, embedder: Embedder, index_set: In
                               exclude_patient_id=upload.patient_id if exclude else None)
 
 
-def similar_to_text(conn: sqlite3.Connection, embedder: Embedder, index_set: IndexSet,
+def similar_to_text(conn: Connection, embedder: Embedder, index_set: IndexSet,
                     text: str, query: SimilarQuery, *, hybrid: bool) -> SimilarAnswer:
     """Cases matching ``text``: the text tower's vector, fused with BM25 over the reports
     when ``hybrid`` (reciprocal rank fusion; the answer is then ordered by each case's

@@ -4,10 +4,10 @@ the answer its consensus."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from database import Connection
 from indexer import LevelValues
 from node.retrieval.answer import Case, RankingValues, SimilarAnswer
 from node.retrieval.consensus import consensus
@@ -33,7 +33,7 @@ class Ranked(NamedTuple):
     ranking_score: float | None = None
 
 
-def parents_of(conn: sqlite3.Connection, level: LevelValues, uids: Sequence[str]
+def parents_of(conn: Connection, level: LevelValues, uids: Sequence[str]
                ) -> dict[str, str]:
     """The series UID of each instance UID (at the instance level; empty above)."""
     if level is not LevelValues.INSTANCE:
@@ -41,7 +41,7 @@ def parents_of(conn: sqlite3.Connection, level: LevelValues, uids: Sequence[str]
     return holdings.series_of_instances(conn, uids)
 
 
-def ranked_hits(conn: sqlite3.Connection, level: LevelValues, hits: Sequence[Hit]
+def ranked_hits(conn: Connection, level: LevelValues, hits: Sequence[Hit]
                 ) -> list[Ranked]:
     """The indexer's hits, best first, as ranked items."""
     parents = parents_of(conn, level, [h.uid for h in hits])
@@ -49,7 +49,7 @@ def ranked_hits(conn: sqlite3.Connection, level: LevelValues, hits: Sequence[Hit
                    h.best_instance_uid) for h in hits]
 
 
-def _cases(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked]
+def _cases(conn: Connection, level: LevelValues, ranked: Sequence[Ranked]
            ) -> list[Case]:
     reports = get_reports(conn, (r.study_instance_uid for r in ranked))
     series_of = holdings.series_of_instances(
@@ -72,7 +72,7 @@ def _cases(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked
     return cases
 
 
-def answer(conn: sqlite3.Connection, level: LevelValues, ranked: Sequence[Ranked], *,
+def answer(conn: Connection, level: LevelValues, ranked: Sequence[Ranked], *,
            ranking: RankingValues = RankingValues.COSINE) -> SimilarAnswer:
     """The answer: the cases in the order given (which ``ranking`` is based on), and
     their consensus."""

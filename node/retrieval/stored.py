@@ -3,13 +3,13 @@ taken from the index (no model time), or the reason it has none."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from database import Connection
 from indexer import LevelValues, queue
 from node.errors import NotIndexed, UnknownObject
 from node.storage import holdings
@@ -30,7 +30,7 @@ class StoredObject:
     patient_id: str | None
 
 
-def find_stored_object(conn: sqlite3.Connection, *, study: str, series: str | None = None,
+def find_stored_object(conn: Connection, *, study: str, series: str | None = None,
                        sop: str | None = None) -> StoredObject:
     """The object the route names, or :class:`UnknownObject` (a wrong parent counts)."""
     record = holdings.study_record(conn, study)
@@ -48,7 +48,7 @@ def find_stored_object(conn: sqlite3.Connection, *, study: str, series: str | No
     return StoredObject(LevelValues.INSTANCE, sop, study, patient_id)
 
 
-def _not_indexed_reason(conn: sqlite3.Connection, obj: StoredObject) -> str:
+def _not_indexed_reason(conn: Connection, obj: StoredObject) -> str:
     column = {LevelValues.STUDY: "study_instance_uid", LevelValues.SERIES: "series_instance_uid",
               LevelValues.INSTANCE: "sop_instance_uid"}[obj.level]
     sops = holdings.sop_instance_uids(conn, **{column: obj.uid})
@@ -68,7 +68,7 @@ def _not_indexed_reason(conn: sqlite3.Connection, obj: StoredObject) -> str:
     return f"{obj.level.value} {obj.uid} has no vector in the index"
 
 
-def stored_vector(index_set: IndexSet, conn: sqlite3.Connection,
+def stored_vector(index_set: IndexSet, conn: Connection,
                   obj: StoredObject) -> npt.NDArray[np.float32]:
     """The object's stored vector, or :class:`NotIndexed` saying why there is none."""
     vector = index_set.get_vector(obj.level, obj.uid)

@@ -10,13 +10,13 @@ item; the order is the fused one, and each item carries its RRF score.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from database import Connection
 from indexer import LevelValues
 from node.retrieval.fusion import reciprocal_rank_fusion
 from node.retrieval.ranked_cases import Ranked, parents_of
@@ -53,7 +53,7 @@ def _best_instance(index_set: IndexSet, level: LevelValues, uid: str,
     return index_set.best_instance(level, uid, q)
 
 
-def hybrid_ranking(conn: sqlite3.Connection, index_set: IndexSet, text: str,
+def hybrid_ranking(conn: Connection, index_set: IndexSet, text: str,
                    vector: npt.NDArray[np.float32], query: SimilarQuery) -> list[Ranked]:
     """At most ``query.limit`` items, best first by their RRF score: the dense ranking of
     ``vector`` (cut at the query's floor) and the BM25 ranking of ``text`` fused."""

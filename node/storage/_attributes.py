@@ -19,6 +19,7 @@ from enum import Enum
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.tag import Tag
 
+from database import DialectValues
 from indexer import LevelValues
 
 __all__ = [
@@ -96,6 +97,14 @@ class Attribute:
     computed: bool = False
     multi: bool = False  #: values are stored joined (``\\`` or ``,``) and returned split
     matchable: bool = True
+    #: the column whose distinct values ``{agg}`` in :attr:`sql` joins (multi computed keys)
+    aggregate: str | None = None
+
+    def expression(self, dialect: DialectValues) -> str:
+        """:attr:`sql` for ``dialect`` (the comma-joined aggregate is written per dialect)."""
+        if self.aggregate is None:
+            return self.sql
+        return self.sql.format(agg=dialect.string_agg(self.aggregate))
 
 
 def _column(keyword: str, level: QueryLevelValues, sql: str) -> Attribute:
@@ -106,7 +115,8 @@ _P, _ST, _SE, _IM = (QueryLevelValues.PATIENT, QueryLevelValues.STUDY,
                      QueryLevelValues.SERIES, QueryLevelValues.IMAGE)
 
 _PATIENT_STUDIES = (
-    "(SELECT y.study_instance_uid FROM studies y WHERE y.patient_id IS st.patient_id)"
+    "(SELECT y.study_instance_uid FROM studies y "
+    "WHERE y.patient_id IS NOT DISTINCT FROM st.patient_id)"
 )
 
 ATTRIBUTES: dict[str, Attribute] = {a.keyword: a for a in [
@@ -137,7 +147,8 @@ ATTRIBUTES: dict[str, Attribute] = {a.keyword: a for a in [
     Attribute("AvailableTransferSyntaxUID", _IM, "i.transfer_syntax_uid", "UI"),
     # computed attributes (PS3.4 C.3): subqueries, evaluated only when returned
     Attribute("NumberOfPatientRelatedStudies", _P,
-               "(SELECT count(*) FROM studies y WHERE y.patient_id IS st.patient_id)",
+               "(SELECT count(*) FROM studies y "
+               "WHERE y.patient_id IS NOT DISTINCT FROM st.patient_id)",
                "IS", computed=True, matchable=False),
     Attribute("NumberOfPatientRelatedSeries", _P,
                f"(SELECT count(*) FROM series x WHERE x.study_instance_uid IN {_PATIENT_STUDIES})",
@@ -147,13 +158,13 @@ ATTRIBUTES: dict[str, Attribute] = {a.keyword: a for a in [
                f"WHERE x.study_instance_uid IN {_PATIENT_STUDIES})",
                "IS", computed=True, matchable=False),
     Attribute("ModalitiesInStudy", _ST,
-               "(SELECT group_concat(DISTINCT x.modality) FROM series x "
+               "(SELECT {agg} FROM series x "
                "WHERE x.study_instance_uid = st.study_instance_uid)",
-               "CS", computed=True, multi=True),
+               "CS", computed=True, multi=True, aggregate="x.modality"),
     Attribute("SOPClassesInStudy", _ST,
-               "(SELECT group_concat(DISTINCT x.sop_class_uid) FROM instances x "
+               "(SELECT {agg} FROM instances x "
                "WHERE x.study_instance_uid = st.study_instance_uid)",
-               "UI", computed=True, multi=True),
+               "UI", computed=True, multi=True, aggregate="x.sop_class_uid"),
     Attribute("NumberOfStudyRelatedSeries", _ST,
                "(SELECT count(*) FROM series x WHERE x.study_instance_uid = st.study_instance_uid)",
                "IS", computed=True, matchable=False),

@@ -1,11 +1,17 @@
 """How one matching key becomes an SQL condition over the catalog (PS3.4 C.2.2.2): the
 matching rules per VR that :mod:`node.storage.query` documents, and the checks a value
-must pass first (a real date or time, no control character). Private to the engine."""
+must pass first (a real date or time, no control character). Private to the engine.
+
+One form serves both dialects except three fragments (docs/postgres.md §3): wildcards
+(SQLite ``GLOB``, PostgreSQL ``LIKE``/``ILIKE``: :meth:`DialectValues.wildcard`), the
+planner hint of the computed keys (:meth:`DialectValues.no_index`) and a text column read
+as an integer (:func:`as_integer`: PostgreSQL's ``CAST`` fails on ``''`` or ``'1.5'``)."""
 
 from __future__ import annotations
 
 import re
 
+from database import DialectValues
 from node.errors import InvalidQuery
 from node.storage._attributes import (
     Attribute,
@@ -14,7 +20,7 @@ from node.storage._attributes import (
     is_valid_tm,
 )
 
-__all__ = ["condition_of"]
+__all__ = ["as_integer", "condition_of"]
 
 _DATE = re.compile(r"^\d{8}$")
 _TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
@@ -29,7 +35,21 @@ def _glob(value: str) -> str:
     return value.replace("[", "[[]")
 
 
-def condition_of(attribute: Attribute, raw: str) -> tuple[str, list[object]] | None:
+def as_integer(column: str, dialect: DialectValues) -> str:
+    """``column`` (an IS value kept as text, or an integer column) read as an integer,
+    ``NULL`` where it is not one on PostgreSQL (its ``CAST`` raises on ``''`` or ``'1.5'``,
+    which would fail a whole query); SQLite's ``CAST`` reads those as 0 and 1."""
+    if dialect is DialectValues.SQLITE:
+        return f"CAST({column} AS INTEGER)"
+    text = f"CAST({column} AS TEXT)"
+    return (f"(CASE WHEN {text} ~ '^\\s*[+-]?[0-9]{{1,18}}\\s*$' "
+            f"THEN CAST({text} AS BIGINT) END)")
+
+
+def condition_of(attribute: Attribute, raw: str, dialect: DialectValues = DialectValues.SQLITE
+                 ) -> tuple[str, list[object]] | None:
+    """The condition (and its parameters) for matching ``attribute`` against ``raw``, in
+    ``dialect``; ``None`` for universal matching. Raises :class:`InvalidQuery`."""
     keyword, vr = attribute.keyword, attribute.vr
     value = raw.strip().strip("\x00").strip()  # padding: spaces, and NUL after a UI
     if has_control_character(value):
@@ -47,7 +67,7 @@ def condition_of(attribute: Attribute, raw: str) -> tuple[str, list[object]] | N
         marks = ",".join("?" * len(values))
         # unary + keeps SQLite on the study index (not a scan of every MR series)
         sql = (f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_instance_uid = "
-               f"st.study_instance_uid AND +{column} IN ({marks}))")
+               f"st.study_instance_uid AND {dialect.no_index(column)} IN ({marks}))")
         return sql, values
     column = attribute.sql
     if vr == "UI":
@@ -67,17 +87,21 @@ def condition_of(attribute: Attribute, raw: str) -> tuple[str, list[object]] | N
         if not _INT.match(value):
             raise InvalidQuery(f"{keyword} value {value[:40]!r} is not an integer",
                                attribute=keyword, short=f"{keyword}: not an integer")
-        return f"CAST({column} AS INTEGER) = ?", [int(value)]
+        return f"{as_integer(column, dialect)} = ?", [int(value)]
     if keyword in _LIST_KEYS and "\\" in value:
         items: list[object] = [v.strip() for v in value.split("\\") if v.strip()]
         return f"{column} IN ({','.join('?' * len(items))})", items
     wildcard = "*" in value or "?" in value
     if vr == "PN":
-        if wildcard:
+        if wildcard and dialect is DialectValues.SQLITE:
             return _prefix_range(f"lower({column})", value.translate(_ASCII_LOWER))
+        if wildcard:  # ILIKE: PostgreSQL folds case beyond ASCII (docs/api.md)
+            sql, pattern = dialect.wildcard(column, value, case_sensitive=False)
+            return sql, [pattern]
         return f"lower({column}) = lower(?)", [value]
     if wildcard:
-        return f"{column} GLOB ?", [_glob(value)]
+        sql, pattern = dialect.wildcard(column, value)
+        return sql, [pattern]
     return f"{column} = ?", [value]
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import database
 import indexer
-from database import Connection
+from database import Connection, DialectValues, dialect_of
 from node.storage import duties
 from node.storage.aes import grant_get_to_movers
 
-__all__ = ["SCHEMA", "connect", "ensure_schema"]
+__all__ = ["REPORTS_SEARCH", "SCHEMA", "connect", "ensure_schema"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -51,6 +51,22 @@ CREATE TABLE IF NOT EXISTS reports (
     text TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '[]', source TEXT NOT NULL,
     sop_instance_uid TEXT, updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ae_sources (
+    ae_title TEXT PRIMARY KEY, host TEXT, permissions TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ae_destinations (
+    ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, dicomweb_url TEXT
+);
+CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalog_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);
+"""
+
+#: the reports' full-text search, the one part written per dialect (docs/postgres.md §3):
+#: an FTS5 table kept in step by triggers (searched with BM25) on SQLite, a generated
+#: ``tsvector`` column with a GIN index (searched with ``ts_rank_cd``) on PostgreSQL;
+#: :func:`node.storage.study_reports.search_reports` reads either
+REPORTS_SEARCH = {
+    DialectValues.SQLITE: """
 CREATE VIRTUAL TABLE IF NOT EXISTS reports_fts USING fts5(
     text, content='reports', content_rowid='rowid'
 );
@@ -64,16 +80,13 @@ CREATE TRIGGER IF NOT EXISTS reports_au AFTER UPDATE ON reports BEGIN
     INSERT INTO reports_fts(reports_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
     INSERT INTO reports_fts(rowid, text) VALUES (new.rowid, new.text);
 END;
-
-CREATE TABLE IF NOT EXISTS ae_sources (
-    ae_title TEXT PRIMARY KEY, host TEXT, permissions TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ae_destinations (
-    ae_title TEXT PRIMARY KEY, host TEXT NOT NULL, port INTEGER NOT NULL, dicomweb_url TEXT
-);
-CREATE TABLE IF NOT EXISTS node_config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS catalog_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);
-"""
+""",
+    DialectValues.POSTGRESQL: """
+ALTER TABLE reports ADD COLUMN IF NOT EXISTS text_tsv tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED;
+CREATE INDEX IF NOT EXISTS reports_text_tsv ON reports USING GIN (text_tsv);
+""",
+}
 
 
 #: columns added after a table was first released: (table, column, SQL type)
@@ -92,7 +105,7 @@ def ensure_schema(conn: Connection) -> None:
     """Create the catalog's tables if missing, and the indexer's (the ingest transaction
     puts each instance on its work queue), each by its owner, and bring an older
     catalog's rows up to date (``catalog_migrations`` says what ran; idempotent)."""
-    conn.executescript(SCHEMA)
+    database.execute_schema(conn, SCHEMA + REPORTS_SEARCH[dialect_of(conn)])
     _add_missing_columns(conn)
     grant_get_to_movers(conn)
     duties.ensure_schema(conn)

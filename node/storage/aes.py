@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
-from database import Connection, transaction
+from database import Connection, retrying
 from node.errors import AlreadyExists, NotFound
 from node.settings import validate_ae_title
 
@@ -101,7 +101,8 @@ def grant_get_to_movers(conn: Connection) -> None:
     query = "SELECT 1 FROM catalog_migrations WHERE name = ?"
     if conn.execute(query, (_GET_MIGRATION,)).fetchone():
         return
-    with transaction(conn):
+
+    def grant(conn: Connection) -> None:
         if conn.execute(query, (_GET_MIGRATION,)).fetchone():
             return  # another connection did it meanwhile
         for row in conn.execute("SELECT ae_title, permissions FROM ae_sources").fetchall():
@@ -111,6 +112,8 @@ def grant_get_to_movers(conn: Connection) -> None:
                              (",".join(sorted(names | {"get"})), row["ae_title"]))
         conn.execute("INSERT INTO catalog_migrations (name, applied_at) VALUES (?, ?)",
                      (_GET_MIGRATION, time.time()))
+
+    retrying(conn, grant)  # processes starting together on one catalog collide
 
 
 def _source(row: Any) -> Source:
@@ -205,9 +208,8 @@ def get_node_config(conn: Connection) -> dict[str, str]:
 
 def set_node_config(conn: Connection, **values: str) -> None:
     """Set the node's own settings kept in the catalog, all of them or none."""
-    with transaction(conn):
-        conn.executemany(
-            "INSERT INTO node_config (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            list(values.items()),
-        )
+    retrying(conn, lambda conn: conn.executemany(
+        "INSERT INTO node_config (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        list(values.items()),
+    ))

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from database import Connection, transaction
+from database import Connection, retrying
 from indexer import queue
 from indexer.index import delete_instances
 from node.errors import UnknownObject
 
 if TYPE_CHECKING:
-    from indexer.index import IndexSet
+    from indexer.index import IndexSet, VectorChanges
 
 __all__ = ["delete_objects"]
 
@@ -50,7 +50,7 @@ def delete_objects(
         where, params = where + " AND series_instance_uid = ?", [*params, series]
     if sop is not None:
         where, params = where + " AND sop_instance_uid = ?", [*params, sop]
-    with transaction(conn):
+    def delete(conn: Connection) -> tuple[list[Any], VectorChanges]:
         rows = conn.execute(
             f"SELECT sop_instance_uid, path FROM instances WHERE {where}", params
         ).fetchall()
@@ -67,6 +67,11 @@ def delete_objects(
                         (study,)).fetchone() is None:
             conn.execute("DELETE FROM reports WHERE study_instance_uid = ?", (study,))
             conn.execute("DELETE FROM studies WHERE study_instance_uid = ?", (study,))
+        return rows, changes
+
+    # a concurrent ingest into the study collides on PostgreSQL: run again, then it is
+    # either deleted with the rest or stored after
+    rows, changes = retrying(conn, delete)
     if index_set is not None:
         index_set.apply(changes)
     for _, relpath in rows:

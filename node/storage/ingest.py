@@ -42,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 import database
-from database import Connection, DatabaseError, is_disk_full, transaction
+from database import Connection, DatabaseError, is_disk_full
 from indexer import queue
 from node.errors import DuplicateRejected, InvalidInstance, OutOfResources, SopClassMismatch
 from node.settings import DuplicatePolicyValues
@@ -55,6 +55,28 @@ from node.storage.uids import validate_uid
 __all__ = ["Ingest", "IngestStepValues", "StoreOutcomeValues", "StoredInstance"]
 
 log = logging.getLogger(__name__)
+
+
+_UPSERT_STUDY = """INSERT INTO studies (study_instance_uid, patient_id, patient_name,
+    patient_birth_date, patient_sex, study_date, study_time, accession_number,
+    study_id, study_description, referring_physician_name, received_at,
+    updated_at, stable_at)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)
+ON CONFLICT(study_instance_uid) DO UPDATE SET
+    updated_at = excluded.updated_at, stable_at = NULL,
+    patient_id = coalesce(studies.patient_id, excluded.patient_id),
+    patient_name = coalesce(studies.patient_name, excluded.patient_name),
+    study_date = coalesce(studies.study_date, excluded.study_date),
+    study_description = coalesce(studies.study_description, excluded.study_description),
+    accession_number = coalesce(studies.accession_number, excluded.accession_number)"""
+_INSERT_SERIES = """INSERT INTO series (series_instance_uid, study_instance_uid, modality,
+    series_number, series_description, body_part_examined, series_date, series_time)
+VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT(series_instance_uid) DO NOTHING"""
+_INSERT_INSTANCE = """INSERT INTO instances (sop_instance_uid, series_instance_uid,
+    study_instance_uid, sop_class_uid, instance_number, transfer_syntax_uid,
+    rows, columns, number_of_frames, path, size, received_at, source)
+VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"""
 
 
 class StoreOutcomeValues(str, Enum):
@@ -271,7 +293,25 @@ class Ingest:
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             transfer_syntax = _text(meta, "TransferSyntaxUID")
-        with transaction(conn):
+        study_row = (
+            study_uid, _text(ds, "PatientID"), _text(ds, "PatientName"),
+            _text(ds, "PatientBirthDate"), _text(ds, "PatientSex"),
+            _text(ds, "StudyDate"), _text(ds, "StudyTime"),
+            _text(ds, "AccessionNumber"), _text(ds, "StudyID"),
+            _text(ds, "StudyDescription"), _text(ds, "ReferringPhysicianName"), now, now,
+        )
+        series_row = (
+            series_uid, study_uid, _text(ds, "Modality"), _text(ds, "SeriesNumber"),
+            _text(ds, "SeriesDescription"), _text(ds, "BodyPartExamined"),
+            _text(ds, "SeriesDate"), _text(ds, "SeriesTime"),
+        )
+        instance_row = (
+            sop_uid, series_uid, study_uid, class_uid, _text(ds, "InstanceNumber"),
+            transfer_syntax, _int(ds, "Rows"), _int(ds, "Columns"),
+            _int(ds, "NumberOfFrames"), relpath, size, now, source,
+        )
+
+        def write(conn: Connection) -> tuple[StoreOutcomeValues, str | None]:
             row = conn.execute(
                 "SELECT path FROM instances WHERE sop_instance_uid = ?", (sop_uid,)
             ).fetchone()
@@ -280,56 +320,19 @@ class Ingest:
                     self.duplicate_policy is DuplicatePolicyValues.KEEP_FIRST:
                 # a concurrent sender stored it first
                 return StoreOutcomeValues.DUPLICATE_KEPT, previous
-            conn.execute(
-                """INSERT INTO studies (study_instance_uid, patient_id, patient_name,
-                    patient_birth_date, patient_sex, study_date, study_time, accession_number,
-                    study_id, study_description, referring_physician_name, received_at,
-                    updated_at, stable_at)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,NULL)
-                ON CONFLICT(study_instance_uid) DO UPDATE SET
-                    updated_at = excluded.updated_at, stable_at = NULL,
-                    patient_id = coalesce(studies.patient_id, excluded.patient_id),
-                    patient_name = coalesce(studies.patient_name, excluded.patient_name),
-                    study_date = coalesce(studies.study_date, excluded.study_date),
-                    study_description = coalesce(studies.study_description,
-                                                 excluded.study_description),
-                    accession_number = coalesce(studies.accession_number,
-                                                excluded.accession_number)""",
-                (
-                    study_uid, _text(ds, "PatientID"), _text(ds, "PatientName"),
-                    _text(ds, "PatientBirthDate"), _text(ds, "PatientSex"),
-                    _text(ds, "StudyDate"), _text(ds, "StudyTime"),
-                    _text(ds, "AccessionNumber"), _text(ds, "StudyID"),
-                    _text(ds, "StudyDescription"), _text(ds, "ReferringPhysicianName"),
-                    now, now,
-                ),
-            )
-            conn.execute(
-                """INSERT INTO series (series_instance_uid, study_instance_uid, modality,
-                    series_number, series_description, body_part_examined, series_date,
-                    series_time)
-                VALUES (?,?,?,?,?,?,?,?)
-                ON CONFLICT(series_instance_uid) DO NOTHING""",
-                (
-                    series_uid, study_uid, _text(ds, "Modality"), _text(ds, "SeriesNumber"),
-                    _text(ds, "SeriesDescription"), _text(ds, "BodyPartExamined"),
-                    _text(ds, "SeriesDate"), _text(ds, "SeriesTime"),
-                ),
-            )
-            conn.execute(
-                """INSERT OR REPLACE INTO instances (sop_instance_uid, series_instance_uid,
-                    study_instance_uid, sop_class_uid, instance_number, transfer_syntax_uid,
-                    rows, columns, number_of_frames, path, size, received_at, source)
-                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (
-                    sop_uid, series_uid, study_uid, class_uid, _text(ds, "InstanceNumber"),
-                    transfer_syntax, _int(ds, "Rows"), _int(ds, "Columns"),
-                    _int(ds, "NumberOfFrames"), relpath, size, now, source,
-                ),
-            )
+            conn.execute(_UPSERT_STUDY, study_row)
+            conn.execute(_INSERT_SERIES, series_row)
+            if previous is not None:  # a re-sent instance gets a new rowid: it lists last
+                conn.execute("DELETE FROM instances WHERE sop_instance_uid = ?", (sop_uid,))
+            conn.execute(_INSERT_INSTANCE, instance_row)
             queue.enqueue(conn, sop_uid, relpath, replace=previous is not None)
-        outcome = StoreOutcomeValues.STORED if previous is None else StoreOutcomeValues.REPLACED
-        return outcome, previous
+            if previous is None:
+                return StoreOutcomeValues.STORED, None
+            return StoreOutcomeValues.REPLACED, previous
+
+        # several processes may ingest into one study at once (PostgreSQL): a collision
+        # is run again, never answered as a failure
+        return database.retrying(conn, write)
 
 
 def _identify(ds: Dataset, sop_class_uid: str | None,

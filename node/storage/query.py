@@ -16,8 +16,9 @@ UI (UIDs)                 single UID or a list ``uid1\\uid2`` (any of them)
 DA, TM                    single value or a range ``A-B``, ``-B``, ``A-`` (inclusive);
                           each a real date (no month 13) or time of day (hours 00-23)
 PN                        single value or wildcards ``*`` ``?``, case-insensitive (ASCII
-                          letters, as SQLite's lower()); a pattern that starts with plain
-                          characters reads only that range of the name index
+                          letters on SQLite, as its lower(); all letters on PostgreSQL); on
+                          SQLite a pattern that starts with plain characters reads only that
+                          range of the name index
 other strings             single value or wildcards, case-sensitive; ``A\\B`` for
                           Modality and ModalitiesInStudy matches any of them
 IS, US                    single integer
@@ -36,13 +37,13 @@ returned and, for ``ModalitiesInStudy`` and ``SOPClassesInStudy``, matched.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from pydicom.dataset import Dataset
 
+from database import Connection, DialectValues, dialect_of
 from node.errors import InvalidQuery
 from node.storage._attributes import (
     ATTRIBUTES,
@@ -58,7 +59,7 @@ from node.storage._attributes import (
     is_valid_tm,
     supported_keys,
 )
-from node.storage._matching import condition_of
+from node.storage._matching import as_integer, condition_of
 
 __all__ = [
     "CONSTANT_KEYS",
@@ -142,51 +143,55 @@ class Query:
                             if is_supported(k, self.level)]
         if UNIQUE_KEYS[self.level] not in self.return_keys:
             self.return_keys.insert(0, UNIQUE_KEYS[self.level])
-        self._where, self._params = _where(self.filters)
+        _where(self.filters, DialectValues.SQLITE)  # the values are checked here, once
 
     def matching_keys(self) -> list[str]:
         return [k for k in supported_keys(self.level) if ATTRIBUTES[k].matchable]
 
-    def sql(self) -> tuple[str, list[object]]:
-        """The SELECT statement and its parameters."""
-        columns = ", ".join(_select(self.level, k) for k in self.return_keys)
+    def sql(self, dialect: DialectValues = DialectValues.SQLITE) -> tuple[str, list[object]]:
+        """The SELECT statement in ``dialect`` and its parameters."""
+        columns = ", ".join(_select(self.level, k, dialect) for k in self.return_keys)
         sql = f"SELECT {columns} FROM {_FROM[self.level]}"
-        if self._where:
-            sql += " WHERE " + " AND ".join(self._where)
+        where, params = _where(self.filters, dialect)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         if self.level is _P:
             sql += " GROUP BY st.patient_id"
         sql += f" ORDER BY {_ORDER[self.level]} LIMIT ? OFFSET ?"
-        return sql, [*self._params, -1 if self.limit is None else self.limit, self.offset]
+        # no limit: SQLite takes -1, PostgreSQL NULL (each refuses the other's)
+        unlimited = -1 if dialect is DialectValues.SQLITE else None
+        return sql, [*params, unlimited if self.limit is None else self.limit, self.offset]
 
 
-def _select(level: QueryLevelValues, keyword: str) -> str:
+def _select(level: QueryLevelValues, keyword: str, dialect: DialectValues) -> str:
     attribute = ATTRIBUTES[keyword]
     if level is _P and not attribute.computed:
         return f"max({attribute.sql})"  # one value per patient (the rows agree, or close)
-    return attribute.sql
+    return attribute.expression(dialect)
 
 
-def _where(filters: Mapping[str, str]) -> tuple[list[str], list[object]]:
+def _where(filters: Mapping[str, str], dialect: DialectValues
+           ) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     for keyword, raw in filters.items():
-        condition = condition_of(ATTRIBUTES[keyword], raw)
+        condition = condition_of(ATTRIBUTES[keyword], raw, dialect)
         if condition is not None:
             clauses.append(condition[0])
             params.extend(condition[1])
     return clauses, params
 
 
-def find_values(conn: sqlite3.Connection, query: Query) -> list[dict[str, object]]:
+def find_values(conn: Connection, query: Query) -> list[dict[str, object]]:
     """The matches of ``query``, each its return keys (in order) to their values as
     data element values (``None`` when empty, multi-valued ones as lists)."""
-    sql, params = query.sql()
+    sql, params = query.sql(dialect_of(conn))
     return [{keyword: element_value(keyword, value)
              for keyword, value in zip(query.return_keys, tuple(row), strict=True)}
             for row in conn.execute(sql, params)]
 
 
-def find(conn: sqlite3.Connection, query: Query) -> list[Dataset]:
+def find(conn: Connection, query: Query) -> list[Dataset]:
     """The matches of ``query``, each a data set holding its return keys."""
     answers = []
     for values in find_values(conn, query):
@@ -220,7 +225,7 @@ _FILE_COLUMNS = ("i.sop_instance_uid, i.sop_class_uid, i.series_instance_uid, "
                  "i.rows, i.columns")
 
 
-def _file(row: sqlite3.Row | tuple[object, ...]) -> InstanceFile:
+def _file(row: Iterable[object]) -> InstanceFile:
     values = tuple(row)
     return InstanceFile(
         str(values[0]), str(values[1]), str(values[2]), str(values[3]),
@@ -231,19 +236,20 @@ def _file(row: sqlite3.Row | tuple[object, ...]) -> InstanceFile:
     )
 
 
-def find_files(conn: sqlite3.Connection, query: Query) -> list[InstanceFile]:
+def find_files(conn: Connection, query: Query) -> list[InstanceFile]:
     """Every stored instance under the entities ``query`` matches (C-MOVE, C-GET)."""
-    clauses, params = _where(query.filters)
+    dialect = dialect_of(conn)
+    clauses, params = _where(query.filters, dialect)
     sql = f"SELECT {_FILE_COLUMNS} FROM {_FROM[_IM]}"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
-    sql += " ORDER BY i.study_instance_uid, i.series_instance_uid, " \
-           "CAST(i.instance_number AS INTEGER), i.rowid"
+    sql += (" ORDER BY i.study_instance_uid, i.series_instance_uid, "
+            f"{as_integer('i.instance_number', dialect)}, i.rowid")
     return [_file(row) for row in conn.execute(sql, params)]
 
 
 def instance_files(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     study_instance_uid: str,
     series_instance_uid: str | None = None,
@@ -259,5 +265,6 @@ def instance_files(
     if sop_instance_uid is not None:
         sql += " AND i.sop_instance_uid = ?"
         params.append(sop_instance_uid)
-    sql += " ORDER BY i.series_instance_uid, CAST(i.instance_number AS INTEGER), i.rowid"
+    sql += (" ORDER BY i.series_instance_uid, "
+            f"{as_integer('i.instance_number', dialect_of(conn))}, i.rowid")
     return [_file(row) for row in conn.execute(sql, params)]

@@ -1,5 +1,7 @@
-"""The catalog's ``reports`` table: one report (text and labels) per study, and BM25
-full-text search over it (``reports_fts``, kept in step by triggers).
+"""The catalog's ``reports`` table: one report (text and labels) per study, and full-text
+search over it: BM25 over ``reports_fts`` (FTS5, kept in step by triggers) on SQLite,
+``ts_rank_cd`` over the generated ``text_tsv`` column on PostgreSQL (the schema is in
+:mod:`node.storage._schema`; docs/postgres.md §3 says how the two rankings differ).
 
 This module is the table's one owner. :mod:`node.storage` creates it with the rest of
 the catalog (the schema lives beside ``studies``, and deleting a study removes its
@@ -13,14 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from database import transaction
+from database import Connection, DialectValues, dialect_of, retrying
 
 __all__ = [
     "Report",
@@ -81,7 +82,7 @@ def unique_labels(labels: Iterable[str]) -> tuple[str, ...]:
 # ------------------------------------------------------------------ writing
 
 
-def attach_report(conn: sqlite3.Connection, report: Report) -> None:
+def attach_report(conn: Connection, report: Report) -> None:
     """Write ``report`` as its study's report (replacing the one there)."""
     conn.execute(
         """INSERT INTO reports (study_instance_uid, text, labels, source, sop_instance_uid,
@@ -95,17 +96,22 @@ def attach_report(conn: sqlite3.Connection, report: Report) -> None:
     )
 
 
-def attach_reports(conn: sqlite3.Connection, reports: Iterable[Report]) -> None:
-    """Write several reports in one transaction (all or none)."""
-    with transaction(conn):
-        for report in reports:
+def attach_reports(conn: Connection, reports: Iterable[Report]) -> None:
+    """Write several reports in one transaction (all or none; run again when it collides
+    with a concurrent one)."""
+    batch = list(reports)
+
+    def write(conn: Connection) -> None:
+        for report in batch:
             attach_report(conn, report)
+
+    retrying(conn, write)
 
 
 # ------------------------------------------------------------------ reading
 
 
-def _row_report(row: sqlite3.Row) -> Report:
+def _row_report(row: Any) -> Report:
     try:
         labels = tuple(str(x) for x in json.loads(row["labels"] or "[]"))
     except ValueError:
@@ -114,7 +120,7 @@ def _row_report(row: sqlite3.Row) -> Report:
                   ReportSourceValues(row["source"]), row["sop_instance_uid"])
 
 
-def get_report(conn: sqlite3.Connection, study_instance_uid: str) -> Report | None:
+def get_report(conn: Connection, study_instance_uid: str) -> Report | None:
     """The study's report, or ``None`` when it has none."""
     row = conn.execute(
         "SELECT * FROM reports WHERE study_instance_uid = ?", (study_instance_uid,)
@@ -122,7 +128,7 @@ def get_report(conn: sqlite3.Connection, study_instance_uid: str) -> Report | No
     return _row_report(row) if row is not None else None
 
 
-def get_reports(conn: sqlite3.Connection, study_uids: Iterable[str]) -> dict[str, Report]:
+def get_reports(conn: Connection, study_uids: Iterable[str]) -> dict[str, Report]:
     """The reports of several studies at once (those that have one)."""
     uids = list(dict.fromkeys(study_uids))
     found: dict[str, Report] = {}
@@ -136,29 +142,48 @@ def get_reports(conn: sqlite3.Connection, study_uids: Iterable[str]) -> dict[str
     return found
 
 
-def _fts_query(text: str) -> str | None:
-    """An FTS5 query matching any word of ``text`` (each quoted, at most 64)."""
-    words = re.findall(r"\w+", text)
+def _words(text: str) -> list[str]:
+    """The words of a search (``\\w+``, at most 64), the same on both dialects."""
+    return re.findall(r"\w+", text)[:64]
+
+
+def _fts_query(words: list[str]) -> str:
+    """An FTS5 query matching any of ``words`` (each quoted)."""
+    return " OR ".join('"' + w.replace('"', "") + '"' for w in words)
+
+
+def _tsquery(words: list[str]) -> str:
+    """A ``to_tsquery`` text matching any of ``words`` (each quoted as a lexeme, so no
+    word is read as an operator)."""
+    return " | ".join("'" + w.replace("'", "") + "'" for w in words)
+
+
+def search_reports(conn: Connection, text: str, limit: int) -> list[str]:
+    """Study UIDs whose report holds any word of ``text``, best first: BM25 on SQLite,
+    ``ts_rank_cd`` (cover density, normalised by the report's length) on PostgreSQL; ties
+    in report order."""
+    words = _words(text)
     if not words:
-        return None
-    return " OR ".join('"' + w.replace('"', "") + '"' for w in words[:64])
-
-
-def search_reports(conn: sqlite3.Connection, text: str, limit: int) -> list[str]:
-    """Study UIDs whose report matches ``text``, best BM25 first."""
-    match = _fts_query(text)
-    if match is None:
         return []
-    rows = conn.execute(
-        """SELECT r.study_instance_uid FROM reports_fts
-           JOIN reports r ON r.rowid = reports_fts.rowid
-           WHERE reports_fts MATCH ? ORDER BY bm25(reports_fts) LIMIT ?""",
-        (match, limit),
-    ).fetchall()
-    return [r[0] for r in rows]
+    if dialect_of(conn) is DialectValues.SQLITE:
+        rows = conn.execute(
+            """SELECT r.study_instance_uid FROM reports_fts
+               JOIN reports r ON r.rowid = reports_fts.rowid
+               WHERE reports_fts MATCH ? ORDER BY bm25(reports_fts) LIMIT ?""",
+            (_fts_query(words), limit),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            """SELECT r.study_instance_uid FROM reports r,
+                      to_tsquery('simple', ?) AS q
+               WHERE r.text_tsv @@ q
+               ORDER BY ts_rank_cd(r.text_tsv, q, 1) DESC, r.rowid LIMIT ?""",
+            (_tsquery(words), limit),
+        ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
-def report_instances_to_extract(conn: sqlite3.Connection, sop_class_uids: Iterable[str]
+def report_instances_to_extract(conn: Connection, sop_class_uids: Iterable[str]
                                 ) -> list[tuple[str, str]]:
     """(SOP Instance UID, path) of the stored instances of ``sop_class_uids`` whose study
     has no report row written after the instance was received, oldest first."""
@@ -176,7 +201,7 @@ def report_instances_to_extract(conn: sqlite3.Connection, sop_class_uids: Iterab
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
-def studies_for_report_key(conn: sqlite3.Connection, *, study_instance_uid: str = "",
+def studies_for_report_key(conn: Connection, *, study_instance_uid: str = "",
                            accession_number: str = "") -> list[str]:
     """The stored studies a report keyed by Study Instance UID (preferred) or by
     Accession Number belongs to (an accession number may name several)."""

@@ -7,13 +7,13 @@ library's encoder)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 import orjson
 from fastapi.responses import Response
 from pydicom.datadict import tag_for_keyword
 
+from database import Connection
 from node.storage.query import Query, attribute_vr, find_values
 from node.web._deps import DICOM_JSON
 
@@ -73,7 +73,7 @@ def json_value(vr: str, value: object) -> list[object]:
     return list(values)
 
 
-def find_json(conn: sqlite3.Connection, query: Query) -> list[dict[str, dict[str, Any]]]:
+def find_json(conn: Connection, query: Query) -> list[dict[str, dict[str, Any]]]:
     """The matches of ``query``, each a DICOM JSON object keyed by tag (``0020000D``);
     an empty attribute has its ``vr`` and no ``Value``."""
     columns = [(keyword, f"{tag_for_keyword(keyword):08X}", attribute_vr(keyword))

@@ -5,9 +5,9 @@ answer with it, so a case reads exactly as a search for it does."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
+from database import Connection
 from node.storage.query import Query, QueryLevelValues
 from node.web._dicom_json import find_json, is_ascii
 
@@ -57,7 +57,7 @@ def _retrieve_url(base: str, answer: dict[str, dict[str, Any]], level: QueryLeve
     return url
 
 
-def qido_answers(conn: sqlite3.Connection, level: QueryLevelValues, filters: dict[str, str],
+def qido_answers(conn: Connection, level: QueryLevelValues, filters: dict[str, str],
                  keys: list[str], base: str, *, limit: int | None = None,
                  offset: int = 0) -> list[dict[str, dict[str, Any]]]:
     """The QIDO-RS answers (DICOM JSON) at ``level`` for the matching values ``filters``

@@ -7,11 +7,11 @@ the order is based on) and the ``Precedent-Consensus`` header (only with the sup
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
+from database import Connection
 from node.retrieval import EXCERPT_CHARS, Case, ConsensusMinimum, SimilarAnswer, excerpt
 from node.settings import RetrievalSettings
 from node.storage.query import Query, QueryLevelValues
@@ -69,7 +69,7 @@ def _private_block(case: Case, base: str) -> dict[str, dict[str, Any]]:
     return block
 
 
-def _best_series_body_parts(conn: sqlite3.Connection, answer: SimilarAnswer
+def _best_series_body_parts(conn: Connection, answer: SimilarAnswer
                             ) -> dict[str, Any]:
     """Study level: the BodyPartExamined element of each case's best series."""
     best = [c.best_series_uid for c in answer.cases if c.best_series_uid]
@@ -80,7 +80,7 @@ def _best_series_body_parts(conn: sqlite3.Connection, answer: SimilarAnswer
     return {item[_SERIES_UID]["Value"][0]: item[_BODY_PART] for item in find_json(conn, query)}
 
 
-def answer_json(conn: sqlite3.Connection, answer: SimilarAnswer, base: str
+def answer_json(conn: Connection, answer: SimilarAnswer, base: str
                 ) -> list[dict[str, Any]]:
     """The QIDO-RS-shaped DICOM JSON array of an answer, best first; a case deleted
     since the search is left out."""

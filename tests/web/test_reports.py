@@ -26,10 +26,11 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from database import Target
 from node.errors import ReportError
 from node.reporting import catch_up_reports, extract_report, import_reports_csv
 from node.storage import Ingest, connect
-from node.storage.study_reports import ReportSourceValues, get_report
+from node.storage.study_reports import ReportSourceValues, get_report, search_reports
 from tests._peers import storescu
 from tests._synthetic import ct_instance, to_bytes
 from tests.conftest import RunningNode
@@ -198,12 +199,13 @@ def test_report_route_errors(make_node) -> None:  # type: ignore[no-untyped-def]
 # ------------------------------------------------------------------ catch-up, import
 
 
-def _bare_ingest(folder: Path) -> Ingest:
-    return Ingest(data_dir=folder, catalog=folder / "catalog.sqlite")
+def _bare_ingest(folder: Path, catalog: Target) -> Ingest:
+    return Ingest(data_dir=folder, catalog=catalog)
 
 
-def test_catch_up_attaches_what_a_crash_left_out(tmp_path: Path) -> None:
-    ingest = _bare_ingest(tmp_path)  # no listener: as if the node died before extracting
+def test_catch_up_attaches_what_a_crash_left_out(tmp_path: Path, catalog_target: Target
+                                                 ) -> None:
+    ingest = _bare_ingest(tmp_path, catalog_target)  # no listener: as if the node died before extracting
     study_a, study_b = generate_uid(), generate_uid()
     ingest.store(to_bytes(comprehensive_sr(study_uid=study_a, patient_id="A", text="One.")),
                  source="X")
@@ -211,7 +213,7 @@ def test_catch_up_attaches_what_a_crash_left_out(tmp_path: Path) -> None:
                  source="X")
     ingest.store(to_bytes(ct_instance(study_uid=study_a, series_uid=generate_uid(),
                                       patient_id="A", size=8)), source="X")
-    conn = connect(tmp_path / "catalog.sqlite")
+    conn = connect(catalog_target)
     stopped = threading.Event()
     stopped.set()
     assert catch_up_reports(conn, tmp_path, stop=stopped) == 0  # left for the next start
@@ -222,8 +224,8 @@ def test_catch_up_attaches_what_a_crash_left_out(tmp_path: Path) -> None:
     assert catch_up_reports(conn, tmp_path) == 0  # done once
 
 
-def test_import_csv_by_uid_and_accession(tmp_path: Path) -> None:
-    ingest = _bare_ingest(tmp_path)
+def test_import_csv_by_uid_and_accession(tmp_path: Path, catalog_target: Target) -> None:
+    ingest = _bare_ingest(tmp_path, catalog_target)
     a = ct_instance(study_uid=generate_uid(), series_uid=generate_uid(), patient_id="A", size=8)
     b = ct_instance(study_uid=generate_uid(), series_uid=generate_uid(), patient_id="B", size=8)
     for ds in (a, b):
@@ -237,7 +239,7 @@ def test_import_csv_by_uid_and_accession(tmp_path: Path) -> None:
         {"StudyInstanceUID": "", "text": "no key"},
         {"StudyInstanceUID": b.StudyInstanceUID, "text": ""},
     ])
-    conn = connect(tmp_path / "catalog.sqlite")
+    conn = connect(catalog_target)
     summary = import_reports_csv(conn, csv_path)
     assert (summary.rows, summary.matched) == (6, 2)
     assert summary.unmatched == [(4, "1.2.3.4"), (5, "AccessionNumber=NOPE")]
@@ -247,12 +249,12 @@ def test_import_csv_by_uid_and_accession(tmp_path: Path) -> None:
     assert report is not None and report.labels == ("pneumothorax", "chest drain")
     assert report.source is ReportSourceValues.IMPORT
     assert get_report(conn, b.StudyInstanceUID).text == "Normal chest."  # type: ignore[union-attr]
-    hits = conn.execute("SELECT rowid FROM reports_fts WHERE reports_fts MATCH 'pneumothorax'")
-    assert len(hits.fetchall()) == 1  # the full-text index follows
+    # the full-text index follows (FTS5 on SQLite, the tsvector on PostgreSQL)
+    assert search_reports(conn, "pneumothorax", 10) == [a.StudyInstanceUID]
 
 
-def test_import_csv_errors(tmp_path: Path) -> None:
-    conn = connect(tmp_path / "catalog.sqlite")
+def test_import_csv_errors(tmp_path: Path, catalog_target: Target) -> None:
+    conn = connect(catalog_target)
     bad = tmp_path / "bad.csv"
     bad.write_text("uid,report\n1.2,x\n")
     with pytest.raises(ReportError, match="StudyInstanceUID or AccessionNumber, and text"):
