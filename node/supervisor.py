@@ -3,12 +3,14 @@ in data-path order and stops them all, within seconds.
 
 ::
 
-    DIMSE C-STORE ─┐                                    ┌─▶ report extraction (listener)
+    DIMSE C-STORE ─┐                                    ┌─▶ report duties (listener)
     STOW-RS ───────┤                                    │
     backfill ──────┴─▶ Ingest (file + catalog + queue) ─┤
                                                         └─▶ Worker (decode ▶ normalise
                                                              ▶ embed ▶ index)
-                       StabilityMonitor ─▶ study-stable listeners (automatic KOS)
+                       StabilityMonitor ─▶ KOS duties (automatic KOS), listeners
+    duties (reports, KOS) ◀── claimed by any serve process; MaintenanceLeader: claims of
+                              the dead handed back (PostgreSQL)
     REST (FastAPI) ◀── catalog + indexes;  admin API ─▶ Operations (import, rebuild,
                                                         collection), backfills (PACS)
 
@@ -228,6 +230,7 @@ class Node:
         from node.reporting import install_report_extraction
 
         self.report_extraction = install_report_extraction(self.services, stop=self._stop)
+        self.report_extraction.start()
         self.auto_kos = install_auto_kos(self.services, self.stability, stop=self._stop,
                                          claimer=self.services.process_id)
         if self.auto_kos is not None:

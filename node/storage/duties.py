@@ -3,8 +3,11 @@ process does it, and a crash between the event and its action loses nothing.
 
 ``duties(kind, subject, state, claimed_by, attempts, not_before, enqueued_at, …)``, one
 row per ``(kind, subject)``: ``kos`` (the automatic KOS of a stable study; subject: the
-Study Instance UID). A duty is enqueued in the transaction of its event (the study
-marked stable, :mod:`node.storage.stability`); enqueued again, it is pending again with a
+Study Instance UID), ``report`` (the extraction of a stored SR or PDF; subject: its SOP
+Instance UID). A ``kos`` duty is enqueued in the transaction of its event (the study
+marked stable, :mod:`node.storage.stability`); a ``report`` duty just after the store
+(:mod:`node.reporting.extraction`: what a crash in between leaves out, the catch-up at
+start enqueues); enqueued again, it is pending again with a
 new ``enqueued_at`` (a new event: a new KOS). Any ``serve`` process claims it exactly
 like the work queue (``FOR UPDATE SKIP LOCKED`` under read committed, ``claimed_by`` its
 process id) and finishes it only while the claim is still its own. The maintenance
@@ -81,17 +84,22 @@ def ensure_schema(conn: Connection) -> None:
 
 
 def enqueue(conn: Connection, kind: DutyKindValues | str, subjects: Iterable[str], *,
-            now: float) -> None:
+            now: float, reopen_claimed: bool = True) -> None:
     """Pending duties of ``kind`` for ``subjects``, in the caller's transaction (that of
-    the event). One already there becomes pending again, as a new event."""
+    the event). One already there becomes pending again, as a new event; with
+    ``reopen_claimed`` false, only when it is not pending or in progress already (a
+    catch-up that must not take a duty from under its claimer)."""
     kind = DutyKindValues(kind)
+    only = "" if reopen_claimed else " WHERE duties.state IN (?, ?)"
+    extra: tuple[str, ...] = () if reopen_claimed else (DutyStateValues.DONE.value,
+                                                       DutyStateValues.FAILED.value)
     conn.executemany(
         "INSERT INTO duties (kind, subject, state, attempts, not_before, enqueued_at,"
         " updated_at) VALUES (?, ?, ?, 0, 0, ?, ?)"
         " ON CONFLICT (kind, subject) DO UPDATE SET state = excluded.state, attempts = 0,"
         " not_before = 0, claimed_by = NULL, reason = NULL,"
-        " enqueued_at = excluded.enqueued_at, updated_at = excluded.updated_at",
-        [(kind.value, s, DutyStateValues.PENDING.value, now, now) for s in subjects])
+        " enqueued_at = excluded.enqueued_at, updated_at = excluded.updated_at" + only,
+        [(kind.value, s, DutyStateValues.PENDING.value, now, now, *extra) for s in subjects])
 
 
 def claim(conn: Connection, kind: DutyKindValues | str, limit: int, *, claimer: str,
