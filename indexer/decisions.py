@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from database import Connection, transaction
+from database import Connection, retrying
 from indexer import queue, slices
 from indexer.index import IndexSet, InstanceVector
 from indexer.queue import WorkItem, WorkStateValues
@@ -59,33 +59,41 @@ class Decision:
 
 
 def start(
-    conn: Connection, due: slices.DueSeries, sampling: VolumeSampling, *, now: float
+    conn: Connection, due: slices.DueSeries, sampling: VolumeSampling, *, now: float,
+    claimer: str | None = None,
 ) -> Decision:
-    """Choose the sample of a complete series and move its slices on (one transaction
-    of its own)."""
-    with transaction(conn):
-        members = slices.members(conn, due.series_instance_uid)
-        k = sampling.k(due.modality)
-        sample = choose_slices(members, k)
-        chosen = set(sample)
-        uids = [m.sop_instance_uid for m in members]
-        states = queue.states_of(conn, uids)
-        held = queue.held(conn, uids)
-        # chosen: those held or left out before are embedded now; done ones stay
-        to_take = [
-            u for u in sample
-            if u in held or states.get(u) is WorkStateValues.NOT_SAMPLED
-        ]
-        taken = queue.take(conn, to_take, now=now)
-        reason = not_sampled_reason(k)
-        left_out = [u for u in uids if u in held and u not in chosen]
-        queue.mark(conn, left_out, WorkStateValues.NOT_SAMPLED, reason)
-        drop = tuple(
-            u for u in uids if u not in chosen and states.get(u) is WorkStateValues.DONE
-        )
-        if not taken and not drop:
-            slices.record_sample(conn, due.series_instance_uid, version=due.version,
-                                 sample=sample, k=k, now=now)
+    """Choose the sample of a complete series and move its slices on, the slices to
+    embed claimed by ``claimer`` (one transaction of its own, run again after a
+    collision with another worker's)."""
+    return retrying(conn, lambda c: _start(c, due, sampling, now=now, claimer=claimer))
+
+
+def _start(
+    conn: Connection, due: slices.DueSeries, sampling: VolumeSampling, *, now: float,
+    claimer: str | None,
+) -> Decision:
+    members = slices.members(conn, due.series_instance_uid)
+    k = sampling.k(due.modality)
+    sample = choose_slices(members, k)
+    chosen = set(sample)
+    uids = [m.sop_instance_uid for m in members]
+    states = queue.states_of(conn, uids)
+    held = queue.held(conn, uids)
+    # chosen: those held or left out before are embedded now; done ones stay
+    to_take = [
+        u for u in sample
+        if u in held or states.get(u) is WorkStateValues.NOT_SAMPLED
+    ]
+    taken = queue.take(conn, to_take, now=now, claimer=claimer)
+    reason = not_sampled_reason(k)
+    left_out = [u for u in uids if u in held and u not in chosen]
+    queue.mark(conn, left_out, WorkStateValues.NOT_SAMPLED, reason)
+    drop = tuple(
+        u for u in uids if u not in chosen and states.get(u) is WorkStateValues.DONE
+    )
+    if not taken and not drop:
+        slices.record_sample(conn, due.series_instance_uid, version=due.version,
+                             sample=sample, k=k, now=now)
     return Decision(due, tuple(sample), tuple(taken), drop, reason, k=k,
                     moved=len(taken) + len(left_out))
 
@@ -97,6 +105,7 @@ def commit(
     *,
     identity: str,
     now: float,
+    claimer: str | None = None,
 ) -> list[str]:
     """Store the embedded slices' vectors and drop those of the slices the sample left
     out, mark the queue and record the sample, in one transaction. Returns the UIDs
@@ -112,4 +121,4 @@ def commit(
                              k=decision.k, now=now)
 
     return index_set.update(add=embedded, remove=list(decision.drop), identity=identity,
-                            also=bookkeeping)
+                            also=bookkeeping, claimer=claimer)

@@ -13,6 +13,8 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
+from database import DialectValues
+
 if TYPE_CHECKING:
     from indexer.index.vectors import VectorRow
 
@@ -84,15 +86,17 @@ class SearchFilters:
             return False
         return row.uid not in self.exclude_uids
 
-    def sql(self) -> tuple[str, list[Any]]:
-        """A WHERE fragment over ``vectors`` and its parameters (multi-values are ``\\``)."""
+    def sql(self, dialect: DialectValues = DialectValues.SQLITE) -> tuple[str, list[Any]]:
+        """A WHERE fragment over ``vectors`` in ``dialect`` and its parameters
+        (multi-values are ``\\``)."""
         clauses: list[str] = []
         params: list[Any] = []
+        strpos = dialect.strpos
         if self.modality:
-            clauses.append("instr('\\' || coalesce(modality, '') || '\\', ?) > 0")
+            clauses.append(f"{strpos}('\\' || coalesce(modality, '') || '\\', ?) > 0")
             params.append(f"\\{self.modality.upper()}\\")
         if self.body_part:
-            clauses.append("instr('\\' || upper(coalesce(body_part, '')) || '\\', ?) > 0")
+            clauses.append(f"{strpos}('\\' || upper(coalesce(body_part, '')) || '\\', ?) > 0")
             params.append(f"\\{self.body_part.upper()}\\")
         if self.study_date_from:
             clauses.append("study_date >= ?")
@@ -103,4 +107,4 @@ class SearchFilters:
         if self.exclude_patient_id is not None:
             clauses.append("coalesce(patient_id, '') != ?")
             params.append(self.exclude_patient_id)
-        return (" AND ".join(clauses) or "1"), params
+        return (" AND ".join(clauses) or "1 = 1"), params

@@ -229,11 +229,15 @@ def index(
     decoded: Sequence[Decoded],
     vectors: dict[str, npt.NDArray[np.float32]],
     identity: str,
+    *,
+    claimer: str | None = None,
 ) -> None:
     """The index stage: instance vectors in, series and study means updated (only for
-    instances still claimed: one deleted meanwhile stays deleted)."""
+    instances still claimed by ``claimer``: one deleted meanwhile stays deleted, one
+    handed back to another worker is that worker's)."""
     index_set.add_instances(
-        instance_vectors(decoded, vectors), identity=identity, only_claimed=True
+        instance_vectors(decoded, vectors), identity=identity, only_claimed=True,
+        claimer=claimer,
     )
 
 

@@ -20,8 +20,13 @@ not decided in the next one.
 
 Safe to kill at any moment: vectors are unique per (level, UID) and written in one
 transaction with the sample they belong to, the index files are rebuilt from the catalog
-when stale, instances left ``in_progress`` go back to ``pending`` when a worker starts,
-and a series whose decision did not commit is still open and decided again.
+when stale, instances left ``in_progress`` go back to ``pending`` when the embedded
+worker starts (a named ``claimer`` on a shared catalog: when the maintenance leader
+hands back the claims of dead processes, :func:`indexer.queue.return_claims`), and a
+series whose decision did not commit is still open and decided again.
+
+Several workers may share one queue (PostgreSQL): each claims under its own ``claimer``
+(its process id), and writes outcomes and vectors only while its claims are its own.
 """
 
 from __future__ import annotations
@@ -113,6 +118,7 @@ class Worker:
         backoff_s: float = 5.0,
         poll_interval_s: float = 0.5,
         save_interval_s: float = 30.0,
+        claimer: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -133,14 +139,17 @@ class Worker:
         self.backoff_s = backoff_s
         self.poll_interval_s = poll_interval_s
         self.save_interval_s = save_interval_s
+        #: the name claims are taken under (None: the embedded worker, alone on its queue)
+        self.claimer = claimer
         # Used by one thread at a time: the one that builds the worker, then the one that
         # runs it (the node builds it at start-up and runs it in its own thread).
         self._conn = database.connect(self.catalog)
         ensure_schema(self._conn)
         index_set.check_model(embedder.identity, embedder.dim)
-        recovered = queue.reset_in_progress(self._conn, max_attempts=max_attempts)
-        if recovered:
-            log.info("worker start: %d interrupted instances back to pending", recovered)
+        if claimer is None:  # alone on the queue: whatever is in progress was ours
+            recovered = queue.reset_in_progress(self._conn, max_attempts=max_attempts)
+            if recovered:
+                log.info("worker start: %d interrupted instances back to pending", recovered)
         self._pool: cf.ProcessPoolExecutor | None = None
 
     # -- 1. claim and triage; 2. decide complete series ---------------------------------
@@ -148,7 +157,7 @@ class Worker:
     def _prepare(self, busy: set[str]) -> _Batch:
         """Claim a batch, triage it, start the decisions that are due, submit decoding."""
         conn, batch, now = self._conn, _Batch(), time.time()
-        items = queue.claim(conn, self.batch_size)
+        items = queue.claim(conn, self.batch_size, claimer=self.claimer)
         batch.claimed = len(items)
         early, arrivals = BatchReport(), []
         for it in items:
@@ -175,24 +184,33 @@ class Worker:
                busy: set[str], now: float) -> None:
         """Slices to their series: held, embedded (their series' sample has them) or not
         sampled (it has not)."""
-        conn, later = self._conn, []
-        with database.transaction(conn):
-            outcome = slices.admit(conn, [(h, at) for h, at, _ in arrivals], self.sampling.k)
-            queue.hold(conn, [u for u, a in outcome.items()
-                              if a is slices.AdmissionValues.HOLD], decisions.HELD_REASON)
+        conn, claimer = self._conn, self.claimer
+
+        def work(c: database.Connection) -> tuple[list[tuple[_Job, str]], list[str]]:
+            jobs: list[tuple[_Job, str]] = []
+            later: list[str] = []
+            outcome = slices.admit(c, [(h, at) for h, at, _ in arrivals], self.sampling.k)
+            queue.hold(c, [u for u, a in outcome.items() if a is slices.AdmissionValues.HOLD],
+                       decisions.HELD_REASON, claimer=claimer)
             for header, _, path in arrivals:
                 uid, series = header.sop_instance_uid, header.series_instance_uid
                 if outcome[uid] is slices.AdmissionValues.NOT_SAMPLED:
                     reason = decisions.not_sampled_reason(self.sampling.k(header.modality))
-                    queue.mark(conn, [uid], queue.WorkStateValues.NOT_SAMPLED, reason)
+                    queue.mark(c, [uid], queue.WorkStateValues.NOT_SAMPLED, reason)
                 elif outcome[uid] is slices.AdmissionValues.EMBED:
                     if series in busy:
                         later.append(uid)
                     else:
-                        batch.jobs.append(_Job(uid, path))
-                        batch.series.add(series)
+                        jobs.append((_Job(uid, path), series))
+            return jobs, later
+
+        jobs, later = database.retrying(conn, work)  # run again after a collision
+        for job, series in jobs:
+            batch.jobs.append(job)
+            batch.series.add(series)
         if later:  # its series is being sampled in the batch in hand: look again shortly
-            queue.defer(conn, later, until=now + max(self.poll_interval_s, 0.05))
+            queue.defer(conn, later, until=now + max(self.poll_interval_s, 0.05),
+                        claimer=claimer)
 
     def _decide(self, batch: _Batch, busy: set[str], now: float) -> None:
         """Start the decisions of the series that are complete now."""
@@ -207,7 +225,8 @@ class Worker:
                 continue
             if len(batch.jobs) >= self.batch_size and batch.decisions:
                 break  # the rest in the next batch
-            decision = decisions.start(conn, series, self.sampling, now=now)
+            decision = decisions.start(conn, series, self.sampling, now=now,
+                                       claimer=self.claimer)
             batch.moved += decision.moved
             if decision.settled:
                 continue
@@ -273,7 +292,7 @@ class Worker:
         own = [d for d in images if owner[d.sop_instance_uid] is None and vectors]
         if own:
             try:
-                index(self.index_set, own, vectors, identity)
+                index(self.index_set, own, vectors, identity, claimer=self.claimer)
                 report.done.extend(d.sop_instance_uid for d in own)
             except ModelMismatch:
                 raise
@@ -285,25 +304,26 @@ class Worker:
                 continue  # the model failed: the series stays open, decided again later
             mine = [d for d in images if owner[d.sop_instance_uid] is decision and vectors]
             decisions.commit(self.index_set, decision, instance_vectors(mine, vectors),
-                             identity=identity, now=time.time())
+                             identity=identity, now=time.time(), claimer=self.claimer)
         self._mark(report, batch.attempts)
         return report
 
     def _mark(self, report: BatchReport, attempts: dict[str, int]) -> None:
-        conn = self._conn
+        conn, mine = self._conn, self.claimer
         if report.done:
-            queue.mark_done(conn, report.done)
+            queue.mark_done(conn, report.done, claimer=mine)
         for uid, reason in report.skipped.items():
-            queue.mark_skipped(conn, uid, reason)
+            queue.mark_skipped(conn, uid, reason, claimer=mine)
         for uid, reason in report.failed.items():
             log.warning("instance failed: %s: %s", uid, reason)
-            queue.mark_failed(conn, uid, reason)
+            queue.mark_failed(conn, uid, reason, claimer=mine)
         for uid, reason in report.transient.items():
             n = attempts.get(uid, self.max_attempts)
             if n >= self.max_attempts:
-                queue.mark_failed(conn, uid, f"{reason} (after {n} attempts)")
+                queue.mark_failed(conn, uid, f"{reason} (after {n} attempts)", claimer=mine)
             else:
-                queue.retry_later(conn, uid, reason, backoff_s=self.backoff_s * 2 ** (n - 1))
+                queue.retry_later(conn, uid, reason, backoff_s=self.backoff_s * 2 ** (n - 1),
+                                  claimer=mine)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -336,7 +356,8 @@ class Worker:
                 if isinstance(f, cf.Future):
                     f.cancel()
             if current.jobs:
-                queue.release(self._conn, [job.sop_instance_uid for job in current.jobs])
+                queue.release(self._conn, [job.sop_instance_uid for job in current.jobs],
+                              claimer=self.claimer)
             self.index_set.save()
 
     def close(self) -> None:

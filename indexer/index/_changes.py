@@ -1,11 +1,15 @@
 """Changes to the ``vectors`` table inside the caller's transaction — storing instance
 vectors, deleting them — each with its series' and studies' means recomputed and the
-generation bumped. Each returns the :class:`VectorChanges` to apply to the in-memory
+change made known (:mod:`~indexer.index._log`: the generation bumped on SQLite, the keys
+logged on PostgreSQL). Each returns the :class:`VectorChanges` to apply to the in-memory
 indexes once the transaction has committed (:meth:`IndexSet.apply`).
 
-A crash between the commit and the in-memory update loses nothing: the saved index files
-then name an older generation than the catalog's, and are rebuilt from ``vectors`` at
-the next start.
+A crash between the commit and the in-memory update loses nothing: on SQLite the saved
+index files then name an older generation than the catalog's, and are rebuilt from
+``vectors`` at the next start; on PostgreSQL they are brought up to date from the log.
+On PostgreSQL these run in a serializable transaction (:func:`database.retrying`): two
+workers finishing instances of one series cannot both write a mean that misses the
+other's instance; one of them runs again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from database import Connection
 from indexer import queue
 from indexer._levels import LevelValues
 from indexer.errors import ModelMismatch
-from indexer.index import _meta, vectors
+from indexer.index import _log, _meta, vectors
 from indexer.index._aggregation import ParentChange, refresh_parents
 
 __all__ = ["VectorChanges", "delete_instances", "replace_instances", "store_instances"]
@@ -72,19 +76,18 @@ def store_instances(
     model_id: str,
     dim: int,
     only_claimed: bool = False,
+    claimer: str | None = None,
 ) -> tuple[list[int], VectorChanges]:
     """Upsert instance vectors (unit length) and refresh their parents; returns the stored
     instances' keys and the changes. Inside the caller's transaction.
 
-    With ``only_claimed``, only instances still claimed on the work queue (in progress)
-    are stored: one deleted while it was being embedded is not brought back.
+    With ``only_claimed``, only instances still claimed on the work queue by ``claimer``
+    are stored: one deleted while it was being embedded is not brought back, and one
+    whose claim was handed back to another worker is that worker's to store.
     """
     if only_claimed:
-        states = queue.states_of(conn, [it.sop_instance_uid for it in items])
-        items = [
-            it for it in items
-            if states.get(it.sop_instance_uid) is queue.WorkStateValues.IN_PROGRESS
-        ]
+        mine = queue.claimed(conn, [it.sop_instance_uid for it in items], claimer=claimer)
+        items = [it for it in items if it.sop_instance_uid in mine]
     if not items:
         return [], VectorChanges(generation=_meta.generation(conn))
     changes = VectorChanges()
@@ -110,7 +113,7 @@ def store_instances(
         changes.upserted.append((LevelValues.INSTANCE, key, vec))
     series = {(it.series_instance_uid, it.study_instance_uid) for it in items}
     changes.add_parents(refresh_parents(conn, sorted(series), model_id))
-    changes.generation = _meta.bump_generation(conn)
+    changes.generation = _log.record(conn, _keys(changes.upserted), changes.removed)
     return keys, changes
 
 
@@ -134,8 +137,12 @@ def delete_instances(conn: Connection, sop_instance_uids: Iterable[str]) -> Vect
         by_model.setdefault(model_id, set()).add((series_uid, study_uid))
     for model_id, series in by_model.items():
         changes.add_parents(refresh_parents(conn, sorted(series), model_id))
-    changes.generation = _meta.bump_generation(conn)
+    changes.generation = _log.record(conn, _keys(changes.upserted), changes.removed)
     return changes
+
+
+def _keys(upserted: Iterable[tuple[LevelValues, int, object]]) -> list[tuple[LevelValues, int]]:
+    return [(level, key) for level, key, _ in upserted]
 
 
 def replace_instances(
@@ -145,14 +152,17 @@ def replace_instances(
     *,
     model_id: str,
     dim: int,
+    claimer: str | None = None,
 ) -> tuple[list[str], VectorChanges]:
-    """Store ``add`` (only instances still claimed on the work queue) and delete the
-    vectors of ``remove``, with their series and studies recomputed: a series' new sample
-    replacing its old one. Inside the caller's transaction. Returns the UIDs stored."""
+    """Store ``add`` (only instances still claimed by ``claimer`` on the work queue) and
+    delete the vectors of ``remove``, with their series and studies recomputed: a series'
+    new sample replacing its old one. Inside the caller's transaction. Returns the UIDs
+    stored."""
     stored = [it.sop_instance_uid for it in add]
     if add:
-        states = queue.states_of(conn, stored)
-        stored = [u for u in stored if states.get(u) is queue.WorkStateValues.IN_PROGRESS]
-    _, added = store_instances(conn, add, model_id=model_id, dim=dim, only_claimed=True)
+        mine = queue.claimed(conn, stored, claimer=claimer)
+        stored = [u for u in stored if u in mine]
+    _, added = store_instances(conn, add, model_id=model_id, dim=dim, only_claimed=True,
+                               claimer=claimer)
     removed = delete_instances(conn, remove)
     return stored, added.then(removed)

@@ -2,9 +2,10 @@
 sidecar ``index/<level>.json``.
 
 Each file is saved atomically (temporary file, fsync, rename), then its sidecar, which
-names the model identity, the catalog generation, the dtype, the dimension and the count
-it was saved at. A file whose sidecar disagrees with the catalog (or that cannot be read)
-is stale: :func:`load` answers None and the caller rebuilds it with :func:`build`.
+names the model identity, the catalog generation (on PostgreSQL: the change log horizon,
+:mod:`~indexer.index._log`), the dtype, the dimension and the count it was saved at. A
+file whose sidecar disagrees with the catalog (or that cannot be read) is stale:
+:func:`load` answers None and the caller rebuilds it with :func:`build`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +74,8 @@ def _paths(index_dir: Path, level: LevelValues) -> tuple[Path, Path]:
     return index_dir / f"{level.value}.usearch", index_dir / f"{level.value}.json"
 
 
-def _expected(identity: str | None, generation: int, dtype: DTypeValues, dim: int | None
-              ) -> dict[str, Any]:
-    return {"model_id": identity, "generation": generation, "dtype": dtype.value, "dim": dim}
+def _expected(identity: str | None, dtype: DTypeValues, dim: int | None) -> dict[str, Any]:
+    return {"model_id": identity, "dtype": dtype.value, "dim": dim}
 
 
 def load(
@@ -84,17 +85,19 @@ def load(
     *,
     identity: str,
     dim: int,
-    generation: int,
-) -> Any | None:
-    """The saved index of ``level`` if it reflects this catalog, else None (stale,
-    missing or unreadable)."""
+    fresh: Callable[[int], bool],
+) -> tuple[Any, int] | None:
+    """The saved index of ``level`` and the generation it was saved at, if it is of this
+    model and ``fresh(generation)`` (SQLite: the catalog's; PostgreSQL: not older than
+    the change log reaches), else None (stale, missing or unreadable)."""
     path, sidecar = _paths(index_dir, level)
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        generation = int(meta["generation"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    expected = _expected(identity, generation, hnsw.dtype, dim)
-    if any(meta.get(k) != v for k, v in expected.items()):
+    expected = _expected(identity, hnsw.dtype, dim)
+    if any(meta.get(k) != v for k, v in expected.items()) or not fresh(generation):
         log.info("index %s is stale (%s vs %s): rebuilding", level.value, meta, expected)
         return None
     index = hnsw.new_index(dim)
@@ -105,11 +108,12 @@ def load(
         return None
     if len(index) != meta.get("count"):
         return None
-    return index
+    return index, generation
 
 
 def build(conn: Connection, level: LevelValues, hnsw: HnswSettings, dim: int) -> Any:
-    """A new index of ``level`` holding every vector the table has at that level."""
+    """A new index of ``level`` holding every vector the table has at that level (read
+    as a stream, never all at once)."""
     index = hnsw.new_index(dim)
     for keys, matrix in vectors.scan(conn, level):
         index.add(keys, matrix)
@@ -133,7 +137,8 @@ def save(
     _fsync(tmp)
     os.replace(tmp, path)
     meta = {
-        **_expected(identity, generation, hnsw.dtype, dim),
+        **_expected(identity, hnsw.dtype, dim),
+        "generation": generation,
         "count": len(index),
         "saved_at": time.time(),
     }

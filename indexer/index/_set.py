@@ -2,7 +2,9 @@
 table behind them.
 
 An ``IndexSet`` may be used from several threads: each thread gets its own catalog
-connection, and the in-memory indexes are guarded by a lock.
+connection, and the in-memory indexes are guarded by a lock. Its own writes are applied
+at once; on PostgreSQL the writes of other processes are applied by
+:meth:`IndexSet.follow_changes` (a serving process calls it every second or so).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import database
-from database import Connection, ThreadConnections, transaction
+from database import Connection, ThreadConnections, retrying, transaction
 from indexer import queue
 from indexer._enums import to_member
 from indexer._levels import LevelValues
 from indexer._schema import ensure_schema
 from indexer.errors import ModelMismatch
-from indexer.index import _files, _meta, vectors
+from indexer.index import _files, _log, _meta, vectors
 from indexer.index._changes import VectorChanges, replace_instances, store_instances
 from indexer.index._changes import delete_instances as _delete_instances
 from indexer.index._files import DTypeValues, HnswSettings
@@ -77,9 +79,16 @@ class IndexSet(IndexReads):
         #: 100,000 vectors) excludes changes to the indexes, not searches
         self._write_lock = threading.Lock()
         self._indexes: dict[LevelValues, Any] = {}
+        #: SQLite: the catalog generation the indexes reflect; PostgreSQL: the change
+        #: log horizon (every transaction below it is applied)
         self._loaded_generation = -1
+        #: the model the in-memory indexes hold (None: none loaded)
+        self._model: str | None = None
         self._bound: tuple[str, int] | None = None
+        #: one follower at a time (a thread's poll, a load)
+        self._follow_lock = threading.Lock()
         self.index_dir.mkdir(parents=True, exist_ok=True)
+        self.follows = _log.follows(self.connection())
 
     @property
     def dtype(self) -> DTypeValues:
@@ -141,7 +150,10 @@ class IndexSet(IndexReads):
         return _meta.model_identity(self.connection())
 
     def generation(self) -> int:
-        return _meta.generation(self.connection())
+        """SQLite: how many transactions have changed ``vectors``. PostgreSQL: the change
+        log's horizon now (grows as vectors change)."""
+        conn = self.connection()
+        return _log.current_horizon(conn) if self.follows else _meta.generation(conn)
 
     def check_model(self, identity: str, dim: int) -> None:
         """Bind an empty index to a model, or check the model is the one bound.
@@ -167,6 +179,7 @@ class IndexSet(IndexReads):
                 if level not in self._indexes:
                     self._indexes[level] = self._hnsw[level].new_index(dim)
             self._bound = (identity, dim)
+            self._model = identity
 
     def switch_model(self, identity: str, dim: int) -> int:
         """Drop every vector, bind the index to a new model and queue all instances again.
@@ -174,15 +187,21 @@ class IndexSet(IndexReads):
         Returns how many instances were queued again.
         """
         conn = self.connection()
-        with transaction(conn):
-            vectors.delete_all(conn)
-            _meta.bind_model(conn, identity, dim)
-            generation = _meta.bump_generation(conn)
+        horizon = _log.current_horizon(conn) if self.follows else 0
+
+        def work(c: Connection) -> int:
+            _log.record_all(c)
+            vectors.delete_all(c)
+            _meta.bind_model(c, identity, dim)
+            return _log.record(c, [], [])
+
+        generation = retrying(conn, work)
         requeued = queue.requeue_all(conn)
         with self._lock:
             self._indexes = {level: self._hnsw[level].new_index(dim) for level in _LEVELS}
             self._bound = (identity, dim)
-            self._loaded_generation = generation
+            self._model = identity
+            self._loaded_generation = horizon if self.follows else generation
         self.save()
         log.info("model switched to %s; %d instances queued again", identity, requeued)
         return requeued
@@ -190,27 +209,41 @@ class IndexSet(IndexReads):
     # -- the files --------------------------------------------------------------------
 
     def load_or_rebuild(self) -> list[LevelValues]:
-        """Load each level's saved index if it matches the catalog, else rebuild it.
+        """Load each level's saved index if it matches the catalog, else rebuild it; on
+        PostgreSQL, then bring them up to date from the change log.
 
         Returns the levels that were rebuilt.
         """
-        identity, dim, generation = self.identity, self.dim, self.generation()
-        if identity is None or dim is None:
+        conn = self.connection()
+        with self._follow_lock:
+            # PostgreSQL: taken before the table is read, so what a rebuild misses is
+            # at or above it and replayed from the log
+            start = _log.current_horizon(conn) if self.follows else _meta.generation(conn)
+            identity, dim = self.identity, self.dim
+            if identity is None or dim is None:
+                with self._lock:
+                    self._indexes, self._model, self._loaded_generation = {}, None, start
+                return []
+            floor = _log.pruned_below(conn) if self.follows else 0
+            rebuilt: list[LevelValues] = []
+            horizons = [start]
             with self._lock:
-                self._indexes = {}
-            return []
-        rebuilt: list[LevelValues] = []
-        with self._lock:
-            for level in _LEVELS:
-                index = _files.load(
-                    self.index_dir, level, self._hnsw[level],
-                    identity=identity, dim=dim, generation=generation,
-                )
-                if index is None:
-                    index = _files.build(self.connection(), level, self._hnsw[level], dim)
-                    rebuilt.append(level)
-                self._indexes[level] = index
-            self._loaded_generation = generation
+                for level in _LEVELS:
+                    loaded = _files.load(
+                        self.index_dir, level, self._hnsw[level], identity=identity, dim=dim,
+                        fresh=(lambda g: g >= floor) if self.follows else (lambda g: g == start),
+                    )
+                    if loaded is None:
+                        index = _files.build(conn, level, self._hnsw[level], dim)
+                        rebuilt.append(level)
+                    else:
+                        index, saved = loaded
+                        horizons.append(saved)
+                    self._indexes[level] = index
+                self._model = identity
+                self._loaded_generation = min(horizons)
+            if self.follows:
+                self._follow(conn)
         if rebuilt:
             log.info("indexes rebuilt from the catalog: %s", [lv.value for lv in rebuilt])
             self.save()
@@ -221,15 +254,60 @@ class IndexSet(IndexReads):
         dim = self.dim
         if dim is None:
             return
-        generation = self.generation()
         conn = self.connection()
-        with self._lock:
-            self._indexes = {lv: _files.build(conn, lv, self._hnsw[lv], dim) for lv in _LEVELS}
-            self._loaded_generation = generation
+        with self._follow_lock:
+            start = _log.current_horizon(conn) if self.follows else _meta.generation(conn)
+            with self._lock:
+                self._indexes = {lv: _files.build(conn, lv, self._hnsw[lv], dim)
+                                 for lv in _LEVELS}
+                self._model = self.identity
+                self._loaded_generation = start
+            if self.follows:
+                self._follow(conn)
         self.save()
 
+    def follow_changes(self) -> int:
+        """Apply what other processes changed in ``vectors`` since the indexes' horizon
+        (PostgreSQL; nothing to do on SQLite, where this process is the only writer).
+        Indexes of another model than the catalog's now are rebuilt. Returns how many
+        keys were applied."""
+        if not self.follows:
+            return 0
+        conn = self.connection()
+        if self.identity != self._model:
+            self.load_or_rebuild()
+            return sum(self.count(lv) for lv in _LEVELS)
+        with self._follow_lock:
+            return self._follow(conn)
+
+    def _follow(self, conn: Connection) -> int:
+        """:meth:`follow_changes`, under the follow lock: in one snapshot the new horizon,
+        the keys changed since the old one and their rows now; then applied."""
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            horizon = _log.current_horizon(conn)
+            changed = _log.changed_since(conn, self._loaded_generation)
+            found_keys, matrix = vectors.vectors_of_keys(conn, [k for _, k in changed])
+        finally:
+            conn.rollback()
+        found = dict(zip(found_keys, matrix, strict=True))
+        changes = VectorChanges()
+        for level, key in changed:
+            vec = found.get(key)
+            if vec is None:
+                changes.removed.append((level, key))
+            else:
+                changes.upserted.append((level, key, vec))
+        self.apply(changes)
+        with self._lock:
+            self._loaded_generation = horizon
+        if changed:
+            log.debug("followed %d vector changes; horizon %d", len(changed), horizon)
+        return len(changed)
+
     def save(self) -> None:
-        """Save each index atomically (temporary file, fsync, rename), then its sidecar."""
+        """Save each index atomically (temporary file, fsync, rename), then its sidecar
+        (with the generation or horizon the indexes reflect)."""
         identity, dim = self.identity, self.dim
         with self._write_lock:  # no change meanwhile; searches go on (saving only reads)
             with self._lock:
@@ -248,22 +326,21 @@ class IndexSet(IndexReads):
         *,
         identity: str,
         only_claimed: bool = False,
+        claimer: str | None = None,
     ) -> list[int]:
         """Store instance vectors (upsert on UID), update their series and studies, and
-        the indexes. Returns the stored instances' keys. One catalog transaction.
+        the indexes. Returns the stored instances' keys. One catalog transaction (run
+        again after a collision with another worker's, on PostgreSQL).
 
         With ``only_claimed`` (the worker), instances no longer claimed on the work queue
-        (deleted while being embedded) are left out.
+        by ``claimer`` (deleted while being embedded, or handed back) are left out.
         """
         if not items:
             return []
         dim = int(items[0].vector.shape[-1])
         self.check_model(identity, dim)
-        conn = self.connection()
-        with transaction(conn):
-            keys, changes = store_instances(
-                conn, items, model_id=identity, dim=dim, only_claimed=only_claimed
-            )
+        keys, changes = retrying(self.connection(), lambda c: store_instances(
+            c, items, model_id=identity, dim=dim, only_claimed=only_claimed, claimer=claimer))
         self.apply(changes)
         return keys
 
@@ -274,19 +351,25 @@ class IndexSet(IndexReads):
         remove: Sequence[str],
         identity: str,
         also: Callable[[Connection, list[str]], None] | None = None,
+        claimer: str | None = None,
     ) -> list[str]:
-        """Store ``add`` (instances still claimed) and delete the vectors of ``remove`` in
-        one catalog transaction, then the indexes: a series' new sample replacing its old
-        one, never half of each. ``also(conn, stored_uids)`` runs in the same transaction
-        (the caller's own rows). Returns the UIDs stored."""
+        """Store ``add`` (instances still claimed by ``claimer``) and delete the vectors
+        of ``remove`` in one catalog transaction, then the indexes: a series' new sample
+        replacing its old one, never half of each. ``also(conn, stored_uids)`` runs in the
+        same transaction (the caller's own rows; run again with it after a collision).
+        Returns the UIDs stored."""
         dim = int(add[0].vector.shape[-1]) if add else (self.dim or 0)
         if add:
             self.check_model(identity, dim)
-        conn = self.connection()
-        with transaction(conn):
-            stored, changes = replace_instances(conn, add, remove, model_id=identity, dim=dim)
+
+        def work(conn: Connection) -> tuple[list[str], VectorChanges]:
+            stored, changes = replace_instances(conn, add, remove, model_id=identity,
+                                                dim=dim, claimer=claimer)
             if also is not None:
                 also(conn, stored)
+            return stored, changes
+
+        stored, changes = retrying(self.connection(), work)
         self.apply(changes)
         return stored
 
@@ -297,9 +380,8 @@ class IndexSet(IndexReads):
         :func:`indexer.index.delete_instances` in the caller's transaction, then
         :meth:`apply`.
         """
-        conn = self.connection()
-        with transaction(conn):
-            changes = _delete_instances(conn, [sop_instance_uid])
+        changes = retrying(self.connection(),
+                           lambda c: _delete_instances(c, [sop_instance_uid]))
         self.apply(changes)
         return not changes.empty
 
@@ -324,5 +406,6 @@ class IndexSet(IndexReads):
                     if key in index:
                         index.remove(key)
                     index.add(key, vec)
-            with self._lock:
-                self._loaded_generation = changes.generation
+            if not self.follows:  # PostgreSQL: the horizon moves with the follower only
+                with self._lock:
+                    self._loaded_generation = changes.generation

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from database import Connection
+from database import Connection, dialect_of, stream
 from indexer._levels import LevelValues
 from indexer.filters import SearchFilters
 
@@ -223,7 +223,7 @@ def rows(conn: Connection, keys: Sequence[int]) -> dict[int, VectorRow]:
 
 def keys_passing(conn: Connection, level: LevelValues, filters: SearchFilters) -> set[int]:
     """The keys of ``level`` whose rows pass ``filters`` (no vector is read)."""
-    where, params = filters.sql()
+    where, params = filters.sql(dialect_of(conn))
     cur = conn.execute(
         f"SELECT key, uid FROM vectors WHERE level = ? AND {where}", [level.value, *params]
     )
@@ -294,7 +294,7 @@ def in_studies(
 ) -> list[StoredVector]:
     """The vectors of ``level`` that belong to these studies and pass ``filters``."""
     out: list[StoredVector] = []
-    where, params = filters.sql()
+    where, params = filters.sql(dialect_of(conn))
     for chunk in _chunks(study_instance_uids):
         for uid, study, parent, blob in conn.execute(
             "SELECT uid, study_instance_uid, parent_uid, vector FROM vectors"
@@ -328,13 +328,20 @@ def counts_by_level(conn: Connection) -> dict[LevelValues, int]:
 def scan(
     conn: Connection, level: LevelValues, *, batch: int = 65536
 ) -> Iterator[tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]]:
-    """Every vector of ``level``, key order, in batches of keys and stacked vectors."""
-    cur = conn.execute(
-        "SELECT key, vector FROM vectors WHERE level = ? ORDER BY key", (level.value,)
-    )
-    while True:
-        chunk = cur.fetchmany(batch)
-        if not chunk:
-            return
-        keys = np.asarray([int(r[0]) for r in chunk], dtype=np.uint64)
-        yield keys, np.stack([from_blob(r[1]) for r in chunk])
+    """Every vector of ``level``, key order, in batches of keys and stacked vectors (a
+    stream: the rows are never all held at once)."""
+    rows = stream(conn, "SELECT key, vector FROM vectors WHERE level = ? ORDER BY key",
+                  (level.value,), size=min(batch, 10_000))
+    chunk: list[Any] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == batch:
+            yield _stacked(chunk)
+            chunk = []
+    if chunk:
+        yield _stacked(chunk)
+
+
+def _stacked(chunk: list[Any]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+    keys = np.asarray([int(r[0]) for r in chunk], dtype=np.uint64)
+    return keys, np.stack([from_blob(r[1]) for r in chunk])

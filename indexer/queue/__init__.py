@@ -6,7 +6,8 @@ States (``WorkStateValues``)::
        ▲                    │
        ├── retry_later ─────┤   (transient error: back to pending with not_before)
        ├── hold ────────────┘   (a slice of a volume: waits for its series, see below)
-       └── reset_in_progress ◀─ at start, after a crash or a kill
+       ├── reset_in_progress ◀─ at start, after a crash or a kill (embedded)
+       └── return_claims ◀───── the claims of processes no longer alive (shared)
 
 A slice of a volume series is *held*: pending, never claimed (``not_before`` is
 :data:`HELD`), until its series is complete and sampled (:mod:`indexer.slices`); the
@@ -29,6 +30,13 @@ The node reads the queue through :func:`counts` (the whole queue, or the instanc
 study, series or instance, whose UIDs it reads from its own tables) and :func:`states_of`;
 it never runs SQL on ``work``. The table is created by :func:`indexer.ensure_schema`.
 
+Several workers may share one queue (PostgreSQL): :func:`claim` skips the rows another
+claimer is taking, records the claimer (``claimed_by``), and every outcome (and every
+vector the worker stores, :func:`claimed`) is written only while the claim is still the
+caller's, so an instance whose claim was handed back (:func:`return_claims`, by the
+maintenance leader, for processes no longer alive) is completed once, by its new
+claimer. ``reset_in_progress`` is for the embedded set-up (one process per catalog).
+
 ``attempts`` counts claims: a claim increments it, so an instance that kills the worker
 every time it is touched is marked failed by ``reset_in_progress`` once it has used up
 ``max_attempts``, instead of crashing the worker forever.
@@ -50,10 +58,12 @@ from indexer.queue._changes import (
     requeue_all,
     reset_in_progress,
     retry_later,
+    return_claims,
     take,
 )
 from indexer.queue._counts import (
     QueueCounts,
+    claimed,
     counts,
     held,
     oldest_unsorted_arrival,
@@ -67,6 +77,7 @@ __all__ = [
     "WorkItem",
     "WorkStateValues",
     "claim",
+    "claimed",
     "counts",
     "defer",
     "delete",
@@ -82,6 +93,7 @@ __all__ = [
     "requeue_all",
     "reset_in_progress",
     "retry_later",
+    "return_claims",
     "states_of",
     "take",
 ]

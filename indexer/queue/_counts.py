@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from database import Connection
 from indexer.queue._states import (
     _FAILED,
+    _IN_PROGRESS,
     _NOT_SAMPLED,
     _PENDING,
     _SKIPPED,
@@ -17,7 +18,7 @@ from indexer.queue._states import (
     _chunks,
 )
 
-__all__ = ["QueueCounts", "counts", "held", "oldest_unsorted_arrival", "states_of"]
+__all__ = ["QueueCounts", "claimed", "counts", "held", "oldest_unsorted_arrival", "states_of"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,5 +136,20 @@ def held(conn: Connection, sop_instance_uids: Iterable[str]) -> set[str]:
             "SELECT sop_instance_uid FROM work WHERE state = ? AND not_before >= ?"
             f" AND sop_instance_uid IN ({marks})",
             [_PENDING, HELD, *chunk],
+        ))
+    return out
+
+
+def claimed(conn: Connection, sop_instance_uids: Iterable[str], *,
+            claimer: str | None = None) -> set[str]:
+    """Those of these instances still claimed by ``claimer`` (in progress, claimed under
+    that name; None: the embedded worker's unnamed claims)."""
+    out: set[str] = set()
+    for chunk in _chunks(sop_instance_uids):
+        marks = ",".join("?" * len(chunk))
+        out.update(str(uid) for (uid,) in conn.execute(
+            "SELECT sop_instance_uid FROM work WHERE state = ?"
+            f" AND claimed_by IS NOT DISTINCT FROM ? AND sop_instance_uid IN ({marks})",
+            [_IN_PROGRESS, claimer, *chunk],
         ))
     return out

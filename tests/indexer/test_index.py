@@ -1,4 +1,6 @@
-"""IndexSet: vectors in the catalog, per-level HNSW indexes, persistence and model identity."""
+"""IndexSet: vectors in the catalog, per-level HNSW indexes, persistence and model identity
+(on SQLite and PostgreSQL; what rests on SQLite's generation runs there only, its
+PostgreSQL counterpart, the change log, is in test_follow.py)."""
 
 from __future__ import annotations
 
@@ -32,16 +34,26 @@ def _iv(uid: str, series: str, study: str, vec: np.ndarray, **kw: str) -> Instan
     return InstanceVector(uid, series, study, _unit(vec), **kw)  # type: ignore[arg-type]
 
 
+Paths = tuple[str | Path, Path]
+
+
 @pytest.fixture
-def paths(tmp_path: Path) -> tuple[Path, Path]:
+def paths(target: str | Path, tmp_path: Path) -> Paths:
+    """The catalog (each back end) and the index folder."""
+    return target, tmp_path / "index"
+
+
+@pytest.fixture
+def sqlite_paths(tmp_path: Path) -> Paths:
+    """A SQLite catalog (its generation) and the index folder."""
     return tmp_path / "catalog.sqlite", tmp_path / "index"
 
 
-def _open(paths: tuple[Path, Path], **kw: object) -> IndexSet:
+def _open(paths: Paths, **kw: object) -> IndexSet:
     return IndexSet.open(catalog=paths[0], index_dir=paths[1], **kw)  # type: ignore[arg-type]
 
 
-def test_series_and_study_vectors_are_renormalised_means(paths: tuple[Path, Path]) -> None:
+def test_series_and_study_vectors_are_renormalised_means(paths: Paths) -> None:
     ix = _open(paths, model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(0)
     a, b, c = (rng.normal(size=DIM) for _ in range(3))
@@ -53,7 +65,7 @@ def test_series_and_study_vectors_are_renormalised_means(paths: tuple[Path, Path
     assert (ix.count("instance"), ix.count("series"), ix.count("study")) == (3, 2, 1)
 
 
-def test_an_instance_indexed_twice_is_there_once(paths: tuple[Path, Path]) -> None:
+def test_an_instance_indexed_twice_is_there_once(paths: Paths) -> None:
     ix = _open(paths, model_id=MODEL, dim=DIM)
     v = np.ones(DIM)
     ix.add_instances([_iv("1.1.1", "1.1", "1", v)], identity=MODEL)
@@ -64,29 +76,29 @@ def test_an_instance_indexed_twice_is_there_once(paths: tuple[Path, Path]) -> No
     assert dist[0] < 1e-3  # the newer vector replaced the old one in the index too
 
 
-def test_saved_indexes_reload_and_stale_ones_rebuild(paths: tuple[Path, Path]) -> None:
-    ix = _open(paths, model_id=MODEL, dim=DIM)
+def test_saved_indexes_reload_and_stale_ones_rebuild(sqlite_paths: Paths) -> None:
+    ix = _open(sqlite_paths, model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(1)
     ix.add_instances(
         [_iv(f"1.1.{i}", "1.1", "1", rng.normal(size=DIM)) for i in range(20)], identity=MODEL
     )
     ix.save()
-    again = IndexSet(catalog=paths[0], index_dir=paths[1])
+    again = IndexSet(catalog=sqlite_paths[0], index_dir=sqlite_paths[1])
     assert again.load_or_rebuild() == []  # loaded from files
     assert again.count("instance") == 20
     # a change after the save (the process was killed before saving): the files are stale
     again.add_instances([_iv("1.1.99", "1.1", "1", rng.normal(size=DIM))], identity=MODEL)
-    third = IndexSet(catalog=paths[0], index_dir=paths[1])
+    third = IndexSet(catalog=sqlite_paths[0], index_dir=sqlite_paths[1])
     assert set(third.load_or_rebuild()) == set(LevelValues)
     assert third.count("instance") == 21
     # a missing file is rebuilt too
-    (paths[1] / "series.usearch").unlink()
-    fourth = IndexSet(catalog=paths[0], index_dir=paths[1])
+    (sqlite_paths[1] / "series.usearch").unlink()
+    fourth = IndexSet(catalog=sqlite_paths[0], index_dir=sqlite_paths[1])
     assert fourth.load_or_rebuild() == [LevelValues.SERIES]
     assert fourth.count("series") == 1
 
 
-def test_a_garbled_index_file_is_rebuilt(paths: tuple[Path, Path]) -> None:
+def test_a_garbled_index_file_is_rebuilt(paths: Paths) -> None:
     ix = _open(paths, model_id=MODEL, dim=DIM)
     ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM))], identity=MODEL)
     ix.save()
@@ -96,7 +108,7 @@ def test_a_garbled_index_file_is_rebuilt(paths: tuple[Path, Path]) -> None:
     assert again.count("instance") == 1
 
 
-def test_vectors_of_another_model_are_refused(paths: tuple[Path, Path]) -> None:
+def test_vectors_of_another_model_are_refused(paths: Paths) -> None:
     ix = _open(paths, model_id=MODEL, dim=DIM)
     ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM))], identity=MODEL)
     with pytest.raises(ModelMismatch, match="explicit rebuild") as info:
@@ -108,12 +120,11 @@ def test_vectors_of_another_model_are_refused(paths: tuple[Path, Path]) -> None:
         _open(paths, model_id=MODEL, dim=DIM + 1)
 
 
-def test_switching_model_drops_vectors_and_requeues(paths: tuple[Path, Path]) -> None:
+def test_switching_model_drops_vectors_and_requeues(paths: Paths) -> None:
     ix = _open(paths, model_id=MODEL, dim=DIM)
     conn = connect(paths[0])
-    conn.execute("BEGIN")
-    queue.enqueue(conn, "1.1.1", "dicom/a.dcm")
-    conn.commit()
+    with transaction(conn):
+        queue.enqueue(conn, "1.1.1", "dicom/a.dcm")
     [item] = queue.claim(conn, 1)
     ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM))], identity=MODEL)
     queue.mark_done(conn, [item.sop_instance_uid])
@@ -124,7 +135,7 @@ def test_switching_model_drops_vectors_and_requeues(paths: tuple[Path, Path]) ->
     assert ix.count("study") == 1
 
 
-def test_deleting_an_instance_updates_its_parents(paths: tuple[Path, Path]) -> None:
+def test_deleting_an_instance_updates_its_parents(paths: Paths) -> None:
     ix = _open(paths, model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(2)
     a, b = rng.normal(size=DIM), rng.normal(size=DIM)
@@ -139,14 +150,14 @@ def test_deleting_an_instance_updates_its_parents(paths: tuple[Path, Path]) -> N
     assert not ix.delete_instance("1.2.1")
 
 
-def test_constructor_validates(paths: tuple[Path, Path]) -> None:
+def test_constructor_validates(paths: Paths) -> None:
     with pytest.raises(ValueError, match="dtype"):
         IndexSet(catalog=paths[0], index_dir=paths[1], dtype="f8")
     with pytest.raises(ValueError, match="connectivity"):
         IndexSet(catalog=paths[0], index_dir=paths[1], connectivity=0)
 
 
-def test_dtype_is_a_member_or_its_name(paths: tuple[Path, Path]) -> None:
+def test_dtype_is_a_member_or_its_name(paths: Paths) -> None:
     assert IndexSet(catalog=paths[0], index_dir=paths[1], dtype="f32").dtype is DTypeValues.F32
     ix = IndexSet(catalog=paths[0], index_dir=paths[1], dtype=DTypeValues.I8)
     assert ix.dtype is DTypeValues.I8
@@ -154,7 +165,7 @@ def test_dtype_is_a_member_or_its_name(paths: tuple[Path, Path]) -> None:
         IndexSet(catalog=paths[0], index_dir=paths[1], dtype="f8")
 
 
-def test_status_reads_the_model_and_the_counts(paths: tuple[Path, Path]) -> None:
+def test_status_reads_the_model_and_the_counts(paths: Paths) -> None:
     ix = _open(paths)
     conn = connect(paths[0])
     assert model_identity(conn) is None
@@ -166,14 +177,14 @@ def test_status_reads_the_model_and_the_counts(paths: tuple[Path, Path]) -> None
                                    LevelValues.INSTANCE: 2}
 
 
-def test_deleting_vectors_in_the_callers_transaction(paths: tuple[Path, Path]) -> None:
+def test_deleting_vectors_in_the_callers_transaction(sqlite_paths: Paths) -> None:
     """The node deletes vectors with its catalog rows: all kept or all undone."""
-    ix = _open(paths, model_id=MODEL, dim=DIM)
+    ix = _open(sqlite_paths, model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(4)
     ix.add_instances([_iv("1.1.1", "1.1", "1", rng.normal(size=DIM)),
                       _iv("1.1.2", "1.1", "1", rng.normal(size=DIM)),
                       _iv("2.1.1", "2.1", "2", rng.normal(size=DIM))], identity=MODEL)
-    conn = connect(paths[0])
+    conn = connect(sqlite_paths[0])
     generation = ix.generation()
     with pytest.raises(RuntimeError, match="the catalog part failed"), transaction(conn):
         delete_instances(conn, ["1.1.1", "1.1.2"])
@@ -192,16 +203,16 @@ def test_deleting_vectors_in_the_callers_transaction(paths: tuple[Path, Path]) -
     assert nothing.empty and ix.generation() == generation + 1
 
 
-def test_a_crash_between_commit_and_apply_rebuilds_from_the_table(paths: tuple[Path, Path]) -> None:
-    ix = _open(paths, model_id=MODEL, dim=DIM)
+def test_a_crash_between_commit_and_apply_rebuilds_from_the_table(sqlite_paths: Paths) -> None:
+    ix = _open(sqlite_paths, model_id=MODEL, dim=DIM)
     ix.add_instances([_iv("1.1.1", "1.1", "1", np.ones(DIM)),
                       _iv("2.1.1", "2.1", "2", -np.ones(DIM))], identity=MODEL)
     ix.save()
-    conn = connect(paths[0])
+    conn = connect(sqlite_paths[0])
     with transaction(conn):
         delete_instances(conn, ["1.1.1"])
     # the process dies here: the in-memory index and the files were never updated
-    again = IndexSet(catalog=paths[0], index_dir=paths[1])
+    again = IndexSet(catalog=sqlite_paths[0], index_dir=sqlite_paths[1])
     assert set(again.load_or_rebuild()) == set(LevelValues)  # the files are stale
     assert (again.count("instance"), again.count("study")) == (1, 1)
     keys, _ = again.ann(LevelValues.STUDY, _unit(np.ones(DIM)), 5)
@@ -209,7 +220,7 @@ def test_a_crash_between_commit_and_apply_rebuilds_from_the_table(paths: tuple[P
 
 
 def test_the_worker_does_not_bring_back_an_instance_deleted_while_embedding(
-        paths: tuple[Path, Path]) -> None:
+        paths: Paths) -> None:
     ix = _open(paths, model_id=MODEL, dim=DIM)
     conn = connect(paths[0])
     with transaction(conn):
@@ -226,7 +237,7 @@ def test_the_worker_does_not_bring_back_an_instance_deleted_while_embedding(
     np.testing.assert_allclose(ix.get_vector("series", "1.1"), _unit(np.ones(DIM)), atol=1e-6)
 
 
-def test_instance_and_series_levels_can_be_kept_quantized(paths: tuple[Path, Path]) -> None:
+def test_instance_and_series_levels_can_be_kept_quantized(paths: Paths) -> None:
     i8 = {"instance": "i8", LevelValues.SERIES: DTypeValues.I8}
     ix = _open(paths, model_id=MODEL, dim=DIM, level_dtypes=i8)
     assert [ix.level_dtype(lv) for lv in ("instance", "series", "study")] == [

@@ -19,8 +19,9 @@ def _iv(uid: str, vec: np.ndarray) -> InstanceVector:
     return InstanceVector(uid, "1.1", "1", (vec / np.linalg.norm(vec)).astype(np.float32))
 
 
-def test_a_search_does_not_wait_for_a_save_a_change_does(tmp_path: Path) -> None:
-    ix = IndexSet.open(catalog=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index",
+def test_a_search_does_not_wait_for_a_save_a_change_does(tmp_path: Path,
+                                                          target: str | Path) -> None:
+    ix = IndexSet.open(catalog=target, index_dir=tmp_path / "index",
                        model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(0)
     ix.add_instances([_iv(f"1.1.{i}", rng.normal(size=DIM)) for i in range(1, 9)],

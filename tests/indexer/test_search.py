@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from database import dialect_of
 from indexer import LevelValues
 from indexer.index import IndexSet, InstanceVector
 from indexer.search import SearchFilters, rocchio, search
@@ -16,9 +17,9 @@ PARTS = ("CHEST", "HEAD", "ABDOMEN")
 
 
 @pytest.fixture(scope="module")
-def index_set(tmp_path_factory: pytest.TempPathFactory) -> IndexSet:
+def index_set(tmp_path_factory: pytest.TempPathFactory, module_target: str) -> IndexSet:
     d = tmp_path_factory.mktemp("search")
-    ix = IndexSet.open(catalog=d / "c.sqlite", index_dir=d / "index", model_id=MODEL, dim=DIM)
+    ix = IndexSet.open(catalog=module_target, index_dir=d / "index", model_id=MODEL, dim=DIM)
     rng = np.random.default_rng(7)
     items = []
     for s in range(600):  # 600 studies, one series of two instances each
@@ -164,7 +165,7 @@ def test_exclusions_only_match_the_exact_answer(index_set: IndexSet, level: str)
 def test_matches_agrees_with_the_sql_filter(index_set: IndexSet) -> None:
     flt = SearchFilters(modality="MR", body_part="head", study_date_from="20240101",
                         study_date_to="20240630", exclude_patient_id="P9")
-    where, params = flt.sql()
+    where, params = flt.sql(dialect_of(index_set.connection()))
     allowed = {r[0] for r in index_set.connection().execute(
         f"SELECT key FROM vectors WHERE {where}", params)}
     every = [r[0] for r in index_set.connection().execute("SELECT key FROM vectors")]

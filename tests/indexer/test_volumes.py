@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,28 @@ from indexer.normalise import NormalisedImage, normalise_dataset
 from indexer.sampling import VolumeSampling, choose_frames, choose_slices
 from indexer.stages import shrink
 from indexer.worker import Worker
+from tests.conftest import BACKENDS, catalog_for
 from tests.indexer._dicom import ct_pattern, grey_dataset, pydicom_data_files, write
 
 STUDY, SERIES = "1.2.840.99.1", "1.2.840.99.1.1"
 OBLIQUE = [0.8, 0.6, 0.0, 0.0, 0.0, -1.0]  # normal (-0.6, 0.8, 0)
+
+#: the catalog of a data folder (SQLite: its catalog.sqlite; PostgreSQL: a fresh database)
+CatalogOf = Callable[[Path], str | Path]
+
+
+@pytest.fixture(params=BACKENDS)
+def cat(request: pytest.FixtureRequest) -> CatalogOf:
+    """Each data folder of a test gets its own catalog, on one back end."""
+    made: dict[Path, str | Path] = {}
+
+    def of(data: Path) -> str | Path:
+        if data not in made:
+            url = catalog_for(request, str(request.param))
+            made[data] = data / "catalog.sqlite" if url is None else url
+        return made[data]
+
+    return of
 
 
 def _slice(i: int, *, series: str = SERIES, corrupt: bool = False) -> FileDataset:
@@ -46,8 +65,8 @@ def _slice(i: int, *, series: str = SERIES, corrupt: bool = False) -> FileDatase
     return ds
 
 
-def _queue(data: Path, datasets: list[FileDataset], *, at: float) -> None:
-    conn = connect(data / "catalog.sqlite")
+def _queue(catalog: str | Path, data: Path, datasets: list[FileDataset], *, at: float) -> None:
+    conn = connect(catalog)
     ensure_schema(conn)
     with transaction(conn):
         for ds in datasets:
@@ -57,11 +76,12 @@ def _queue(data: Path, datasets: list[FileDataset], *, at: float) -> None:
     conn.close()
 
 
-def _worker(data: Path, embedder: Embedder, sampling: VolumeSampling, **kw: object) -> Worker:
-    index_set = IndexSet.open(catalog=data / "catalog.sqlite", index_dir=data / "index",
+def _worker(catalog: str | Path, data: Path, embedder: Embedder, sampling: VolumeSampling,
+            **kw: object) -> Worker:
+    index_set = IndexSet.open(catalog=catalog, index_dir=data / "index",
                               model_id=embedder.identity, dim=embedder.dim)
     options: dict[str, object] = {"batch_size": 8, "backoff_s": 0.0, **kw}
-    return Worker(catalog=data / "catalog.sqlite", data_dir=data, embedder=embedder,
+    return Worker(catalog=catalog, data_dir=data, embedder=embedder,
                   index_set=index_set, sampling=sampling, **options)  # type: ignore[arg-type]
 
 
@@ -79,7 +99,7 @@ def _embedded(ix: IndexSet, uids: list[str]) -> set[str]:
 
 
 def test_the_sample_is_the_same_whatever_the_arrival_order(
-    tmp_path: Path, tiny_embedder: Embedder
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
 ) -> None:
     n, k = 37, 5
     headers = [slice_header(_slice(i)) for i in range(n)]
@@ -94,19 +114,19 @@ def test_the_sample_is_the_same_whatever_the_arrival_order(
     for name, order in (("sorted", slices_), ("reversed", slices_[::-1]), ("shuffled", shuffled)):
         data = tmp_path / name
         if name == "shuffled":  # half now, half later; complete when the study is stable
-            _queue(data, order[:20], at=time.time())
-            worker = _worker(data, tiny_embedder, VolumeSampling(k, series_quiet_s=3600))
+            _queue(cat(data), data, order[:20], at=time.time())
+            worker = _worker(cat(data), data, tiny_embedder, VolumeSampling(k, series_quiet_s=3600))
             worker.run_once()
-            _queue(data, order[20:], at=time.time())
+            _queue(cat(data), data, order[20:], at=time.time())
             worker.run_once()
             # nothing is embedded before the series is complete
-            assert queue.counts(connect(data / "catalog.sqlite")).pending == n
-            conn = connect(data / "catalog.sqlite")
+            assert queue.counts(connect(cat(data))).pending == n
+            conn = connect(cat(data))
             with transaction(conn):
                 slices.study_complete(conn, [STUDY], time.time())  # the stable event
         else:  # every slice there at once, a series complete at once
-            _queue(data, order, at=time.time() - 1)
-            worker = _worker(data, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
+            _queue(cat(data), data, order, at=time.time() - 1)
+            worker = _worker(cat(data), data, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
         counts = _drain(worker)
         ix = worker.index_set
         assert (counts.done, counts.not_sampled, counts.failed) == (k, n - k, 0), name
@@ -125,18 +145,18 @@ def test_the_sample_is_the_same_whatever_the_arrival_order(
 
 
 def test_a_study_stable_before_the_worker_looked_at_its_slices_is_complete(
-    tmp_path: Path, tiny_embedder: Embedder
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
 ) -> None:
     datasets = [_slice(i) for i in range(10)]
-    _queue(tmp_path, datasets, at=time.time() - 1)
-    conn = connect(tmp_path / "catalog.sqlite")
+    _queue(cat(tmp_path), tmp_path, datasets, at=time.time() - 1)
+    conn = connect(cat(tmp_path))
     with transaction(conn):  # the node's stable event, while the worker is busy elsewhere
         slices.study_complete(conn, [STUDY], time.time())
-    worker = _worker(tmp_path, tiny_embedder, VolumeSampling(3, series_quiet_s=3600))
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling(3, series_quiet_s=3600))
     counts = _drain(worker)  # no hour of quiet waited for
     assert (counts.done, counts.not_sampled) == (3, 7)
     late = _slice(10)  # but a slice after the event is not covered by it
-    _queue(tmp_path, [late], at=time.time())
+    _queue(cat(tmp_path), tmp_path, [late], at=time.time())
     worker.run_once()
     assert queue.counts(conn).pending == 1
     with transaction(conn):
@@ -145,25 +165,27 @@ def test_a_study_stable_before_the_worker_looked_at_its_slices_is_complete(
     worker.close()
 
 
-def test_a_late_slice_re_decides_its_series(tmp_path: Path, tiny_embedder: Embedder) -> None:
+def test_a_late_slice_re_decides_its_series(
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
+) -> None:
     n, k = 20, 4
     first = [_slice(i) for i in range(n)]
-    _queue(tmp_path, first, at=time.time() - 1)
-    worker = _worker(tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
+    _queue(cat(tmp_path), tmp_path, first, at=time.time() - 1)
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
     _drain(worker)
     ix = worker.index_set
     before = choose_slices([slice_header(ds) for ds in first], k)
     assert _embedded(ix, [str(ds.SOPInstanceUID) for ds in first]) == set(before)
 
     late = _slice(n)  # one more slice, at the far end of the axis
-    _queue(tmp_path, [late], at=time.time())
+    _queue(cat(tmp_path), tmp_path, [late], at=time.time())
     counts = _drain(worker)
     everything = [*first, late]
     after = choose_slices([slice_header(ds) for ds in everything], k)
     assert after != before
     assert _embedded(ix, [str(ds.SOPInstanceUID) for ds in everything]) == set(after)
     assert (counts.done, counts.not_sampled) == (k, n + 1 - k)
-    states = queue.states_of(connect(tmp_path / "catalog.sqlite"), before)
+    states = queue.states_of(connect(cat(tmp_path)), before)
     assert all(states[u] is queue.WorkStateValues.NOT_SAMPLED for u in set(before) - set(after))
     assert ix.count("instance") == k  # the in-memory index in step
     vec = ix.get_vector(LevelValues.SERIES, SERIES)
@@ -173,12 +195,12 @@ def test_a_late_slice_re_decides_its_series(tmp_path: Path, tiny_embedder: Embed
 
 
 def test_deleting_a_chosen_slice_re_decides_its_series(
-    tmp_path: Path, tiny_embedder: Embedder
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
 ) -> None:
     n, k = 15, 3
     datasets = [_slice(i) for i in range(n)]
-    _queue(tmp_path, datasets, at=time.time() - 1)
-    worker = _worker(tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
+    _queue(cat(tmp_path), tmp_path, datasets, at=time.time() - 1)
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
     _drain(worker)
     ix = worker.index_set
     gone = choose_slices([slice_header(ds) for ds in datasets], k)[1]
@@ -196,19 +218,19 @@ def test_deleting_a_chosen_slice_re_decides_its_series(
 
 
 def test_a_rebuild_samples_again_with_the_settings_of_now(
-    tmp_path: Path, tiny_embedder: Embedder
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
 ) -> None:
     datasets = [_slice(i) for i in range(18)]
     headers = [slice_header(ds) for ds in datasets]
     uids = [h.sop_instance_uid for h in headers]
-    _queue(tmp_path, datasets, at=time.time() - 1)
-    worker = _worker(tmp_path, tiny_embedder, VolumeSampling(3, series_quiet_s=0))
+    _queue(cat(tmp_path), tmp_path, datasets, at=time.time() - 1)
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling(3, series_quiet_s=0))
     _drain(worker)
     worker.close()
     for k in (3, 6):  # the same settings follow the recorded sample; new ones decide again
-        ix = IndexSet.open(catalog=tmp_path / "catalog.sqlite", index_dir=tmp_path / "index")
+        ix = IndexSet.open(catalog=cat(tmp_path), index_dir=tmp_path / "index")
         ix.switch_model(tiny_embedder.identity, tiny_embedder.dim)  # `index rebuild`
-        again = _worker(tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
+        again = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=0))
         counts = _drain(again)
         assert (counts.done, counts.not_sampled) == (k, 18 - k)
         assert _embedded(again.index_set, uids) == set(choose_slices(headers, k))
@@ -216,14 +238,14 @@ def test_a_rebuild_samples_again_with_the_settings_of_now(
 
 
 def test_a_decision_interrupted_by_a_crash_is_taken_again(
-    tmp_path: Path, tiny_embedder: Embedder
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
 ) -> None:
     n, k = 12, 3
     datasets = [_slice(i) for i in range(n)]
-    _queue(tmp_path, datasets, at=time.time() - 1)
+    _queue(cat(tmp_path), tmp_path, datasets, at=time.time() - 1)
     sampling = VolumeSampling(k, series_quiet_s=0)
-    worker = _worker(tmp_path, tiny_embedder, sampling)
-    conn = connect(tmp_path / "catalog.sqlite")
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, sampling)
+    conn = connect(cat(tmp_path))
     items = queue.claim(conn, 64)  # what the worker does first, by hand: triage, admit
     with transaction(conn):
         slices.admit(conn, [(slice_header(ds), it.enqueued_at)
@@ -234,7 +256,7 @@ def test_a_decision_interrupted_by_a_crash_is_taken_again(
     assert len(decision.taken) == k and queue.counts(conn).in_progress == k
     worker.close()  # ... and the process dies before the embedding is committed
 
-    again = _worker(tmp_path, tiny_embedder, sampling)  # in progress back to pending
+    again = _worker(cat(tmp_path), tmp_path, tiny_embedder, sampling)  # in progress back to pending
     counts = _drain(again)
     expected = choose_slices([slice_header(ds) for ds in datasets], k)
     assert (counts.done, counts.not_sampled) == (k, n - k)
@@ -264,13 +286,13 @@ def _enhanced(n: int, places: list[float] | None) -> FileDataset:
 
 @pytest.mark.parametrize("with_positions", [True, False])
 def test_a_multi_frame_object_is_embedded_by_its_chosen_frames(
-    tmp_path: Path, tiny_embedder: Embedder, with_positions: bool
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder, with_positions: bool
 ) -> None:
     n, k = 9, 3
     places = [float(z) for z in random.Random(5).sample(range(0, 90, 10), n)]
     ds = _enhanced(n, places if with_positions else None)
-    _queue(tmp_path, [ds], at=time.time())
-    worker = _worker(tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=3600))
+    _queue(cat(tmp_path), tmp_path, [ds], at=time.time())
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling(k, series_quiet_s=3600))
     counts = _drain(worker)  # no waiting: the object holds its whole volume
     assert counts.done == 1
     frames = choose_frames(n, k, places if with_positions else None)
@@ -293,11 +315,11 @@ def test_a_multi_frame_object_is_embedded_by_its_chosen_frames(
 
 
 def test_objects_that_are_not_cases_are_skipped_by_sop_class(
-    tmp_path: Path, tiny_embedder: Embedder
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
 ) -> None:
     files = {p.name: p for p in pydicom_data_files()}
     chosen = ["liver.dcm", "rtdose.dcm", "reportsi.dcm", "RG1_UNCR.dcm"]  # SEG, RT, SR, CR
-    conn = connect(tmp_path / "catalog.sqlite")
+    conn = connect(cat(tmp_path))
     ensure_schema(conn)
     with transaction(conn):
         for i, name in enumerate(chosen):
@@ -305,7 +327,7 @@ def test_objects_that_are_not_cases_are_skipped_by_sop_class(
             (tmp_path / "dicom").mkdir(exist_ok=True)
             (tmp_path / rel).write_bytes(files[name].read_bytes())
             queue.enqueue(conn, f"9.{i}", rel)
-    worker = _worker(tmp_path, tiny_embedder, VolumeSampling())
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling())
     counts = _drain(worker)
     assert (counts.done, counts.skipped, counts.failed) == (1, 3, 0)
     classes = {pydicom.dcmread(files[n], stop_before_pixels=True).SOPClassUID for n in chosen[:3]}
@@ -318,11 +340,13 @@ def test_objects_that_are_not_cases_are_skipped_by_sop_class(
     worker.close()
 
 
-def test_every_slice_when_sampling_is_off(tmp_path: Path, tiny_embedder: Embedder) -> None:
+def test_every_slice_when_sampling_is_off(
+    tmp_path: Path, cat: CatalogOf, tiny_embedder: Embedder
+) -> None:
     datasets = [_slice(i) for i in range(10)]
-    _queue(tmp_path, datasets, at=time.time())
-    worker = _worker(tmp_path, tiny_embedder, VolumeSampling.every_slice())
+    _queue(cat(tmp_path), tmp_path, datasets, at=time.time())
+    worker = _worker(cat(tmp_path), tmp_path, tiny_embedder, VolumeSampling.every_slice())
     assert worker.run_once() == 8 and worker.run_once() == 2  # embedded as they come
-    counts = queue.counts(connect(tmp_path / "catalog.sqlite"))
+    counts = queue.counts(connect(cat(tmp_path)))
     assert (counts.done, counts.not_sampled, counts.pending) == (10, 0, 0)
     worker.close()
