@@ -4,8 +4,9 @@ on a session of its own) does the cluster's housekeeping, once a second:
 - hands back the claims of dead processes: the work queue's
   (:func:`indexer.queue.return_claims`) and the duties' (:mod:`node.storage.duties`);
 - removes the registry rows of processes dead for more than a day;
-- prunes the vector change log the serving nodes' indexes follow, when the indexer
-  keeps one (``indexer.index.prune_changes``).
+- prunes the vector change log the serving nodes' indexes follow, keeping an hour
+  (``indexer.index.prune_changes(conn, before=…)``, in a transaction, where the indexer
+  exports it).
 
 Leadership moves when the leader's session ends (a stop, a crash): every process tries
 the lock each round. Rows (claims) for work items; advisory locks for roles. On SQLite
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
 LEADER_LOCK = (0x70726565, 1)
 #: dead processes' rows are removed after this long
 REAP_AFTER_S = 24 * 3600.0
+#: how long the vector change log reaches back (docs/postgres.md §6)
+KEEP_CHANGES_S = 3600.0
 
 
 def maintain(conn: Connection, *, reap_after_s: float = REAP_AFTER_S,
-             prune: Callable[[Connection], object] | None = None) -> dict[str, int]:
+             prune: Callable[..., object] | None = None) -> dict[str, int]:
     """One round of the leader's housekeeping; what it did, by name."""
     alive = registry.alive_process_ids(conn)
     dead = registry.dead_process_ids(conn)
@@ -47,14 +50,15 @@ def maintain(conn: Connection, *, reap_after_s: float = REAP_AFTER_S,
     done["duties_returned"] = duties.return_claims_except(conn, alive)
     done["reaped"] = registry.reap_dead(conn, older_than_s=reap_after_s)
     if prune is not None:
-        prune(conn)
+        with database.transaction(conn):
+            prune(conn, before=time.time() - KEEP_CHANGES_S)
     if done["work_returned"] or done["duties_returned"]:
         log.info("claims of dead processes handed back: %d instances, %d duties",
                  done["work_returned"], done["duties_returned"])
     return done
 
 
-def _prune_changes() -> Callable[[Connection], object] | None:
+def _prune_changes() -> Callable[..., object] | None:
     """The indexer's change-log pruning, where it keeps one."""
     from indexer import index
 
