@@ -127,6 +127,7 @@ class Indexing:
             decode_processes=w.decode_processes,
             max_attempts=w.max_attempts,
             poll_interval_s=w.poll_interval_s,
+            claimer=self.services.process_id,
         )
         self.worker = worker
         stop = self._worker_stop = threading.Event()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -120,6 +121,9 @@ class Services:
     #: the node's backfills, once the supervisor has started them (None outside a
     #: running node)
     backfill: BackfillManager | None = None
+    #: this process's id: its claims (work queue, duties) carry it, and on PostgreSQL
+    #: it is its row in the process registry (:mod:`node.cluster.registry`)
+    process_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def load_model(settings: Settings, *,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import database
 import indexer
 from database import Connection, DialectValues, dialect_of
+from node.storage import duties
 from node.storage.aes import grant_get_to_movers
 
 __all__ = ["REPORTS_SEARCH", "SCHEMA", "connect", "ensure_schema"]
@@ -121,6 +122,7 @@ def ensure_schema(conn: Connection) -> None:
     database.execute_schema(conn, SCHEMA + REPORTS_SEARCH[dialect_of(conn)])
     _add_missing_columns(conn)
     grant_get_to_movers(conn)
+    duties.ensure_schema(conn)
     indexer.ensure_schema(conn)
 
 
