@@ -17,6 +17,7 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
+import database
 from tests._synthetic import make_studies, to_bytes
 from tests.conftest import RunningNode, start_node
 
@@ -81,7 +82,7 @@ def _fill(node: RunningNode) -> list[str]:
 
 def _add_backfill_plan(catalog: Path) -> None:
     """A backfill's plan rows (its tables have composite keys), written as the plan
-    module would have."""
+    module would have, and a pending duty."""
     from node.backfill._schema import ensure_schema
 
     conn = sqlite3.connect(catalog)
@@ -100,6 +101,15 @@ def _add_backfill_plan(catalog: Path) -> None:
                 "INSERT INTO backfill_studies (job_id, study_instance_uid, state, updated_at)"
                 " VALUES (1, ?, 'pending', ?)", (f"1.2.3.{day}", now))
     conn.close()
+    # a duty of a catalog event (an automatic KOS owed for a stable study)
+    from node.storage import duties
+
+    catalog_conn = database.connect(catalog)
+    try:
+        with database.transaction(catalog_conn):
+            duties.enqueue(catalog_conn, duties.DutyKindValues.KOS, ["1.2.3.1"], now=now)
+    finally:
+        catalog_conn.close()
 
 
 @pytest.fixture(scope="session")

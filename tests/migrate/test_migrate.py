@@ -82,6 +82,7 @@ def test_a_catalog_moves_whole_and_the_node_answers_the_same(
     assert result.returncode == 0, result.stderr
     counts = _counts(catalog)
     assert counts["vectors"] > 0 and counts["reports"] == 3 and counts["backfill_windows"] == 3
+    assert counts["duties"] >= 1
     for table, n in counts.items():  # one line per table, its count
         assert any(line.split() == [table, str(n)] for line in result.stdout.splitlines()), (
             table, result.stdout)
