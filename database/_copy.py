@@ -11,8 +11,9 @@ the packages that own tables name them and their keys, parents first.
   the largest value copied (a written value does not move them).
 - :func:`orphans` finds the source's rows whose parent is missing (SQLite does not
   enforce ``REFERENCES`` unless asked; PostgreSQL always does), and the rows under them.
+  :func:`keyless` finds rows with no key (never copied).
 - :func:`source_tables`, :func:`count_rows`, :func:`progress_of`: what there is to copy
-  and how far it went.
+  and how far it went; :func:`lock_target`: one copy into a target at a time.
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ from database._postgres import PostgresConnection
 from database._transaction import transaction
 
 __all__ = [
-    "PROGRESS_TABLE", "CopyError", "Orphan", "TableProgress", "copy_table", "count_rows",
-    "ensure_progress", "orphans", "progress_of", "source_tables",
+    "MIGRATION_LOCK_KEY", "PROGRESS_TABLE", "CopyError", "Orphan", "TableProgress",
+    "copy_table", "count_rows", "ensure_progress", "keyless", "lock_target", "orphans",
+    "progress_of", "source_tables",
 ]
 
+#: the advisory lock a copy holds on its target ("preced" + 2; the schema's is + 1)
+MIGRATION_LOCK_KEY = 0x7072656365640002
 #: the target's table that records each table's progress
 PROGRESS_TABLE = "migration_progress"
 _PROGRESS_SCHEMA = f"""
@@ -68,7 +72,8 @@ class TableProgress:
 @dataclasses.dataclass(frozen=True)
 class Orphan:
     """Rows of ``table`` whose ``column`` names a ``parent`` row that is missing, or that
-    is itself an orphan (``under`` names it then); ``rowids`` are SQLite's."""
+    is itself an orphan (``under`` says so then), or (``parent`` empty) that have no
+    value in their key ``column`` (:func:`keyless`); ``rowids`` are SQLite's."""
 
     table: str
     column: str
@@ -205,8 +210,10 @@ def copy_table(
     positions = [columns.index(k) + 1 for k in key]  # + 1: the rowid comes first
     listed = ", ".join(_quote(c) for c in columns)
     order = ", ".join(_quote(k) for k in key)
-    first = f"SELECT rowid, {listed} FROM {_quote(table)} ORDER BY {order} LIMIT ?"
-    after = (f"SELECT rowid, {listed} FROM {_quote(table)} WHERE ({order}) > "
+    keyed = " AND ".join(f"{_quote(k)} IS NOT NULL" for k in key)  # see keyless()
+    first = (f"SELECT rowid, {listed} FROM {_quote(table)} WHERE {keyed} ORDER BY {order}"
+             " LIMIT ?")
+    after = (f"SELECT rowid, {listed} FROM {_quote(table)} WHERE {keyed} AND ({order}) > "
              f"({', '.join('?' for _ in key)}) ORDER BY {order} LIMIT ?")
     into = f"COPY {_quote(table)} (rowid, {listed}) FROM STDIN"
     # not begun: emptied in its first transaction (see above)
@@ -245,6 +252,24 @@ def copy_table(
         _set_identities(pg, table)
         _record(pg, table, source, last, copied_before + copied, time.time())
     return copied
+
+
+def keyless(src: CatalogConnection, table: str, key: Sequence[str]) -> Orphan | None:
+    """The rows of ``table`` with no value in a column of ``key`` (SQLite lets a
+    ``PRIMARY KEY`` that is not an integer hold NULL; PostgreSQL does not): never copied
+    by :func:`copy_table`, so its caller says what becomes of them."""
+    rowids = frozenset(int(r[0]) for r in _sqlite(src).execute(
+        f"SELECT rowid FROM {_quote(table)} WHERE "
+        + " OR ".join(f"{_quote(k)} IS NULL" for k in key)))
+    return Orphan(table, ", ".join(key), "", rowids) if rowids else None
+
+
+def lock_target(dst: CatalogConnection) -> bool:
+    """Take the target's migration lock (a PostgreSQL advisory lock held by this
+    session until it closes): False when another copy holds it."""
+    row = _postgres(dst).execute("SELECT pg_try_advisory_lock(?) AS held",
+                                 (MIGRATION_LOCK_KEY,)).fetchone()
+    return row is not None and bool(row[0])
 
 
 def _shown(key: tuple[Any, ...] | None) -> str:

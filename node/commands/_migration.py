@@ -121,12 +121,14 @@ def _check_target(dst: database.Connection, source: str, shown: str) -> None:
 def _orphan_lines(found: Sequence[database.Orphan], source: Path) -> list[str]:
     lines = []
     for o in found:
-        what = (f"are under rows of {o.parent} that are left out" if o.under
-                else f"name a {o.column} missing from {o.parent}")
-        lines.append(
-            f"{o.table}: {len(o.rowids)} rows {what}; PostgreSQL refuses them: run again "
-            f"with --drop-orphans to leave them out, or restore the missing {o.parent} "
-            f"rows in {source}")
+        if not o.parent:
+            what, fix = f"have no {o.column} (their key)", f"give them one in {source}"
+        else:
+            what = (f"are under rows of {o.parent} that are left out" if o.under
+                    else f"name a {o.column} missing from {o.parent}")
+            fix = f"restore the missing {o.parent} rows in {source}"
+        lines.append(f"{o.table}: {len(o.rowids)} rows {what}; PostgreSQL refuses them: "
+                     f"run again with --drop-orphans to leave them out, or {fix}")
     return lines
 
 
@@ -156,11 +158,15 @@ def migrate(
         raise MigrationError(str(exc)) from None
     src = database.connect(source)
     try:
+        if not database.lock_target(dst):
+            raise MigrationError(f"another `precedent catalog migrate` is copying into "
+                                 f"{shown}: let it finish (or stop it) first")
         _ensure_schemas(src)  # an older catalog is brought up to this version first
         present = set(database.source_tables(src))
         tables = [(name, key) for name, key in owned_tables() if name in present]
         names = [name for name, _ in tables]
-        found = database.orphans(src, names)
+        found = [o for name, key in tables if (o := database.keyless(src, name, key))]
+        found += database.orphans(src, names)
         if found and not drop_orphans:
             raise OrphansFound(_orphan_lines(found, source))
         _check_target(dst, where, shown)

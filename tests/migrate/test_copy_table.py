@@ -168,3 +168,24 @@ def test_source_tables_leave_out_sqlite_s_own_and_full_text(src: database.Connec
     assert {"sqlite_sequence", "notes_fts", "notes_fts_data", "notes_fts_config"} <= every
     assert [n for n in names if n.startswith(("sqlite_", "notes_fts"))] == []
     assert sorted(names) == sorted(t for t, _ in TABLES)
+
+
+def test_rows_without_a_key_are_found_and_never_copied(src: database.Connection,
+                                                       dst: database.Connection) -> None:
+    src.execute("INSERT INTO parent (uid, n) VALUES (NULL, 1)")  # SQLite allows it
+    found = database.keyless(src, "parent", ("uid",))
+    assert found is not None and len(found.rowids) == 1 and found.parent == ""
+    assert database.keyless(src, "child", ("uid",)) is None
+    assert database.copy_table(src, dst, "parent", ("uid",), 2) == 21
+    assert database.count_rows(src, "parent") == 22
+
+
+def test_one_copy_into_a_target_at_a_time(dst: database.Connection, postgres_url: str) -> None:
+    assert database.lock_target(dst)
+    other = database.connect(postgres_url)
+    try:
+        assert not database.lock_target(other)
+        dst.close()  # the lock goes with the session
+        assert database.lock_target(other)
+    finally:
+        other.close()

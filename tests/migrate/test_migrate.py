@@ -176,6 +176,8 @@ def test_orphans_are_reported_then_left_out_when_asked(source: SourceFolder, tmp
         conn.execute("DELETE FROM series WHERE series_instance_uid = ?", (series,))
         orphaned = {r[0] for r in conn.execute(
             "SELECT rowid FROM instances WHERE series_instance_uid = ?", (series,))}
+        keyless = conn.execute("INSERT INTO reports (study_instance_uid, text, source,"
+                               " updated_at) VALUES (NULL, 'x', 'SEED', 0)").lastrowid
     conn.close()
     result = precedent("catalog", "migrate", "--to", postgres_url, "--data-dir", str(folder))
     assert result.returncode == 2
@@ -184,12 +186,17 @@ def test_orphans_are_reported_then_left_out_when_asked(source: SourceFolder, tmp
         f"precedent: instances: {len(orphaned)} rows name a series_instance_uid missing from "
         "series; PostgreSQL refuses them: run again with --drop-orphans to leave them out, "
         f"or restore the missing series rows in {catalog}")
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("precedent: reports:")]
+    assert line.startswith("precedent: reports: 1 rows have no study_instance_uid (their "
+                           "key); PostgreSQL refuses them: run again with --drop-orphans")
     assert "Traceback" not in result.stderr
     result = precedent("catalog", "migrate", "--to", postgres_url, "--drop-orphans",
                        "--data-dir", str(folder))
     assert result.returncode == 0, result.stderr
     assert f"({len(orphaned)} orphans left out)" in result.stdout
-    assert_same_rows(catalog, postgres_url, left_out={"instances": orphaned})
+    assert "(1 orphans left out)" in result.stdout
+    assert_same_rows(catalog, postgres_url,
+                     left_out={"instances": orphaned, "reports": {keyless}})
 
 
 def test_refused_while_the_node_holds_the_data_folder(
