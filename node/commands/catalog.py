@@ -76,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
     use_cli_logging()
     if args.batch < 1:
         raise ValueError(f"--batch must be at least 1, got {args.batch}")
-    settings = settings_from(args)
+    try:  # the settings may name a catalog URL already (read for the AE title and port)
+        settings = settings_from(args)
+    except database.CatalogUnavailable as exc:
+        raise _migration.MigrationError(str(exc)) from None
     data_dir = settings.node.data_dir
     owner = current_owner(data_dir)
     if owner is not None:

@@ -233,3 +233,17 @@ def test_a_folder_without_a_catalog_says_so(tmp_path: Path, postgres_url: str) -
                        "--data-dir", str(tmp_path / "empty"))
     assert result.returncode == 2
     assert "no catalog at" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_catalog_in_the_settings_is_one_line(source: SourceFolder,
+                                                           tmp_path: Path,
+                                                           postgres_url: str) -> None:
+    from tests._peers import free_port
+
+    gone = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    result = precedent("catalog", "migrate", "--to", postgres_url,
+                       "--data-dir", str(source.copy(tmp_path / "data")),
+                       env={"PRECEDENT_CATALOG__URL": gone})
+    assert result.returncode == 2
+    assert "precedent: cannot open the catalog" in result.stderr
+    assert "Traceback" not in result.stderr
