@@ -6,6 +6,7 @@ answers as the old one did, with the same index files (nothing embedded again)."
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -71,7 +72,7 @@ def _counts(catalog: Path) -> dict[str, int]:
 
 def test_a_catalog_moves_whole_and_the_node_answers_the_same(
     source: SourceFolder, tmp_path: Path, postgres_url: str,
-    make_node: Callable[..., RunningNode],
+    make_node: Callable[..., RunningNode], caplog: pytest.LogCaptureFixture,
 ) -> None:
     folder = source.copy(tmp_path / "data")
     catalog = folder / "catalog.sqlite"
@@ -91,8 +92,11 @@ def test_a_catalog_moves_whole_and_the_node_answers_the_same(
     with _target(postgres_url) as dst:
         assert dst.execute("SELECT count(*) FROM work WHERE state = 'failed'").fetchone()[0] == 1
 
+    caplog.set_level(logging.INFO, logger="indexer.index")
     node = make_node(data_dir=folder, catalog_url=postgres_url)
     node.wait_model()
+    # the saved usearch files were loaded as they are: nothing embedded, nothing rebuilt
+    assert not [r for r in caplog.records if "rebuilt" in r.getMessage()]
     assert node.counts()["by_state"]["pending"] == 0  # nothing queued to embed again
     assert answers_of(node, source.study_uids) == source.answers
     # the reports' full-text search: FTS5 there, the tsvector filled by PostgreSQL here
