@@ -59,8 +59,9 @@ class TableCount:
 class MigrationProgress(Protocol):
     """What is shown while the tables are copied (a progress bar per table)."""
 
-    def table(self, name: str, total: int) -> None:
-        """``name``'s copy begins (or resumes): ``total`` rows in the source."""
+    def table(self, name: str, total: int, done: int) -> None:
+        """``name``'s copy begins, or resumes with ``done`` rows copied before: ``total``
+        rows in the source."""
 
     def advance(self, name: str, rows: int) -> None:
         """``rows`` more of ``name`` were committed in the target (an exception here
@@ -179,9 +180,10 @@ def migrate(
         skip: dict[str, set[int]] = {}
         for o in found:
             skip.setdefault(o.table, set()).update(o.rowids)
+        before = database.progress_of(dst)
         for name, key in tables:
             if progress is not None:
-                progress.table(name, database.count_rows(src, name))
+                progress.table(name, database.count_rows(src, name), before[name].copied)
             advance = None if progress is None else functools.partial(progress.advance, name)
             database.copy_table(src, dst, name, key, batch, source=where,
                                 skip=skip.get(name, ()), on_batch=advance)

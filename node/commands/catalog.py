@@ -56,8 +56,8 @@ class _Bars:
         self._bar = bar
         self._tasks: dict[str, TaskID] = {}
 
-    def table(self, name: str, total: int) -> None:
-        self._tasks[name] = self._bar.add_task(name, total=total)
+    def table(self, name: str, total: int, done: int) -> None:
+        self._tasks[name] = self._bar.add_task(name, total=total, completed=done)
 
     def advance(self, name: str, rows: int) -> None:
         self._bar.advance(self._tasks[name], rows)

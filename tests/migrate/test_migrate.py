@@ -122,9 +122,11 @@ class _StopAfter:
     def __init__(self, batches: int) -> None:
         self.left = batches
         self.tables: list[str] = []
+        self.done: dict[str, int] = {}
 
-    def table(self, name: str, total: int) -> None:
+    def table(self, name: str, total: int, done: int) -> None:
         self.tables.append(name)
+        self.done[name] = done
 
     def advance(self, name: str, rows: int) -> None:
         self.left -= 1
@@ -148,7 +150,9 @@ def test_an_interrupted_migration_resumes_and_ends_identical(
         assert partial["instances"].finished_at is None and partial["instances"].copied == 4
         assert database.count_rows(dst, "instances") == 4
         assert partial["reports"].last_key is None and partial["reports"].copied == 0
-    again = _migration.migrate(catalog, postgres_url, batch=2)
+    resumed = _StopAfter(batches=10_000)
+    again = _migration.migrate(catalog, postgres_url, batch=2, progress=resumed)
+    assert resumed.done["studies"] == 4 and resumed.done["instances"] == 4  # where it was
     assert all(c.equal for c in again)
     assert_same_rows(catalog, postgres_url)
     with pytest.raises(_migration.MigrationError, match=r"migrated .* already: nothing to do"):
