@@ -24,7 +24,7 @@ from node.key_objects.document import KOS_SOURCE
 from node.storage import aes, connect
 from tests._peers import StoreSCP
 from tests._synthetic import make_studies, write_files
-from tests.node._cli import Serve, clean_env, start_serve
+from tests.node._cli import Serve, clean_env, cli, start_serve
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def cluster(postgres_url: str, tmp_path: Path, tiny_model_dir: Path,
         _until("four processes registered", lambda: _one(
             conn, "SELECT count(*) FROM processes") == 4)
         yield {"conn": conn, "serves": serves, "workers": workers, "pacs": pacs,
-               "tmp": tmp_path}
+               "tmp": tmp_path, "root": root, "url": postgres_url}
     finally:
         for w in workers:
             if w.poll() is None:
@@ -152,6 +152,12 @@ def test_two_nodes_and_two_workers_share_one_catalog(cluster: dict[str, object])
     assert set(returned.values()) == {2}, "claimed by the dead worker, then once more"
     others = {str(r[0]) for r in conn.execute("SELECT id FROM processes")} - {doomed_id}
     assert alive_process_ids(conn) == others and len(others) == 3
+    status = cli("status", "--json", "--data-dir", str(cluster["root"]), home=tmp,
+                 PRECEDENT_CATALOG__URL=str(cluster["url"]))
+    assert status.returncode == 0, status.stderr
+    listed = {(p["kind"], p["pid"], p["alive"]) for p in json.loads(status.stdout)["processes"]}
+    assert listed == {("serve", s.process.pid, True) for s in serves} | {
+        ("worker", doomed.pid, False), ("worker", workers[1].pid, True)}
 
     # each stable study: one automatic KOS on the catalog, received once by the PACS
     def kos_done() -> bool:

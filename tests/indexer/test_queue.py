@@ -192,7 +192,7 @@ def test_delete_takes_several_instances_in_the_callers_transaction(db: Target) -
 def test_the_schema_allows_only_the_states_of_the_enum(db: Target) -> None:
     conn = connect(db)
     _enqueue(conn, "10.1")
-    with pytest.raises(IntegrityError, match="(?i)check"):
+    with pytest.raises(IntegrityError, match=r"(?i)check"):
         conn.execute("UPDATE work SET state = 'lost' WHERE sop_instance_uid = '10.1'")
 
 
