@@ -11,12 +11,19 @@ while it cannot be loaded), the worker's life, and the rebuild the node performs
   start the worker and wait until the queue is drained. The model's state says
   ``rebuilding`` meanwhile and similar-case queries get 503: never answers from two
   models, never half an index.
+- :meth:`Indexing.follow` (the ``follower`` thread, on a shared catalog only): every
+  second the indexes apply what other processes' workers and deletions changed in the
+  catalog (:meth:`~indexer.index.IndexSet.follow_changes`), so every node answers from
+  the same vectors within a few seconds, without a rebuild.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +54,8 @@ class EmbedderLoader(Protocol):
 _JOIN_S = 30.0
 #: how often a rebuild looks at the queue
 _REBUILD_POLL_S = 0.2
+#: how often the follower applies other processes' vector changes (shared catalog)
+FOLLOW_S = 1.0
 
 
 def _with_model(settings: Settings, name: str) -> Settings:
@@ -107,11 +116,36 @@ class Indexing:
                     model.set_ready(embedder, index_set)
                     log.info("model ready: %s (image tower: %s)", embedder.identity,
                              embedder.engine)
+                    if self.settings.shared_catalog and not self._stop.is_set():
+                        self._spawn("follower", self.follow)
                     if self.settings.worker.enabled and not self._stop.is_set():
                         self._start_worker(embedder, index_set)
                     return
             if self._stop.wait(self._retry_s):
                 return
+
+    def follow(self, interval_s: float = FOLLOW_S) -> None:
+        """Apply other processes' vector changes to this node's indexes every
+        ``interval_s`` until the node stops (a catalog that cannot be reached is tried
+        again at the next turn, said once)."""
+        from database import DatabaseError
+
+        failing = False
+        while not self._stop.wait(interval_s):
+            index_set = self.services.model.index_set
+            if index_set is None:
+                continue
+            try:
+                index_set.follow_changes()
+            except DatabaseError as exc:
+                if not failing:
+                    log.warning("the index cannot follow the catalog for now (%s); trying "
+                                "again every %g s", exc, interval_s)
+                failing = True
+            else:
+                if failing:
+                    log.info("the index follows the catalog again")
+                failing = False
 
     def _start_worker(self, embedder: Embedder, index_set: IndexSet) -> None:
         from indexer.worker import Worker
@@ -127,13 +161,23 @@ class Indexing:
             decode_processes=w.decode_processes,
             max_attempts=w.max_attempts,
             poll_interval_s=w.poll_interval_s,
-            claimer=self.services.process_id,
+            claimer=self._claimer(),
         )
         self.worker = worker
         stop = self._worker_stop = threading.Event()
         if self._stop.is_set():
             stop.set()
         self._worker_thread = self._spawn("worker", lambda: worker.run(stop))
+
+    def _claimer(self) -> str | None:
+        """What the worker claims under: none alone on an embedded catalog; on a shared
+        one this process' registry id (a fresh one where none was registered, so that
+        its start never takes back another process' claims)."""
+        if not self.settings.shared_catalog:
+            return None
+        if self.services.process_id is None:
+            self.services.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
+        return self.services.process_id
 
     def signal_stop(self) -> None:
         """Tell the worker to stop (the node is stopping); :meth:`stop_worker` waits."""

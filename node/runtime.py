@@ -8,14 +8,17 @@ open_clip are imported only then; an ``hf-hub:`` model that can be had neither f
 local cache nor from the hub fails first, in seconds). On a CPU the embedder runs the
 image tower on the engine ``[model] engine`` names, exported once into
 ``data_dir/engines``; while it exports, the model's state says so. :func:`volume_sampling`
-is the worker's ``[indexer]`` sampling.
+is the worker's ``[indexer]`` sampling. :func:`index_dir` is where this process keeps its
+index files: ``data_dir/index``, or on a shared catalog a folder of its own under it
+(several processes share the data folder; each keeps its own copy of the index and
+follows the catalog's change log, docs/postgres.md §6).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -33,8 +36,8 @@ if TYPE_CHECKING:
     from node.backfill.manager import BackfillManager
     from node.operations import Operations
 
-__all__ = ["ModelState", "ModelStatusValues", "Services", "engines_dir", "load_model",
-           "open_index", "volume_sampling"]
+__all__ = ["ModelState", "ModelStatusValues", "Services", "engines_dir", "index_dir",
+           "load_model", "open_index", "volume_sampling"]
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +124,9 @@ class Services:
     #: the node's backfills, once the supervisor has started them (None outside a
     #: running node)
     backfill: BackfillManager | None = None
-    #: this process's id: its claims (work queue, duties) carry it, and on PostgreSQL
-    #: it is its row in the process registry (:mod:`node.cluster.registry`)
-    process_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: this process' id in the catalog's process registry (shared catalog), which its
+    #: worker claims under; None in the embedded set-up
+    process_id: str | None = None
 
 
 def load_model(settings: Settings, *,
@@ -156,6 +159,16 @@ def engines_dir(settings: Settings) -> Path:
     return settings.node.data_dir / "engines"
 
 
+def index_dir(settings: Settings) -> Path:
+    """Where this process keeps its index files: ``data_dir/index``; on a shared catalog
+    ``data_dir/index/<host>-<http port>`` (one folder per serving process, the same after
+    a restart, so its saved files are replayed from their horizon, not rebuilt)."""
+    base = settings.node.data_dir / "index"
+    if not settings.shared_catalog:
+        return base
+    return base / f"{socket.gethostname()}-{settings.http.port}"
+
+
 def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSet:
     """The per-level usearch indexes, rebuilt from the catalog if needed; bound to
     ``embedder``'s model when given (its vectors only), else as the catalog holds them."""
@@ -164,7 +177,7 @@ def open_index(settings: Settings, embedder: Embedder | None = None) -> IndexSet
     ix = settings.index
     return IndexSet.open(
         catalog=settings.catalog_target,
-        index_dir=settings.node.data_dir / "index",
+        index_dir=index_dir(settings),
         model_id=embedder.identity if embedder is not None else None,
         dim=embedder.dim if embedder is not None else None,
         dtype=ix.dtype,

@@ -38,6 +38,7 @@ import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -149,6 +150,7 @@ class Node:
             catalog=self.settings.catalog_target, quiet_s=self.settings.node.stable_after_s
         )
         # this process in the catalog (PostgreSQL): its claims carry this id
+        self.services.process_id = self.services.process_id or str(uuid.uuid4())
         self.registration = Registration(
             self.settings.catalog_target, kind=ProcessKindValues.SERVE,
             process_id=self.services.process_id, data_dir=str(data_dir),
@@ -232,7 +234,7 @@ class Node:
         self.report_extraction = install_report_extraction(self.services, stop=self._stop)
         self.report_extraction.start()
         self.auto_kos = install_auto_kos(self.services, self.stability, stop=self._stop,
-                                         claimer=self.services.process_id)
+                                         claimer=self.registration.id)
         if self.auto_kos is not None:
             self.auto_kos.start()
 
@@ -345,9 +347,9 @@ class Node:
 
         try:
             conn = self.services.connections.get()
-            queue.return_claims(conn, [self.services.process_id])
+            queue.return_claims(conn, [self.registration.id])
             with database.transaction(conn):
-                duties.return_claims(conn, [self.services.process_id])
+                duties.return_claims(conn, [self.registration.id])
         except database.DatabaseError as exc:  # the leader hands them back instead
             log.warning("stopping: claims not handed back (%s)", exc)
         self.registration.close()

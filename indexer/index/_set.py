@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import database
-from database import Connection, ThreadConnections, retrying, transaction
+from database import Connection, ThreadConnections, retrying
 from indexer import queue
 from indexer._enums import to_member
 from indexer._levels import LevelValues
@@ -27,7 +27,7 @@ from indexer.index import _files, _log, _meta, vectors
 from indexer.index._changes import VectorChanges, replace_instances, store_instances
 from indexer.index._changes import delete_instances as _delete_instances
 from indexer.index._files import DTypeValues, HnswSettings
-from indexer.index._reads import IndexReads
+from indexer.index._follow import IndexFollowing
 
 __all__ = ["IndexSet"]
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 _LEVELS = (LevelValues.INSTANCE, LevelValues.SERIES, LevelValues.STUDY)
 
 
-class IndexSet(IndexReads):
+class IndexSet(IndexFollowing):
     """The three per-level HNSW indexes and the ``vectors`` table behind them.
 
     Open with :meth:`open`, which loads saved indexes or rebuilds stale ones. ``dtype`` is
@@ -88,7 +88,8 @@ class IndexSet(IndexReads):
         #: one follower at a time (a thread's poll, a load)
         self._follow_lock = threading.Lock()
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        self.follows = _log.follows(self.connection())
+        #: whether the indexes follow the change log (PostgreSQL) or a generation
+        self.follows = database.dialect_for(catalog) is database.DialectValues.POSTGRESQL
 
     @property
     def dtype(self) -> DTypeValues:
@@ -162,8 +163,7 @@ class IndexSet(IndexReads):
         """
         if self._bound == (identity, dim) and all(lv in self._indexes for lv in _LEVELS):
             return
-        conn = self.connection()
-        with transaction(conn):
+        def bind(conn: Connection) -> None:  # run again if another process binds at once
             current, current_dim = _meta.model_identity(conn), _meta.model_dim(conn)
             if current is None:
                 _meta.bind_model(conn, identity, dim)
@@ -174,6 +174,8 @@ class IndexSet(IndexReads):
                     "explicit rebuild, which re-embeds every instance: stop the node and run "
                     "`precedent index rebuild` (with --model to name the new model)."
                 )
+
+        retrying(self.connection(), bind)
         with self._lock:
             for level in _LEVELS:
                 if level not in self._indexes:
@@ -265,45 +267,6 @@ class IndexSet(IndexReads):
             if self.follows:
                 self._follow(conn)
         self.save()
-
-    def follow_changes(self) -> int:
-        """Apply what other processes changed in ``vectors`` since the indexes' horizon
-        (PostgreSQL; nothing to do on SQLite, where this process is the only writer).
-        Indexes of another model than the catalog's now are rebuilt. Returns how many
-        keys were applied."""
-        if not self.follows:
-            return 0
-        conn = self.connection()
-        if self.identity != self._model:
-            self.load_or_rebuild()
-            return sum(self.count(lv) for lv in _LEVELS)
-        with self._follow_lock:
-            return self._follow(conn)
-
-    def _follow(self, conn: Connection) -> int:
-        """:meth:`follow_changes`, under the follow lock: in one snapshot the new horizon,
-        the keys changed since the old one and their rows now; then applied."""
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        try:
-            horizon = _log.current_horizon(conn)
-            changed = _log.changed_since(conn, self._loaded_generation)
-            found_keys, matrix = vectors.vectors_of_keys(conn, [k for _, k in changed])
-        finally:
-            conn.rollback()
-        found = dict(zip(found_keys, matrix, strict=True))
-        changes = VectorChanges()
-        for level, key in changed:
-            vec = found.get(key)
-            if vec is None:
-                changes.removed.append((level, key))
-            else:
-                changes.upserted.append((level, key, vec))
-        self.apply(changes)
-        with self._lock:
-            self._loaded_generation = horizon
-        if changed:
-            log.debug("followed %d vector changes; horizon %d", len(changed), horizon)
-        return len(changed)
 
     def save(self) -> None:
         """Save each index atomically (temporary file, fsync, rename), then its sidecar

@@ -145,7 +145,7 @@ def return_claims(conn: Connection, claimers: Collection[str]) -> int:
             ).rowcount
         return back
 
-    return retrying(conn, work)
+    return retrying(conn, work, isolation=IsolationValues.READ_COMMITTED)
 
 
 def _item(r: Any) -> WorkItem:
@@ -189,7 +189,8 @@ def hold(conn: Connection, sop_instance_uids: Sequence[str], reason: str, *,
     still claimed by ``claimer``."""
     conn.executemany(
         "UPDATE work SET state = ?, reason = ?, not_before = ?, updated_at = ?,"
-        f" attempts = attempts - 1, claimed_by = NULL WHERE sop_instance_uid = ? AND {_STILL_MINE}",
+        " attempts = attempts - 1, claimed_by = NULL"
+        f" WHERE sop_instance_uid = ? AND {_STILL_MINE}",
         [(_PENDING, reason, HELD, time.time(), u, _IN_PROGRESS, claimer)
          for u in sop_instance_uids],
     )
@@ -219,16 +220,18 @@ def _settle(
     left alone: each claim is completed once). Returns how many were settled."""
     _refuse_open_transaction(conn, what)
     t = time.time()
-    params = [(state.value, reason, not_before, t, int(refund_attempt), u, _IN_PROGRESS,
-               claimer) for u in uids]
 
     def work(c: Connection) -> int:
         return sum(c.execute(
             "UPDATE work SET state = ?, reason = ?, not_before = ?, updated_at = ?,"
-            f" attempts = attempts - ?, claimed_by = NULL WHERE sop_instance_uid = ?"
-            f" AND {_STILL_MINE}", p).rowcount for p in params)
+            " attempts = attempts - ?, claimed_by = NULL"
+            f" WHERE sop_instance_uid IN ({','.join('?' * len(chunk))}) AND {_STILL_MINE}",
+            [state.value, reason, not_before, t, int(refund_attempt), *chunk, _IN_PROGRESS,
+             claimer]).rowcount for chunk in _chunks(dict.fromkeys(uids)))
 
-    return retrying(conn, work)
+    # conditional UPDATEs, each row re-checked on its lock: exact under read committed,
+    # where serializable would make concurrent workers' outcomes collide
+    return retrying(conn, work, isolation=IsolationValues.READ_COMMITTED)
 
 
 def release(conn: Connection, uids: Sequence[str], *, claimer: str | None = None) -> int:

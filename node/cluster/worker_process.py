@@ -12,7 +12,10 @@ SIGKILL ends it too: the leader hands its claims back).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,17 +62,31 @@ class WorkerProcess:
     def process_id(self) -> str:
         return self.registration.id
 
+    @property
+    def index_dir(self) -> Path:
+        """The worker's own index folder, ``data_dir/index/<host>-worker-<pid>``: the
+        worker only adds to it (the serving processes answer from theirs); removed at
+        stop."""
+        return (Path(self.settings.node.data_dir) / "index"
+                / f"{socket.gethostname()}-worker-{os.getpid()}")
+
     def _load(self) -> Worker | None:
         """The worker, once the model loads; ``None`` when stopped first."""
         from indexer.errors import IndexerError
+        from indexer.index import IndexSet
         from indexer.worker import Worker
-        from node.runtime import load_model, open_index, volume_sampling
+        from node.runtime import load_model, volume_sampling
 
         announced = None
         while not self.stop_event.is_set():
             try:
                 embedder = load_model(self.settings)
-                index_set = open_index(self.settings, embedder)
+                ix = self.settings.index
+                index_set = IndexSet.open(
+                    catalog=self.settings.catalog_target, index_dir=self.index_dir,
+                    model_id=embedder.identity, dim=embedder.dim, dtype=ix.dtype,
+                    level_dtypes=ix.level_dtype, connectivity=ix.connectivity,
+                    expansion_add=ix.expansion_add, expansion_search=ix.expansion_search)
             except IndexerError as exc:
                 if str(exc) != announced:
                     log.error("model unavailable: %s (the worker tries again every %g s)",
@@ -118,6 +135,7 @@ class WorkerProcess:
                 log.info("stopping: %d claimed instances handed back", returned)
             leader.join(timeout=5.0)
             self.registration.close()
+            shutil.rmtree(self.index_dir, ignore_errors=True)
 
     def stop(self) -> None:
         self.stop_event.set()

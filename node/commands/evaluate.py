@@ -50,6 +50,7 @@ def register(commands: Subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     from indexer.evaluate import evaluate as run_evaluation
     from indexer.index import IndexSet
+    from node.runtime import index_dir
 
     settings = settings_from(args)
     catalog = require_catalog(settings)
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     ix = settings.index
     with tempfile.TemporaryDirectory(prefix="precedent-eval-") as aside:
-        saved = settings.node.data_dir / "index"
+        saved = index_dir(settings)  # this process' own on a shared catalog
         if saved.is_dir():
             shutil.copytree(saved, aside, dirs_exist_ok=True)
         index_set = IndexSet.open(catalog=catalog, index_dir=Path(aside), dtype=ix.dtype,

@@ -12,7 +12,9 @@ the model and for the study's instances to leave the work queue; every wait also
 when the node's stop event is set, so shutdown never waits on it. A study whose latest
 instance is our own KOS is not answered again (storing the KOS makes the study
 unstable once more). Nor is a prior: a study whose instances all came from a backfill
-or an imported collection (:func:`node.storage.sources.study_is_prior`).
+or an imported collection (:func:`node.storage.sources.study_is_prior`). Before the
+query, the node's index takes in the vectors other processes wrote
+(:meth:`indexer.index.IndexSet.follow_changes`).
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ class AutoKos:
             return None
         if self._prior(conn, study_uid):  # again: a C-MOVE's instances are marked after it
             return None
+        # the vectors other processes wrote (PostgreSQL), in this node's index now
+        self.services.model.require()[1].follow_changes()
         query = SimilarQuery(level=LevelValues.STUDY, limit=self.limit)
         try:
             result = write_similar_cases_kos(self.services, study_uid, query,

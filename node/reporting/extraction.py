@@ -213,7 +213,7 @@ def install_report_extraction(services: Services, *, stop: threading.Event,
     after setting ``stop``."""
     settings = services.settings
     extraction = ReportExtraction(data_dir=settings.node.data_dir, catalog=settings.catalog_target,
-                                  stop=stop, claimer=services.process_id)
+                                  stop=stop, claimer=services.process_id or "local")
     services.ingest.add_listener(extraction.on_stored)
     if catch_up:
         extraction.catch_up()

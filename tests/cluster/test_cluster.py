@@ -20,14 +20,15 @@ import pytest
 
 import database
 from node.cluster import alive_process_ids
+from node.key_objects.document import KOS_SOURCE
 from node.storage import aes, connect
 from tests._peers import StoreSCP
 from tests._synthetic import make_studies, write_files
-from tests.node._cli import Serve, clean_env, start_serve
+from tests.node._cli import Serve, clean_env, cli, start_serve
 
 pytestmark = pytest.mark.slow
 
-N_STUDIES, PER_STUDY = 6, 12  # per node
+N_STUDIES, PER_STUDY = 4, 10  # per node
 
 
 def _env(home: Path, url: str, **extra: str) -> dict[str, str]:
@@ -78,7 +79,7 @@ def cluster(postgres_url: str, tmp_path: Path, tiny_model_dir: Path,
         _until("four processes registered", lambda: _one(
             conn, "SELECT count(*) FROM processes") == 4)
         yield {"conn": conn, "serves": serves, "workers": workers, "pacs": pacs,
-               "tmp": tmp_path}
+               "tmp": tmp_path, "root": root, "url": postgres_url}
     finally:
         for w in workers:
             if w.poll() is None:
@@ -151,6 +152,27 @@ def test_two_nodes_and_two_workers_share_one_catalog(cluster: dict[str, object])
     assert set(returned.values()) == {2}, "claimed by the dead worker, then once more"
     others = {str(r[0]) for r in conn.execute("SELECT id FROM processes")} - {doomed_id}
     assert alive_process_ids(conn) == others and len(others) == 3
+    status = cli("status", "--json", "--data-dir", str(cluster["root"]), home=tmp,
+                 PRECEDENT_CATALOG__URL=str(cluster["url"]))
+    assert status.returncode == 0, status.stderr
+    listed = {(p["kind"], p["pid"], p["alive"]) for p in json.loads(status.stdout)["processes"]}
+    assert listed == {("serve", s.process.pid, True) for s in serves} | {
+        ("worker", doomed.pid, False), ("worker", workers[1].pid, True)}
+
+    # each stable study: one automatic KOS on the catalog, received once by the PACS
+    def kos_done() -> bool:
+        return _one(conn, "SELECT count(*) FROM instances WHERE source = ?",
+                    (KOS_SOURCE,)) >= 2 * N_STUDIES
+
+    _until("an automatic KOS per study", kos_done, timeout=120)
+    time.sleep(3)  # storing the KOS makes each study stable again: never answered twice
+    per_study = conn.execute("SELECT study_instance_uid, count(*) FROM instances"
+                             " WHERE source = ? GROUP BY study_instance_uid",
+                             (KOS_SOURCE,)).fetchall()
+    assert len(per_study) == 2 * N_STUDIES and {int(r[1]) for r in per_study} == {1}
+    _until("the PACS received every KOS", lambda: len(pacs.received()) >= 2 * N_STUDIES)
+    assert len(pacs.received()) == 2 * N_STUDIES
+    assert _one(conn, "SELECT count(*) FROM duties WHERE kind = 'kos' AND state != 'done'") == 0
 
     # both nodes' indexes follow the catalog: the same question, the same answer
     query = studies[0].study_instance_uid
@@ -160,16 +182,3 @@ def test_two_nodes_and_two_workers_share_one_catalog(cluster: dict[str, object])
         return len(a) == 5 and a == b
 
     _until("both nodes answer alike", alike, timeout=60)
-
-    # each stable study: one automatic KOS on the catalog, received once by the PACS
-    def kos_done() -> bool:
-        return _one(conn, "SELECT count(*) FROM instances WHERE source = 'KOS'") >= 2 * N_STUDIES
-
-    _until("an automatic KOS per study", kos_done, timeout=120)
-    time.sleep(3)  # storing the KOS makes each study stable again: never answered twice
-    per_study = conn.execute("SELECT study_instance_uid, count(*) FROM instances"
-                             " WHERE source = 'KOS' GROUP BY study_instance_uid").fetchall()
-    assert len(per_study) == 2 * N_STUDIES and {int(r[1]) for r in per_study} == {1}
-    _until("the PACS received every KOS", lambda: len(pacs.received()) >= 2 * N_STUDIES)
-    assert len(pacs.received()) == 2 * N_STUDIES
-    assert _one(conn, "SELECT count(*) FROM duties WHERE kind = 'kos' AND state != 'done'") == 0
