@@ -177,18 +177,25 @@ def start_node(data_dir: Path, model_dir: Path | None, *,
 
 
 @pytest.fixture
-def make_node(tmp_path: Path, tiny_model_dir: Path,
+def make_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_dir: Path,
               catalog_url: str | None) -> Iterator[Callable[..., RunningNode]]:
     """Factory: ``make_node(**overrides)`` starts a node; all are stopped at the end.
 
-    ``model=None`` as keyword ``no_model=True`` starts one whose model cannot load.
+    ``model=None`` as keyword ``no_model=True`` starts one whose model cannot load. On
+    PostgreSQL each data folder keeps its own database, as each keeps its own SQLite
+    file: the first ``catalog_url``, another folder a fresh one, the same folder again
+    (a restart) the same one.
     """
     started: list[RunningNode] = []
+    catalogs: dict[Path, str | None] = {}
 
     def make(*, no_model: bool = False, data_dir: Path | None = None,
              **overrides: Any) -> RunningNode:
         folder = data_dir or tmp_path / f"node{len(started)}"
-        overrides.setdefault("catalog_url", catalog_url)
+        if folder not in catalogs:
+            catalogs[folder] = catalog_url if not catalogs or catalog_url is None \
+                else catalog_for(request, "postgresql")
+        overrides.setdefault("catalog_url", catalogs[folder])
         running = start_node(folder, None if no_model else tiny_model_dir, **overrides)
         started.append(running)
         return running
