@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +27,7 @@ from node.errors import PrecedentError
 
 __all__ = [
     "MigrationError", "MigrationProgress", "OrphansFound", "TableCount", "migrate",
-    "owned_tables",
+    "owned_tables", "seed_index", "unlisted_tables",
 ]
 
 
@@ -200,6 +201,33 @@ def migrate(
                 for c in unequal) + "): was the target written meanwhile? Migrate into a "
             "new, empty database")
     return counts
+
+
+def seed_index(embedded: Path, folder: Path) -> list[str]:
+    """Put the embedded set-up's saved index files (``embedded``: ``data_dir/index``)
+    into ``folder``, the index folder a serving process keeps on the shared catalog, when
+    it holds none; returns the files placed (hard links, or copies across file systems).
+
+    They are valid there: the vectors kept their keys, and the generation a sidecar
+    names reads, on PostgreSQL, as a change-log horizon below every transaction (the
+    process loads them and applies the log from its start; were the log pruned past it,
+    it would rebuild them from the vectors, never embed again). Each sidecar is placed
+    after its index file, as :mod:`indexer.index` saves them."""
+    if folder == embedded or any(folder.glob("*.usearch")):
+        return []
+    placed: list[str] = []
+    for index_file in sorted(embedded.glob("*.usearch")):
+        sidecar = index_file.with_suffix(".json")
+        if not sidecar.is_file():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in (index_file, sidecar):
+            try:
+                os.link(path, folder / path.name)
+            except OSError:
+                shutil.copy2(path, folder / path.name)
+            placed.append(path.name)
+    return placed
 
 
 def unlisted_tables(source: Path) -> list[str]:

@@ -117,6 +117,16 @@ def run(args: argparse.Namespace) -> int:
             note("precedent: interrupted; run the same command again: it resumes where it "
                  "stopped")
             return 130
+        # the index files, for this machine's node on the shared catalog (its folder)
+        from node.runtime import index_dir
+
+        moved = settings.model_copy(update={"catalog": settings.catalog.model_copy(
+            update={"url": args.to})})
+        folder = index_dir(moved)
+        if _migration.seed_index(data_dir / "index", folder):
+            note(f"precedent: the index files are in {folder} too, for the node on this "
+                 f"machine (HTTP port {settings.http.port}); a node elsewhere makes its own "
+                 "from the copied vectors (nothing is embedded again)")
     width = max(len(c.table) for c in counts)
     for c in counts:
         left = f" ({c.left_out} orphans left out)" if c.left_out else ""

@@ -185,7 +185,7 @@ def test_one_copy_into_a_target_at_a_time(dst: database.Connection, postgres_url
     other = database.connect(postgres_url)
     try:
         assert not database.lock_target(other)
-        dst.close()  # the lock goes with the session
+        dst.execute("SELECT pg_advisory_unlock_all()")  # as when its session ends
         assert database.lock_target(other)
     finally:
         other.close()

@@ -20,6 +20,7 @@ import database
 from node.commands import _migration
 from node.storage import connect as open_catalog
 from node.storage.study_reports import search_reports
+from tests._peers import free_port
 from tests.backfill._cli import precedent
 from tests.conftest import RunningNode
 from tests.migrate.conftest import SourceFolder, answers_of
@@ -78,9 +79,11 @@ def test_a_catalog_moves_whole_and_the_node_answers_the_same(
     catalog = folder / "catalog.sqlite"
     index_files = {p: p.stat().st_mtime_ns for p in (folder / "index").glob("*.usearch")}
     assert index_files
+    port = free_port()  # the node's HTTP port, in the settings both commands read
     result = precedent("catalog", "migrate", "--to", postgres_url, "--batch", "3",
-                       "--data-dir", str(folder))
+                       "--data-dir", str(folder), env={"PRECEDENT_HTTP__PORT": str(port)})
     assert result.returncode == 0, result.stderr
+    assert f"the index files are in {folder / 'index'}/" in result.stderr
     counts = _counts(catalog)
     assert counts["vectors"] > 0 and counts["reports"] == 3 and counts["backfill_windows"] == 3
     assert counts["duties"] >= 1
@@ -93,7 +96,8 @@ def test_a_catalog_moves_whole_and_the_node_answers_the_same(
         assert dst.execute("SELECT count(*) FROM work WHERE state = 'failed'").fetchone()[0] == 1
 
     caplog.set_level(logging.INFO, logger="indexer.index")
-    node = make_node(data_dir=folder, catalog_url=postgres_url)
+    node = make_node(data_dir=folder, catalog_url=postgres_url, http={"port": port})
+    node.http_url = f"http://127.0.0.1:{port}"  # start_node names the port it picked
     node.wait_model()
     # the saved usearch files were loaded as they are: nothing embedded, nothing rebuilt
     assert not [r for r in caplog.records if "rebuilt" in r.getMessage()]
@@ -225,8 +229,6 @@ def test_refused_while_the_node_holds_the_data_folder(
     ("mysql://nobody@127.0.0.1/none", "is not supported"),
 ])
 def test_one_line_errors(source: SourceFolder, tmp_path: Path, target: str, says: str) -> None:
-    from tests._peers import free_port
-
     result = precedent("catalog", "migrate", "--to", target.format(port=free_port()),
                        "--data-dir", str(source.copy(tmp_path / "data")))
     assert result.returncode == 2
@@ -246,8 +248,6 @@ def test_a_folder_without_a_catalog_says_so(tmp_path: Path, postgres_url: str) -
 def test_an_unreachable_catalog_in_the_settings_is_one_line(source: SourceFolder,
                                                            tmp_path: Path,
                                                            postgres_url: str) -> None:
-    from tests._peers import free_port
-
     gone = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     result = precedent("catalog", "migrate", "--to", postgres_url,
                        "--data-dir", str(source.copy(tmp_path / "data")),
