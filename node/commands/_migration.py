@@ -7,7 +7,8 @@ tables are made by their owners' ``ensure_schema``; :func:`database.copy_table` 
 each, resumably. Before anything is copied the target is checked (holding other data
 and no progress of this source: refused) and the source's orphans are found (PostgreSQL
 enforces ``REFERENCES``: they are reported, or left out when asked). After, each table's
-rows are counted on both sides.
+rows are counted on both sides, and :func:`seed_index` puts the saved index files where
+a serving process on the shared catalog looks for them.
 
 The caller holds the data folder (no node writes the source meanwhile).
 """
