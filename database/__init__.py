@@ -7,7 +7,8 @@ connections with :func:`connect`, holds one per thread with :class:`ThreadConnec
 creates its tables with :func:`execute_schema` and writes inside :func:`transaction`, or
 :func:`retrying` where a transaction may collide with a concurrent one (PostgreSQL
 answers such a collision with a serialization failure or a deadlock, never SQLite, whose
-writers queue up). This package knows no table.
+writers queue up). This package knows no table: :func:`copy_table` copies one a
+package names from a SQLite catalog into a PostgreSQL one (``precedent catalog migrate``).
 
 The packages write one SQL for both dialects (:class:`DialectValues`): ``?`` parameters
 (translated for psycopg), ``INSERT … ON CONFLICT … DO UPDATE/NOTHING`` rather than
@@ -29,6 +30,20 @@ from database._connect import (
     is_broken,
     stream,
 )
+from database._copy import (
+    PROGRESS_TABLE,
+    CopyError,
+    Orphan,
+    TableProgress,
+    copy_table,
+    count_rows,
+    ensure_progress,
+    keyless,
+    lock_target,
+    orphans,
+    progress_of,
+    source_tables,
+)
 from database._ddl import UntranslatableSchema, execute_schema, translate_schema
 from database._dialect import (
     DialectValues,
@@ -45,17 +60,21 @@ from database._threads import ThreadConnections
 from database._transaction import NestedTransaction, backoff_s, retrying, transaction
 
 __all__ = [
+    "PROGRESS_TABLE",
     "CatalogConnection",
     "CatalogUnavailable",
     "Connection",
+    "CopyError",
     "Cursor",
     "DatabaseError",
     "DialectValues",
     "IntegrityError",
     "IsolationValues",
     "NestedTransaction",
+    "Orphan",
     "PostgresConnection",
     "Row",
+    "TableProgress",
     "Target",
     "ThreadConnections",
     "UnsupportedDatabase",
@@ -63,14 +82,22 @@ __all__ = [
     "UntranslatableSchema",
     "backoff_s",
     "connect",
+    "copy_table",
+    "count_rows",
     "dialect_for",
     "dialect_of",
+    "ensure_progress",
     "execute_schema",
     "is_broken",
     "is_conflict",
     "is_disk_full",
+    "keyless",
+    "lock_target",
+    "orphans",
+    "progress_of",
     "redact",
     "retrying",
+    "source_tables",
     "stream",
     "transaction",
     "translate_schema",

@@ -23,7 +23,7 @@ other packages read and change them only through :mod:`indexer.queue`,
 from __future__ import annotations
 
 from indexer._levels import LevelValues
-from indexer._schema import ensure_schema
+from indexer._schema import TABLES, ensure_schema
 from indexer.errors import (
     DecodeError,
     IndexerError,
@@ -33,6 +33,7 @@ from indexer.errors import (
 )
 
 __all__ = [
+    "TABLES",
     "DecodeError",
     "IndexerError",
     "LevelValues",

@@ -23,6 +23,17 @@ def _values(enum_type: type[WorkStateValues] | type[LevelValues]) -> str:
     return ", ".join(f"'{member.value}'" for member in enum_type)
 
 
+#: the tables of :data:`SCHEMA` (``slices``' included) and the columns of their keys: the order
+#: ``precedent catalog migrate`` copies them in (none references another)
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("work", ("sop_instance_uid",)),
+    ("vectors", ("key",)),
+    ("index_meta", ("key",)),
+    ("slices", ("sop_instance_uid",)),
+    ("volume_series", ("series_instance_uid",)),
+    ("study_completion", ("study_instance_uid",)),
+)
+
 _WORK_COLUMNS = f"""
     sop_instance_uid TEXT PRIMARY KEY,
     path TEXT NOT NULL,

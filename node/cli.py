@@ -18,6 +18,7 @@ from indexer.errors import IndexerError
 from node.commands import (
     ae,
     backfill,
+    catalog,
     evaluate,
     imports,
     index,
@@ -26,6 +27,7 @@ from node.commands import (
     serve,
     status,
     viewer,
+    worker,
 )
 from node.errors import PrecedentError
 
@@ -34,7 +36,8 @@ __all__ = ["GROUPS", "main"]
 log = logging.getLogger("node.cli")
 
 #: the command groups, in the order ``precedent --help`` lists them
-GROUPS = (serve, status, ae, index, imports, backfill, reports, evaluate, model, viewer)
+GROUPS = (serve, worker, status, ae, index, imports, backfill, reports, catalog, evaluate,
+          model, viewer)
 
 DESCRIPTION = """\
 Precedent: a DICOM node beside the PACS that finds similar past cases.

@@ -1,5 +1,7 @@
 """What `precedent status` prints: read from the catalog (never made by reading), and
-the model's state from the running node, found through the data folder's lock."""
+the model's state from the running node, found through the data folder's lock; on a
+PostgreSQL catalog the processes registered in it (:mod:`node.cluster.registry`), and
+the model's state from the first live ``serve`` among them."""
 
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ def offline_status(settings: Settings) -> dict[str, Any]:
         failed_reasons={}, skipped_reasons={}).to_dict()
     studies = instances = 0
     model_id = None
+    processes: list[dict[str, object]] = []
     if settings.catalog_exists:
+        from node.cluster.registry import list_processes
         from node.storage import connect, holdings
 
         conn = connect(settings.catalog_target)
@@ -47,9 +51,11 @@ def offline_status(settings: Settings) -> dict[str, Any]:
             counts = queue.counts(conn).to_dict()
             studies, instances = holdings.catalog_counts(conn)
             model_id = model_identity(conn)
+            processes = [p.as_json() for p in list_processes(conn)]
         finally:
             conn.close()
-    owner = current_owner(settings.node.data_dir)
+    owner = (_registered_owner(processes) if settings.shared_catalog
+             else current_owner(settings.node.data_dir))
     live = _live(owner)
     if live is not None:
         model = live["model"]
@@ -77,4 +83,15 @@ def offline_status(settings: Settings) -> dict[str, Any]:
         "queue": counts,
         "index_model": model_id,
         "model": model,
+        "processes": processes,
     }
+
+
+def _registered_owner(processes: list[dict[str, Any]]) -> Owner | None:
+    """The first live ``serve`` process of the registry, as the data folder's owner
+    card would name it."""
+    for p in processes:
+        if p["alive"] and p["kind"] == "serve" and p["http_url"]:
+            return Owner(pid=int(p["pid"]), role=OwnerRoleValues.NODE,
+                         command="precedent serve", http_url=str(p["http_url"]))
+    return None

@@ -3,17 +3,21 @@ in data-path order and stops them all, within seconds.
 
 ::
 
-    DIMSE C-STORE ─┐                                    ┌─▶ report extraction (listener)
+    DIMSE C-STORE ─┐                                    ┌─▶ report duties (listener)
     STOW-RS ───────┤                                    │
     backfill ──────┴─▶ Ingest (file + catalog + queue) ─┤
                                                         └─▶ Worker (decode ▶ normalise
                                                              ▶ embed ▶ index)
-                       StabilityMonitor ─▶ study-stable listeners (automatic KOS)
+                       StabilityMonitor ─▶ KOS duties (automatic KOS), listeners
+    duties (reports, KOS) ◀── claimed by any serve process; MaintenanceLeader: claims of
+                              the dead handed back (PostgreSQL)
     REST (FastAPI) ◀── catalog + indexes;  admin API ─▶ Operations (import, rebuild,
                                                         collection), backfills (PACS)
 
 :func:`build_services` makes what the protocol adapters share; :class:`Node` owns the
-data folder (its lock, :mod:`node.data_folder`) and the threads. Start-up binds every
+data folder (its lock, :mod:`node.data_folder`; on a PostgreSQL catalog several processes
+share the storage root and each registers in the catalog instead, :mod:`node.cluster`)
+and the threads. Start-up binds every
 listener or none (:mod:`node.startup`), and says what is open to whom. The model is
 loaded in the background and, while it cannot be, tried again every few seconds (a
 model folder that appears is picked up without a restart). A rebuild with another model
@@ -34,11 +38,15 @@ import socket
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import database
+from node.cluster.leader import MaintenanceLeader
+from node.cluster.registry import ProcessKindValues, Registration
 from node.data_folder import DataFolderLock, Owner, OwnerRoleValues, admin_token, prepare
 from node.errors import StartupError
 from node.indexing import EmbedderLoader, Indexing
@@ -46,7 +54,7 @@ from node.operations import Operations
 from node.runtime import ModelState, Services, load_model
 from node.settings import Settings
 from node.startup import bind_error, bind_http, client_url, exposure_lines
-from node.storage import Ingest, StabilityMonitor, ThreadConnections
+from node.storage import Ingest, StabilityMonitor, ThreadConnections, duties
 from node.storage.files import remove_leftovers
 
 if TYPE_CHECKING:
@@ -77,7 +85,8 @@ def build_services(settings: Settings) -> Services:
     caller owns the data folder (holds its lock)."""
     data_dir = settings.node.data_dir
     prepare(data_dir)
-    removed = remove_leftovers(data_dir)
+    # a shared storage root holds the parts other processes are writing now
+    removed = 0 if settings.shared_catalog else remove_leftovers(data_dir)
     if removed:
         log.info("removed %d partial writes left by an interrupted run", removed)
     ingest = Ingest(
@@ -104,8 +113,9 @@ class Node:
     REST, backfills, stability, model and worker.
 
     Constructing it takes the data folder's lock (:class:`~node.errors.DataFolderBusy`
-    when another process holds it) and the admin token (made at the first start when
-    none is configured); :meth:`stop` gives the folder up.
+    when another process holds it; not on a PostgreSQL catalog, whose processes share
+    the storage root and register in the catalog when they start) and the admin token
+    (made at the first start when none is configured); :meth:`stop` gives the folder up.
     """
 
     def __init__(self, settings: Settings, *,
@@ -116,16 +126,19 @@ class Node:
         prepare(data_dir)
         owner = Owner(pid=os.getpid(), role=OwnerRoleValues.NODE, command="precedent serve",
                       http_url=client_url(settings.http))
-        self._lock = DataFolderLock.acquire(data_dir, owner)
+        self._lock: DataFolderLock | None = None
+        if not settings.shared_catalog:
+            self._lock = DataFolderLock.acquire(data_dir, owner)
         built = False
         try:
             token, self.admin_token_file = admin_token(data_dir, settings.http.admin_token)
             token_file = str(self.admin_token_file) if self.admin_token_file else None
-            self._lock.write(replace(owner, admin_token_file=token_file))
+            if self._lock is not None:
+                self._lock.write(replace(owner, admin_token_file=token_file))
             self.services = build_services(_with_admin_token(settings, token))
             built = True
         finally:
-            if not built:
+            if not built and self._lock is not None:
                 self._lock.release()
         self._stop = threading.Event()
         self._stopped = False
@@ -136,6 +149,14 @@ class Node:
         self.stability = StabilityMonitor(
             catalog=self.settings.catalog_target, quiet_s=self.settings.node.stable_after_s
         )
+        # this process in the catalog (PostgreSQL): its claims carry this id
+        self.services.process_id = self.services.process_id or str(uuid.uuid4())
+        self.registration = Registration(
+            self.settings.catalog_target, kind=ProcessKindValues.SERVE,
+            process_id=self.services.process_id, data_dir=str(data_dir),
+            model_id=self._model_id, ae_title=self.settings.node.ae_title,
+            http_url=client_url(self.settings.http))
+        self.leader = MaintenanceLeader(self.settings.catalog_target)
         self.report_extraction: ReportExtraction | None = None
         self.auto_kos: AutoKos | None = None
         self.indexing = Indexing(self.services, self._stop, loader=embedder_loader,
@@ -156,6 +177,10 @@ class Node:
     def worker(self) -> Worker | None:
         return self.indexing.worker
 
+    def _model_id(self) -> str | None:
+        embedder = self.services.model.embedder
+        return embedder.identity if embedder is not None else None
+
     # -- the pipeline, in data-path order ----------------------------------------------
 
     def start(self) -> None:
@@ -165,6 +190,8 @@ class Node:
         try:
             # the HTTP port first: a taken one stops start-up before anything listens
             self._http_socket = bind_http(self.settings.http)
+            # in the catalog before any claim carries this process's id
+            self._register()
             # what follows a stored instance: its report, and (once the study is stable)
             # the automatic KOS; hooked in before anything can arrive
             self._install_listeners()
@@ -182,18 +209,34 @@ class Node:
         # the backfills that were running (their C-MOVEs come in through the DIMSE
         # listener)
         self.backfill.start()
-        # study completeness
+        # study completeness; the cluster's housekeeping, when this process leads
         self._spawn("stability", lambda: self.stability.run(self._stop))
+        self._spawn("leader", lambda: self.leader.run(self._stop))
         # the model, then the worker that turns the queue into vectors
         self._spawn("model", self.indexing.load_and_work)
 
+    def _register(self) -> None:
+        """Register in the catalog (PostgreSQL); on SQLite, one process, the duties a
+        crash left in progress are pending again."""
+        if self.settings.shared_catalog:
+            self.registration.register()
+            return
+        conn = self.services.connections.get()
+        with database.transaction(conn):
+            duties.reset_in_progress(conn)
+
     def _install_listeners(self) -> None:
-        """Reports extracted at ingest; the automatic KOS on study-stable (when enabled)."""
+        """Reports extracted at ingest; the automatic KOS's duties of stable studies
+        (when enabled)."""
         from node.key_objects import install_auto_kos
         from node.reporting import install_report_extraction
 
         self.report_extraction = install_report_extraction(self.services, stop=self._stop)
-        self.auto_kos = install_auto_kos(self.services, self.stability, stop=self._stop)
+        self.report_extraction.start()
+        self.auto_kos = install_auto_kos(self.services, self.stability, stop=self._stop,
+                                         claimer=self.registration.id)
+        if self.auto_kos is not None:
+            self.auto_kos.start()
 
     def _backfill_manager(self, clock: Clock | None) -> BackfillManager:
         """The node's backfills (:mod:`node.backfill`); ``clock`` is the local time their
@@ -292,7 +335,24 @@ class Node:
         if index_set is not None:
             index_set.save()
         self.services.ingest.close()
-        self._lock.release()
+        self._leave_cluster()
+        if self._lock is not None:
+            self._lock.release()
+
+    def _leave_cluster(self) -> None:
+        """Hand back what this process still claims, and leave the registry."""
+        if not self.settings.shared_catalog:
+            return
+        from indexer import queue
+
+        try:
+            conn = self.services.connections.get()
+            queue.return_claims(conn, [self.registration.id])
+            with database.transaction(conn):
+                duties.return_claims(conn, [self.registration.id])
+        except database.DatabaseError as exc:  # the leader hands them back instead
+            log.warning("stopping: claims not handed back (%s)", exc)
+        self.registration.close()
 
     def serve_forever(self) -> None:
         """Run until SIGINT or SIGTERM."""

@@ -28,10 +28,12 @@ The package's ``__init__`` stays light (the REST routes and the command import i
 manager, with the DIMSE and DICOMweb clients, is ``node.backfill.manager``.
 """
 
+from node.backfill._schema import TABLES
 from node.backfill.request import BackfillRequest, ViaValues
 from node.backfill.states import JobStateValues, PlanStateValues, RetrieveModeValues
 
 __all__ = [
+    "TABLES",
     "BackfillRequest",
     "JobStateValues",
     "PlanStateValues",

@@ -18,6 +18,14 @@ def _values(enum_type: type[JobStateValues | PlanStateValues | RetrieveModeValue
     return ", ".join(f"'{member.value}'" for member in enum_type)
 
 
+#: the tables below and the columns of their keys, parents first: the order ``precedent
+#: catalog migrate`` copies them in
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("backfill_jobs", ("id",)),
+    ("backfill_windows", ("job_id", "date_from", "date_to", "time_from", "time_to")),
+    ("backfill_studies", ("job_id", "study_instance_uid")),
+)
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS backfill_jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

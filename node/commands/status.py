@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import time
+from typing import Any
 
 from node.commands._common import Subcommands, add_location_flags, print_data, settings_from
 
@@ -45,6 +47,23 @@ def run(args: argparse.Namespace) -> int:
         f"model: {model['status']}" + (f": {model['reason']}" if model.get("reason") else "")
         + (f" (image tower on {model['engine']})" if model.get("engine") else ""),
         f"index built with: {data['index_model'] or '(nothing indexed yet)'}",
+        *_process_lines(data["processes"]),
     ]
     print_data(data, args.json, "\n".join(lines))
     return 0
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _process_lines(processes: list[dict[str, Any]]) -> list[str]:
+    """The processes registered in a PostgreSQL catalog, one line each."""
+    if not processes:
+        return []
+    lines = ["processes (kind, host, pid, since, last seen, alive, model):"]
+    for p in processes:
+        lines.append(f"  {p['kind']:<6} {p['host']} pid {p['pid']} since {_when(p['started_at'])}"
+                     f", seen {_when(p['seen_at'])}, {'alive' if p['alive'] else 'dead'}, "
+                     f"{p['model_id'] or 'no model yet'}")
+    return lines

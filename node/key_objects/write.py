@@ -70,9 +70,11 @@ def write_similar_cases_kos(
     query: SimilarQuery,
     *,
     destination: str | None = None,
+    uids: tuple[str, str] | None = None,
 ) -> KosResult:
     """Compute the study's similar cases, store them as a KOS and, with ``destination``
-    (an AE title configured as a destination), send it there by C-STORE."""
+    (an AE title configured as a destination), send it there by C-STORE. ``uids`` are
+    its Series and SOP Instance UIDs (default: new ones)."""
     if query.level is not LevelValues.STUDY:
         raise KosError("a similar-cases KOS is written at the study level")
     conn = services.connections.get()
@@ -85,7 +87,9 @@ def write_similar_cases_kos(
                               "filters: there is nothing to write")
     kos = build_similar_cases_kos(conn, study_instance_uid=study_instance_uid,
                                   cases=list(answer.cases),
-                                  manufacturer=services.settings.node.ae_title)
+                                  manufacturer=services.settings.node.ae_title,
+                                  series_instance_uid=uids[0] if uids else None,
+                                  sop_instance_uid=uids[1] if uids else None)
     stored = services.ingest.store(kos_bytes(kos), source=KOS_SOURCE, dataset=kos)
     references = _references(kos, answer.cases)
     log.info("KOS stored study=%s sop=%s references=%d", study_instance_uid,

@@ -4,11 +4,12 @@ with its integrity check and crash recovery, study stability, deletion
 (``node.storage.deletion``) and AE administration (``node.storage.aes``)."""
 
 from node.storage._local import ThreadConnections
-from node.storage._schema import connect
+from node.storage._schema import TABLES, connect
 from node.storage.ingest import Ingest, StoredInstance, StoreOutcomeValues, parse_part10
 from node.storage.stability import StabilityMonitor
 
 __all__ = [
+    "TABLES",
     "Ingest",
     "StabilityMonitor",
     "StoreOutcomeValues",

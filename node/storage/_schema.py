@@ -7,6 +7,7 @@ from __future__ import annotations
 import database
 import indexer
 from database import Connection, DialectValues, dialect_of
+from node.storage import duties
 from node.storage.aes import grant_get_to_movers
 
 __all__ = ["REPORTS_SEARCH", "SCHEMA", "collation_problem", "connect", "ensure_schema"]
@@ -94,6 +95,20 @@ CREATE INDEX IF NOT EXISTS reports_text_tsv ON reports USING GIN (text_tsv);
 #: columns added after a table was first released: (table, column, SQL type)
 _ADDED_COLUMNS = (("ae_destinations", "dicomweb_url", "TEXT"),)
 
+#: the tables above and the columns of their keys, parents first: the order ``precedent
+#: catalog migrate`` copies them in (``reports_fts`` indexes ``reports``: not copied)
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("studies", ("study_instance_uid",)),
+    ("series", ("series_instance_uid",)),
+    ("instances", ("sop_instance_uid",)),
+    ("reports", ("study_instance_uid",)),
+    ("duties", ("kind", "subject")),  # node.storage.duties (of a catalog event)
+    ("ae_sources", ("ae_title",)),
+    ("ae_destinations", ("ae_title",)),
+    ("node_config", ("key",)),
+    ("catalog_migrations", ("name",)),
+)
+
 
 def _add_missing_columns(conn: Connection) -> None:
     """Bring a catalog written by an earlier version up to :data:`SCHEMA`."""
@@ -110,6 +125,7 @@ def ensure_schema(conn: Connection) -> None:
     database.execute_schema(conn, SCHEMA + REPORTS_SEARCH[dialect_of(conn)])
     _add_missing_columns(conn)
     grant_get_to_movers(conn)
+    duties.ensure_schema(conn)
     indexer.ensure_schema(conn)
 
 

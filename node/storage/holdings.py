@@ -15,6 +15,7 @@ from database import Connection
 __all__ = [
     "catalog_counts",
     "instance_in_series",
+    "instance_paths",
     "instance_records",
     "last_received",
     "series_in_study",
@@ -76,6 +77,12 @@ def _instances_in(conn: Connection, columns: str, sop_instance_uids: Iterable[st
 def stored_sop_instance_uids(conn: Connection, sop_instance_uids: Iterable[str]) -> set[str]:
     """Those of ``sop_instance_uids`` the node holds."""
     return {str(r[0]) for r in _instances_in(conn, "sop_instance_uid", sop_instance_uids)}
+
+
+def instance_paths(conn: Connection, sop_instance_uids: Iterable[str]) -> dict[str, str]:
+    """The stored file (relative to the data folder) of those the node holds."""
+    return {str(r[0]): str(r[1])
+            for r in _instances_in(conn, "sop_instance_uid, path", sop_instance_uids)}
 
 
 def series_of_instances(conn: Connection, sop_instance_uids: Iterable[str]) -> dict[str, str]:
