@@ -4,9 +4,8 @@ on a session of its own) does the cluster's housekeeping, once a second:
 - hands back the claims of dead processes: the work queue's
   (:func:`indexer.queue.return_claims`) and the duties' (:mod:`node.storage.duties`);
 - removes the registry rows of processes dead for more than a day;
-- prunes the vector change log the serving nodes' indexes follow, keeping an hour
-  (``indexer.index.prune_changes(conn, before=…)``, in a transaction, where the indexer
-  exports it).
+- prunes the vector change log the serving nodes' indexes follow
+  (:func:`indexer.index.prune_changes`: an hour kept).
 
 Leadership moves when the leader's session ends (a stop, a crash): every process tries
 the lock each round. Rows (claims) for work items; advisory locks for roles. On SQLite
@@ -19,11 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 import database
 from database import Connection, DialectValues
 from indexer import queue
+from indexer.index import prune_changes
 from node.cluster import registry
 from node.storage import duties
 
@@ -35,12 +34,9 @@ log = logging.getLogger(__name__)
 LEADER_LOCK = (0x70726565, 1)
 #: dead processes' rows are removed after this long
 REAP_AFTER_S = 24 * 3600.0
-#: how long the vector change log reaches back (docs/postgres.md §6)
-KEEP_CHANGES_S = 3600.0
 
 
-def maintain(conn: Connection, *, reap_after_s: float = REAP_AFTER_S,
-             prune: Callable[..., object] | None = None) -> dict[str, int]:
+def maintain(conn: Connection, *, reap_after_s: float = REAP_AFTER_S) -> dict[str, int]:
     """One round of the leader's housekeeping; what it did, by name."""
     alive = registry.alive_process_ids(conn)
     dead = registry.dead_process_ids(conn)
@@ -49,21 +45,11 @@ def maintain(conn: Connection, *, reap_after_s: float = REAP_AFTER_S,
         done["work_returned"] = queue.return_claims(conn, sorted(dead))
     done["duties_returned"] = duties.return_claims_except(conn, alive)
     done["reaped"] = registry.reap_dead(conn, older_than_s=reap_after_s)
-    if prune is not None:
-        with database.transaction(conn):
-            prune(conn, before=time.time() - KEEP_CHANGES_S)
+    prune_changes(conn)
     if done["work_returned"] or done["duties_returned"]:
         log.info("claims of dead processes handed back: %d instances, %d duties",
                  done["work_returned"], done["duties_returned"])
     return done
-
-
-def _prune_changes() -> Callable[..., object] | None:
-    """The indexer's change-log pruning, where it keeps one."""
-    from indexer import index
-
-    prune = getattr(index, "prune_changes", None)
-    return prune if callable(prune) else None
 
 
 class MaintenanceLeader:
@@ -81,7 +67,6 @@ class MaintenanceLeader:
         if database.dialect_for(self.catalog) is not DialectValues.POSTGRESQL:
             return
         conn: Connection | None = None
-        prune = _prune_changes()
         try:
             while not stop.is_set():
                 try:
@@ -92,13 +77,15 @@ class MaintenanceLeader:
                         self.leading.set()
                         log.info("this process is the cluster's maintenance leader")
                     if self.leading.is_set():
-                        maintain(conn, reap_after_s=self.reap_after_s, prune=prune)
+                        maintain(conn, reap_after_s=self.reap_after_s)
                 except database.DatabaseError as exc:  # the session (and the lock) is gone
                     log.warning("maintenance round failed: %s", exc)
                     self.leading.clear()
                     if conn is not None:
                         conn.close()
                         conn = None
+                except Exception:  # the housekeeping must outlive any one round
+                    log.exception("maintenance round failed")
                 stop.wait(self.every_s)
         finally:
             if conn is not None:
