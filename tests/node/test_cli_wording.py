@@ -17,8 +17,8 @@ import pytest
 from tests._synthetic import make_studies, write_files
 from tests.node._cli import clean_env, cli
 
-GROUPS = ("serve", "status", "ae", "index", "import", "backfill", "reports", "eval", "model",
-          "viewer")
+GROUPS = ("serve", "worker", "status", "ae", "index", "import", "backfill", "reports", "eval",
+          "model", "viewer")
 
 
 def test_help_describes_the_node_and_its_command_groups(tmp_path: Path) -> None:
