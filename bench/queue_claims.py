@@ -6,15 +6,17 @@ mark each batch done, until the queue is empty; the figure is items claimed and
 completed per second of wall time (claim + mark_done, no embedding). PostgreSQL is the
 tests' throwaway server (``initdb`` + ``pg_ctl`` into a temporary folder, fsync off:
 compare the shapes, not absolute durability costs); SQLite is a WAL file with
-``synchronous=FULL`` in a temporary folder. Prints both and the ratio PG / SQLite.
+``synchronous=FULL`` in a temporary folder. Each figure is the median of ``--repeat``
+runs (the runs alternate between the two). Prints both and the ratio PG / SQLite.
 
-    .venv/bin/python bench/queue_claims.py [--items 4000] [--batch 8]
+    .venv/bin/python bench/queue_claims.py [--items 4000] [--batch 8] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
@@ -70,6 +72,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=4000)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     from tests._postgres import start_postgres
 
@@ -77,14 +80,17 @@ def main() -> None:
     try:
         print(f"{args.items} items, batches of {args.batch}; items claimed and done per second")
         for claimers in (1, 4):
-            with tempfile.TemporaryDirectory() as tmp:
-                lite = _run(str(Path(tmp) / "catalog.sqlite"), args.items, claimers,
-                            args.batch)
-            url = server.create_database()
-            try:
-                pg = _run(url, args.items, claimers, args.batch)
-            finally:
-                server.drop_database(url)
+            lites, pgs = [], []
+            for _ in range(args.repeat):
+                with tempfile.TemporaryDirectory() as tmp:
+                    lites.append(_run(str(Path(tmp) / "catalog.sqlite"), args.items,
+                                      claimers, args.batch))
+                url = server.create_database()
+                try:
+                    pgs.append(_run(url, args.items, claimers, args.batch))
+                finally:
+                    server.drop_database(url)
+            lite, pg = statistics.median(lites), statistics.median(pgs)
             print(f"{claimers} claimer(s): SQLite {lite:8.0f}/s   PostgreSQL {pg:8.0f}/s"
                   f"   PG/SQLite {pg / lite:5.2f}")
     finally:

@@ -177,18 +177,29 @@ def start_node(data_dir: Path, model_dir: Path | None, *,
 
 
 @pytest.fixture
-def make_node(tmp_path: Path, tiny_model_dir: Path,
+def make_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_dir: Path,
               catalog_url: str | None) -> Iterator[Callable[..., RunningNode]]:
     """Factory: ``make_node(**overrides)`` starts a node; all are stopped at the end.
 
-    ``model=None`` as keyword ``no_model=True`` starts one whose model cannot load.
+    ``model=None`` as keyword ``no_model=True`` starts one whose model cannot load. On
+    PostgreSQL each data folder keeps its own database, as each keeps its own SQLite
+    file: the first ``catalog_url``, another folder a fresh one, the same folder again
+    (a restart) the same one.
     """
     started: list[RunningNode] = []
+    catalogs: dict[Path, str | None] = {}
+    created: list[tuple[Any, str]] = []  # (server, URL): dropped once the nodes stopped
 
     def make(*, no_model: bool = False, data_dir: Path | None = None,
              **overrides: Any) -> RunningNode:
         folder = data_dir or tmp_path / f"node{len(started)}"
-        overrides.setdefault("catalog_url", catalog_url)
+        if folder not in catalogs:
+            catalogs[folder] = catalog_url
+            if len(catalogs) > 1 and catalog_url is not None:
+                server = request.getfixturevalue("postgres_server")
+                created.append((server, server.create_database()))
+                catalogs[folder] = created[-1][1]
+        overrides.setdefault("catalog_url", catalogs[folder])
         running = start_node(folder, None if no_model else tiny_model_dir, **overrides)
         started.append(running)
         return running
@@ -196,6 +207,8 @@ def make_node(tmp_path: Path, tiny_model_dir: Path,
     yield make
     for running in started:
         running.stop()
+    for server, url in created:
+        server.drop_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,10 @@ from database import Connection, DialectValues, dialect_of
 from node.storage import duties
 from node.storage.aes import grant_get_to_movers
 
-__all__ = ["REPORTS_SEARCH", "SCHEMA", "connect", "ensure_schema"]
+__all__ = ["REPORTS_SEARCH", "SCHEMA", "collation_problem", "connect", "ensure_schema"]
+
+#: collations that sort text by code point, as SQLite does (UIDs, names, dates)
+_CODE_POINT_COLLATIONS = frozenset({"C", "POSIX", "C.UTF-8", "C.utf8"})
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -110,6 +113,23 @@ def ensure_schema(conn: Connection) -> None:
     grant_get_to_movers(conn)
     duties.ensure_schema(conn)
     indexer.ensure_schema(conn)
+
+
+def collation_problem(conn: Connection) -> str | None:
+    """What is wrong with the catalog database's text order, in one line (``None`` when
+    nothing is): PostgreSQL sorts by the database's collation, and one other than ``C``
+    (``en_US`` ignores dots and carets) orders QIDO answers and name ranges differently
+    from SQLite."""
+    if dialect_of(conn) is DialectValues.SQLITE:
+        return None
+    row = conn.execute("SELECT datname, datcollate FROM pg_database "
+                       "WHERE datname = current_database()").fetchone()
+    if row is None or str(row[1]) in _CODE_POINT_COLLATIONS:
+        return None
+    return (f"the catalog database {row[0]} sorts text by the collation {row[1]}, not by "
+            "code point: create it with CREATE DATABASE … TEMPLATE template0 "
+            "LC_COLLATE 'C' (README, several machines) so that answers are ordered as on "
+            "SQLite")
 
 
 def connect(catalog: database.Target, *, create_schema: bool = True) -> Connection:

@@ -73,16 +73,18 @@ def start_backfill_node(data_dir: Path, model_dir: Path | None, *,
 
 
 @pytest.fixture
-def backfill_node(tmp_path: Path, request: pytest.FixtureRequest
+def backfill_node(tmp_path: Path, request: pytest.FixtureRequest, catalog_url: str | None
                   ) -> Iterator[Callable[..., RunningNode]]:
     """Factory: ``backfill_node(pacs_orthanc, model=False, clock=None, **overrides)``
     starts a node, declares it to the PACS and the PACS to it (destination ``ORTHANC``,
-    with its DICOMweb URL)."""
+    with its DICOMweb URL). Its catalog is ``catalog_url`` (a module that runs on both
+    back ends overrides it; one node per test then)."""
     started: list[RunningNode] = []
 
     def make(orthanc: Orthanc, *, model: bool = False,
              clock: Callable[[], datetime] | None = None, **overrides: Any) -> RunningNode:
         model_dir = request.getfixturevalue("tiny_model_dir") if model else None
+        overrides.setdefault("catalog_url", catalog_url if not started else None)
         node = start_backfill_node(tmp_path / f"node{len(started)}", model_dir, clock=clock,
                                    **overrides)
         started.append(node)

@@ -12,9 +12,16 @@ import pytest
 from node.storage import aes
 from tests.backfill._cli import precedent
 from tests.backfill.conftest import Pacs, catalog_sops, orthanc_sops
+from tests.conftest import BACKENDS, catalog_for
 from tests.node._cli import one_line_error
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """The backfill plan and the catalog on SQLite, then on PostgreSQL."""
+    return catalog_for(request, request.param)
 
 
 def test_dicomweb_backfill_from_the_command_line_equals_orthanc(pacs: Pacs,

@@ -26,8 +26,15 @@ from tests._peers import free_port, storescu
 from tests._synthetic import ct_instance, write_files
 from tests.backfill._pacs import wanted_sops
 from tests.backfill.conftest import Pacs, catalog_sops, orthanc_sops, wait_backfill
+from tests.conftest import BACKENDS, catalog_for
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """The backfill plan and the catalog on SQLite, then on PostgreSQL."""
+    return catalog_for(request, request.param)
 
 SINCE, UNTIL = "20230101", "20230228"
 

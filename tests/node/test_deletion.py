@@ -18,6 +18,7 @@ from node.errors import UnknownObject
 from node.storage import Ingest, connect
 from node.storage.deletion import delete_objects
 from tests._synthetic import ct_instance, to_bytes
+from tests.conftest import BACKENDS, catalog_for
 
 DIM = 8
 MODEL = "local-dir:deletion-test@0"
@@ -27,6 +28,7 @@ STUDY_A, STUDY_B = "1.2.826.0.1.3680043.10.1", "1.2.826.0.1.3680043.10.2"
 @dataclass
 class Catalog:
     data_dir: Path
+    target: database.Target
     conn: database.Connection
     index_set: IndexSet
     series: dict[str, list[str]]  # series UID -> its SOP Instance UIDs
@@ -53,12 +55,17 @@ class Catalog:
         }
 
 
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    return catalog_for(request, request.param)
+
+
 @pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
+def catalog(tmp_path: Path, catalog_url: str | None) -> Catalog:
     """Study A: two series of two CT instances; study B: one series of two. All stored
     through the ingest path, indexed (random vectors), with a report each."""
     data_dir = tmp_path / "data"
-    target = data_dir / "catalog.sqlite"
+    target: database.Target = catalog_url or data_dir / "catalog.sqlite"
     ingest = Ingest(data_dir=data_dir, catalog=target)
     series: dict[str, list[str]] = {}
     layout = {STUDY_A: [f"{STUDY_A}.1", f"{STUDY_A}.2"], STUDY_B: [f"{STUDY_B}.1"]}
@@ -86,7 +93,7 @@ def catalog(tmp_path: Path) -> Catalog:
         for study in layout:
             conn.execute("INSERT INTO reports (study_instance_uid, text, source, updated_at)"
                          " VALUES (?, 'no acute findings', 'import', 0)", (study,))
-    return Catalog(data_dir, conn, index_set, series)
+    return Catalog(data_dir, target, conn, index_set, series)
 
 
 def test_the_catalog_is_set_up(catalog: Catalog) -> None:
@@ -129,16 +136,24 @@ def test_an_instance_then_a_series_then_the_study(catalog: Catalog) -> None:
 
 @pytest.mark.parametrize("table", ["instances", "studies"])
 def test_a_failure_in_the_middle_leaves_everything_as_it_was(catalog: Catalog, table: str) -> None:
-    """The catalog refuses (a real SQLite error, raised by a trigger) after the queue entries
-    and the vectors were deleted in the same transaction: all of it is undone."""
-    catalog.conn.execute(f"CREATE TRIGGER refuse BEFORE DELETE ON {table} "
-                         "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    """The catalog refuses (a real database error, raised by a trigger) after the queue
+    entries and the vectors were deleted in the same transaction: all of it is undone."""
+    if database.dialect_of(catalog.conn) is database.DialectValues.SQLITE:
+        catalog.conn.execute(f"CREATE TRIGGER refuse BEFORE DELETE ON {table} "
+                             "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        drop = "DROP TRIGGER refuse"
+    else:
+        catalog.conn.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                             "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$")
+        catalog.conn.execute(f"CREATE TRIGGER refuse BEFORE DELETE ON {table} "
+                             "FOR EACH ROW EXECUTE FUNCTION refuse()")
+        drop = f"DROP TRIGGER refuse ON {table}"
     before = catalog.state()
     with pytest.raises(database.DatabaseError, match="injected failure"):
         catalog.delete(study=STUDY_A)
     assert catalog.state() == before
     assert not catalog.conn.in_transaction
-    catalog.conn.execute("DROP TRIGGER refuse")
+    catalog.conn.execute(drop)
     assert catalog.delete(study=STUDY_A) == 4
 
 
@@ -148,7 +163,7 @@ def test_after_a_crash_past_the_commit_the_index_is_rebuilt(catalog: Catalog) ->
     catalog.index_set.save()
     delete_objects(catalog.conn, catalog.data_dir, None, study=STUDY_A)
     assert catalog.index_set.count(LevelValues.STUDY) == 2  # not told
-    reopened = IndexSet.open(catalog=catalog.data_dir / "catalog.sqlite",
+    reopened = IndexSet.open(catalog=catalog.target,
                              index_dir=catalog.data_dir / "index", model_id=MODEL, dim=DIM)
     assert {lv: reopened.count(lv) for lv in LevelValues} == {
         LevelValues.STUDY: 1, LevelValues.SERIES: 1, LevelValues.INSTANCE: 2}

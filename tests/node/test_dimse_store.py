@@ -14,6 +14,13 @@ from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 
 from tests._peers import echoscu, storescu, test_files
 from tests._synthetic import ct_instance, write_files
+from tests.conftest import BACKENDS, catalog_for
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """The catalog of every node these tests start: SQLite, then PostgreSQL."""
+    return catalog_for(request, request.param)
 
 
 def _catalogued(node) -> set[str]:  # type: ignore[no-untyped-def]

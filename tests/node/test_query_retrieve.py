@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset
 from node.storage import aes
 from tests._peers import findscu, getscu, movescu, start_storescp
 from tests._synthetic import ct_instance, to_bytes
+from tests.conftest import BACKENDS, catalog_for
 
 # three patients, four studies, five series, seven instances
 S1, S2, S3, S4 = "1.2.826.0.1.9.1", "1.2.826.0.1.9.2", "1.2.826.0.1.9.3", "1.2.826.0.1.9.4"
@@ -42,11 +43,19 @@ def _catalogue() -> list[Dataset]:
     ]
 
 
-@pytest.fixture(scope="module")
-def qr_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """The catalog matching and retrieval run on: SQLite, then PostgreSQL."""
+    return catalog_for(request, request.param)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def qr_node(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from tests.conftest import start_node
 
-    node = start_node(tmp_path_factory.mktemp("qr-node"), None)
+    node = start_node(tmp_path_factory.mktemp("qr-node"), None,
+                      catalog_url=catalog_for(request, request.param))
     for ds in _catalogue():
         node.services.ingest.store(to_bytes(ds), source="TEST")
     yield node
@@ -377,6 +386,7 @@ def test_c_get_needs_the_get_permission(make_node, tmp_path: Path) -> None:
     assert len(list(out.iterdir())) == 1
 
 
+@pytest.mark.parametrize("catalog_url", [None])  # an old SQLite catalog, opened again
 def test_sources_allowed_to_move_before_get_existed_keep_c_get(make_node,
                                                                tmp_path: Path) -> None:
     """A catalog from before the get permission: its sources with move (which covered

@@ -26,3 +26,9 @@ def catalog_target(tmp_path: Path, catalog_url: str | None) -> Target:
     """The catalog of a test that opens it directly (``Ingest``, ``connect``): the
     PostgreSQL database of ``catalog_url``, else a SQLite file in ``tmp_path``."""
     return catalog_url or tmp_path / "catalog.sqlite"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """The catalog of a module's shared node (a fresh PostgreSQL database per module)."""
+    return catalog_for(request, request.param)

@@ -26,11 +26,12 @@ SECRET_ID = "SECRETPID42"
 
 
 @pytest.fixture(scope="module")
-def secured(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
-            ) -> Iterator[RunningNode]:
+def secured(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+            module_catalog_url: str | None) -> Iterator[RunningNode]:
     node = start_node(tmp_path_factory.mktemp("auth"), tiny_model_dir,
                       http={"read_token": READ, "admin_token": ADMIN,
-                            "cors_origins": [ORIGIN]})
+                            "cors_origins": [ORIGIN]},
+                      catalog_url=module_catalog_url)
     try:
         node.wait_model()
         yield node

@@ -24,9 +24,11 @@ from tests.web._helpers import PROBLEM_JSON, Catalogue, first_value, populate, s
 
 
 @pytest.fixture(scope="module")
-def cat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Catalogue]:
+def cat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+        module_catalog_url: str | None) -> Iterator[Catalogue]:
     folder = tmp_path_factory.mktemp("kos")
-    node = start_node(folder / "node", tiny_model_dir)
+    node = start_node(folder / "node", tiny_model_dir,
+                      catalog_url=module_catalog_url)
     try:
         yield populate(node, folder)
     finally:

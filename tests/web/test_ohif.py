@@ -23,9 +23,11 @@ STUDY, SERIES = "1.2.826.0.1.77.1", "1.2.826.0.1.77.1.1"
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+def node(tmp_path_factory: pytest.TempPathFactory,
+         module_catalog_url: str | None) -> Iterator[RunningNode]:
     running = start_node(tmp_path_factory.mktemp("ohif"), None,
-                         http={"cors_origins": [ORIGIN]})
+                         http={"cors_origins": [ORIGIN]},
+                         catalog_url=module_catalog_url)
     for i in range(3):
         ds = ct_instance(study_uid=STUDY, series_uid=SERIES, patient_id="OHIF1", size=32,
                          instance_number=i + 1, seed=i, study_date="20240315")

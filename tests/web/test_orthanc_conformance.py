@@ -38,12 +38,12 @@ _UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID
 
 
 @pytest.fixture(scope="module")
-def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DICOMwebClient,
-                                                                      DICOMwebClient]]:
+def peers(tmp_path_factory: pytest.TempPathFactory, module_catalog_url: str | None
+          ) -> Iterator[tuple[DICOMwebClient, DICOMwebClient]]:
     from tests.conftest import start_node
 
     folder = tmp_path_factory.mktemp("conformance")
-    node = start_node(folder / "node", None)
+    node = start_node(folder / "node", None, catalog_url=module_catalog_url)
     orthanc = start_orthanc(folder)
     try:
         ours, theirs = DICOMwebClient(node.dicomweb_url), DICOMwebClient(orthanc.dicomweb_url)

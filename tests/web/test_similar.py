@@ -47,9 +47,11 @@ RANKING_SCORE = "00111008"
 
 
 @pytest.fixture(scope="module")
-def cat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Catalogue]:
+def cat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+        module_catalog_url: str | None) -> Iterator[Catalogue]:
     folder = tmp_path_factory.mktemp("similar")
-    node = start_node(folder / "node", tiny_model_dir)
+    node = start_node(folder / "node", tiny_model_dir,
+                      catalog_url=module_catalog_url)
     try:
         yield populate(node, folder)
     finally:

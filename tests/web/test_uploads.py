@@ -33,9 +33,11 @@ LIMIT = 50_000_000  # the default [http] max_upload_pixels
 
 
 @pytest.fixture(scope="module")
-def cat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Catalogue]:
+def cat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
+        module_catalog_url: str | None) -> Iterator[Catalogue]:
     folder = tmp_path_factory.mktemp("uploads")
-    node = start_node(folder / "node", tiny_model_dir)
+    node = start_node(folder / "node", tiny_model_dir,
+                      catalog_url=module_catalog_url)
     try:
         yield populate(node, folder, n_studies=4)
     finally:

@@ -31,10 +31,12 @@ def files() -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def web_node(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> Iterator[object]:
+def web_node(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path],
+             module_catalog_url: str | None) -> Iterator[object]:
     from tests.conftest import start_node
 
-    node = start_node(tmp_path_factory.mktemp("wado-node"), None)
+    node = start_node(tmp_path_factory.mktemp("wado-node"), None,
+                      catalog_url=module_catalog_url)
     for path in files.values():
         node.services.ingest.store(path.read_bytes(), source="TEST")
     for photometric, uid in (("MONOCHROME2", "1.2.826.0.1.7.2"), ("MONOCHROME1", "1.2.826.0.1.7.1")):
