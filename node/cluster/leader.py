@@ -34,15 +34,28 @@ log = logging.getLogger(__name__)
 LEADER_LOCK = (0x70726565, 1)
 #: dead processes' rows are removed after this long
 REAP_AFTER_S = 24 * 3600.0
+#: a dead process's work claims are looked for again after this long (a process whose
+#: registry session ended while its worker's own connection lived on may claim more)
+RETURN_AGAIN_S = 60.0
 
 
-def maintain(conn: Connection, *, reap_after_s: float = REAP_AFTER_S) -> dict[str, int]:
-    """One round of the leader's housekeeping; what it did, by name."""
+def maintain(conn: Connection, *, reap_after_s: float = REAP_AFTER_S,
+             returned: dict[str, float] | None = None,
+             again_s: float = RETURN_AGAIN_S) -> dict[str, int]:
+    """One round of the leader's housekeeping; what it did, by name. ``returned`` (the
+    leader's memory: dead process id → when its work claims were last handed back) keeps
+    the work queue's scan for a dead process's claims to once per ``again_s``."""
     alive = registry.alive_process_ids(conn)
     dead = registry.dead_process_ids(conn)
     done = {"work_returned": 0, "duties_returned": 0, "reaped": 0}
-    if dead:
-        done["work_returned"] = queue.return_claims(conn, sorted(dead))
+    now = time.time()
+    memory = returned if returned is not None else {}
+    due = sorted(d for d in dead if now - memory.get(d, 0.0) >= again_s)
+    if due:
+        done["work_returned"] = queue.return_claims(conn, due)
+        memory.update(dict.fromkeys(due, now))
+    for gone in set(memory) - dead:
+        del memory[gone]
     done["duties_returned"] = duties.return_claims_except(conn, alive)
     done["reaped"] = registry.reap_dead(conn, older_than_s=reap_after_s)
     prune_changes(conn)
@@ -61,6 +74,7 @@ class MaintenanceLeader:
         self.every_s = every_s
         self.reap_after_s = reap_after_s
         self.leading = threading.Event()
+        self._returned: dict[str, float] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Until ``stop``; returns at once on SQLite."""
@@ -77,7 +91,8 @@ class MaintenanceLeader:
                         self.leading.set()
                         log.info("this process is the cluster's maintenance leader")
                     if self.leading.is_set():
-                        maintain(conn, reap_after_s=self.reap_after_s)
+                        maintain(conn, reap_after_s=self.reap_after_s,
+                                 returned=self._returned)
                 except database.DatabaseError as exc:  # the session (and the lock) is gone
                     log.warning("maintenance round failed: %s", exc)
                     self.leading.clear()

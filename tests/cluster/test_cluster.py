@@ -190,3 +190,12 @@ def test_two_nodes_and_two_workers_share_one_catalog(cluster: dict[str, object])
         _until("both nodes answer alike", alike, timeout=30)
     except TimeoutError:
         raise AssertionError(f"the nodes answer differently: {answers[-1]}") from None
+
+    # SIGTERM stops a worker within seconds; it leaves the registry (dead at once)
+    survivor = workers[1]
+    survivor_id = str(conn.execute("SELECT id FROM processes WHERE pid = ?",
+                                   (survivor.pid,)).fetchone()[0])
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(timeout=15) == 0
+    assert survivor_id not in alive_process_ids(conn)
+    assert _one(conn, "SELECT count(*) FROM work WHERE claimed_by = ?", (survivor_id,)) == 0
