@@ -8,6 +8,12 @@ node is down. The file holds a JSON card naming the owner (pid, ``node`` or
 through its admin API (:mod:`node.admin_client`). The lock goes with the process: a
 killed owner leaves a card nobody holds, which counts for nothing.
 
+On a PostgreSQL catalog the storage root is shared by several ``serve`` processes (and
+workers), so no process holds ``data_dir/lock``: each ``serve`` holds a card of its own,
+``data_dir/nodes/<host>-<pid>.lock`` (:meth:`DataFolderLock.acquire_card`), and
+:func:`current_owner` finds a running node there when nobody holds the folder's lock
+(one on this machine first), so that commands still act through it.
+
 ``data_dir/admin-token`` (mode 0600) is the admin bearer token the node made at its
 first start when ``[http] admin_token`` is not set; the token itself is never logged.
 """
@@ -20,6 +26,7 @@ import fcntl
 import json
 import os
 import secrets
+import socket
 import time
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -30,6 +37,7 @@ from node.errors import DataFolderBusy, StartupError
 __all__ = [
     "ADMIN_TOKEN_FILE",
     "LOCK_FILE",
+    "NODES_DIR",
     "DataFolderLock",
     "Owner",
     "OwnerRoleValues",
@@ -40,6 +48,7 @@ __all__ = [
 ]
 
 LOCK_FILE = "lock"
+NODES_DIR = "nodes"
 ADMIN_TOKEN_FILE = "admin-token"
 #: how long acquiring waits for a lock held only for a moment (a reader's check, an
 #: owner that is writing its card)
@@ -136,9 +145,26 @@ def _read_card(fd: int, tries: int = 20) -> Owner | None:
 
 
 def current_owner(data_dir: Path) -> Owner | None:
-    """Who holds the data folder's lock now; None when nobody does (or no folder)."""
+    """Who holds the data folder's lock now, else a node holding its own card in a
+    shared folder (one on this machine first); None when nobody does (or no folder)."""
+    return _lock_holder(data_dir / LOCK_FILE) or _card_holder(data_dir)
+
+
+def _card_holder(data_dir: Path) -> Owner | None:
+    """A running node of a shared folder (``data_dir/nodes``), this machine's first."""
+    cards = sorted((data_dir / NODES_DIR).glob("*.lock"),
+                   key=lambda p: not p.name.startswith(f"{socket.gethostname()}-"))
+    for card in cards:
+        owner = _lock_holder(card)
+        if owner is not None and owner.role is OwnerRoleValues.NODE:
+            return owner
+    return None
+
+
+def _lock_holder(path: Path) -> Owner | None:
+    """Who holds the lock on ``path`` now; None when nobody does (or no file)."""
     try:
-        fd = os.open(data_dir / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
@@ -156,10 +182,29 @@ def current_owner(data_dir: Path) -> Owner | None:
 class DataFolderLock:
     """The exclusive lock on ``data_dir/lock``, held until :meth:`release`."""
 
-    def __init__(self, data_dir: Path, fd: int, owner: Owner) -> None:
+    def __init__(self, data_dir: Path, fd: int, owner: Owner, card: Path | None = None) -> None:
         self.data_dir = data_dir
         self.owner = owner
         self._fd: int | None = fd
+        self._card = card  # a node's own card in a shared folder: removed at release
+
+    @classmethod
+    def acquire_card(cls, data_dir: Path, owner: Owner) -> DataFolderLock:
+        """A ``serve`` process's own card in a shared folder (PostgreSQL catalog):
+        ``data_dir/nodes/<host>-<pid>.lock``, locked for as long as it runs. The folder
+        must exist (:func:`prepare`)."""
+        folder = data_dir / NODES_DIR
+        path = folder / f"{socket.gethostname()}-{owner.pid}.lock"
+        try:
+            folder.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StartupError(f"setting 'node.data_dir' = {data_dir}: the node's card "
+                               f"cannot be written ({exc.strerror})") from None
+        fcntl.flock(fd, fcntl.LOCK_EX)  # this process's own file: nobody else holds it
+        lock = cls(data_dir, fd, owner, card=path)
+        lock.write(owner)
+        return lock
 
     @classmethod
     def acquire(cls, data_dir: Path, owner: Owner) -> DataFolderLock:
@@ -207,6 +252,9 @@ class DataFolderLock:
         fd, self._fd = self._fd, None
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
+        if self._card is not None:
+            with contextlib.suppress(OSError):
+                self._card.unlink()
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 

@@ -113,8 +113,9 @@ class Node:
     REST, backfills, stability, model and worker.
 
     Constructing it takes the data folder's lock (:class:`~node.errors.DataFolderBusy`
-    when another process holds it; not on a PostgreSQL catalog, whose processes share
-    the storage root and register in the catalog when they start) and the admin token
+    when another process holds it; on a PostgreSQL catalog, whose processes share the
+    storage root and register in the catalog when they start, a card of its own in the
+    folder) and the admin token
     (made at the first start when none is configured); :meth:`stop` gives the folder up.
     """
 
@@ -126,19 +127,18 @@ class Node:
         prepare(data_dir)
         owner = Owner(pid=os.getpid(), role=OwnerRoleValues.NODE, command="precedent serve",
                       http_url=client_url(settings.http))
-        self._lock: DataFolderLock | None = None
-        if not settings.shared_catalog:
-            self._lock = DataFolderLock.acquire(data_dir, owner)
+        # a shared folder (PostgreSQL): the node's own card, not the folder's lock
+        self._lock = (DataFolderLock.acquire_card(data_dir, owner) if settings.shared_catalog
+                      else DataFolderLock.acquire(data_dir, owner))
         built = False
         try:
             token, self.admin_token_file = admin_token(data_dir, settings.http.admin_token)
             token_file = str(self.admin_token_file) if self.admin_token_file else None
-            if self._lock is not None:
-                self._lock.write(replace(owner, admin_token_file=token_file))
+            self._lock.write(replace(owner, admin_token_file=token_file))
             self.services = build_services(_with_admin_token(settings, token))
             built = True
         finally:
-            if not built and self._lock is not None:
+            if not built:
                 self._lock.release()
         self._stop = threading.Event()
         self._stopped = False
@@ -336,8 +336,7 @@ class Node:
             index_set.save()
         self.services.ingest.close()
         self._leave_cluster()
-        if self._lock is not None:
-            self._lock.release()
+        self._lock.release()
 
     def _leave_cluster(self) -> None:
         """Hand back what this process still claims, and leave the registry."""

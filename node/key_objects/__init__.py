@@ -6,10 +6,11 @@ Along the data path:
   multi-study evidence highdicom refuses; the module says why);
 - :mod:`.write` — compute the similar cases, build, store through ingest, send;
 - :mod:`.send` — C-STORE to a configured destination;
-- :mod:`.auto` — the automatic mode: a KOS for each study that becomes stable.
+- :mod:`.auto` — the automatic mode: a KOS for each study that becomes stable (a
+  ``kos`` duty, once across the cluster).
 """
 
-from node.key_objects.auto import AutoKos, install_auto_kos
+from node.key_objects.auto import AutoKos, install_auto_kos, kos_uids
 from node.key_objects.document import (
     KOS_DESCRIPTION,
     KOS_SOURCE,
@@ -28,5 +29,6 @@ __all__ = [
     "build_similar_cases_kos",
     "install_auto_kos",
     "kos_bytes",
+    "kos_uids",
     "write_similar_cases_kos",
 ]

@@ -55,8 +55,11 @@ def kos_uids(study_instance_uid: str, model_id: str, event: float) -> tuple[str,
     (``event``: the duty's ``enqueued_at``): ``2.25.`` + a UUID 5 of the three, the same
     in every process."""
     name = f"{study_instance_uid}|{model_id}|{event!r}"
-    return tuple(f"2.25.{uuid.uuid5(_UID_NAMESPACE, f'{part}|{name}').int}"
-                 for part in ("series", "sop"))  # type: ignore[return-value]
+
+    def uid(part: str) -> str:
+        return f"2.25.{uuid.uuid5(_UID_NAMESPACE, f'{part}|{name}').int}"
+
+    return uid("series"), uid("sop")
 
 
 def _answered_already(conn: Connection, study_uid: str) -> bool:

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS duties (
     UNIQUE (kind, subject)
 );
 CREATE INDEX IF NOT EXISTS duties_pending ON duties(kind, not_before) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS duties_claimed ON duties(claimed_by) WHERE state = 'in_progress';
 """
 
 

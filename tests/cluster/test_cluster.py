@@ -95,10 +95,12 @@ def cluster(postgres_url: str, tmp_path: Path, tiny_model_dir: Path,
         conn.close()
 
 
-def _similar(serve: Serve, study: str) -> list[str]:
+def _similar(serve: Serve, study: str) -> list[tuple[str, float]]:
+    """The similar studies a node answers (Study Instance UID, score), best first."""
     url = f"{serve.url}/dicom-web/studies/{study}/similar?limit=5"
     with urllib.request.urlopen(url, timeout=30) as r:
-        return [str(c) for c in json.load(r)]
+        return [(c["0020000D"]["Value"][0], round(float(c["00111001"]["Value"][0]), 4))
+                for c in json.load(r)]
 
 
 def test_two_nodes_and_two_workers_share_one_catalog(cluster: dict[str, object]) -> None:
@@ -177,8 +179,23 @@ def test_two_nodes_and_two_workers_share_one_catalog(cluster: dict[str, object])
     # both nodes' indexes follow the catalog: the same question, the same answer
     query = studies[0].study_instance_uid
 
+    answers: list[tuple[list[tuple[str, float]], list[tuple[str, float]]]] = []
+
     def alike() -> bool:
-        a, b = _similar(serves[0], query), _similar(serves[1], query)
+        answers.append((_similar(serves[0], query), _similar(serves[1], query)))
+        a, b = answers[-1]
         return len(a) == 5 and a == b
 
-    _until("both nodes answer alike", alike, timeout=60)
+    try:
+        _until("both nodes answer alike", alike, timeout=30)
+    except TimeoutError:
+        raise AssertionError(f"the nodes answer differently: {answers[-1]}") from None
+
+    # SIGTERM stops a worker within seconds; it leaves the registry (dead at once)
+    survivor = workers[1]
+    survivor_id = str(conn.execute("SELECT id FROM processes WHERE pid = ?",
+                                   (survivor.pid,)).fetchone()[0])
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(timeout=15) == 0
+    assert survivor_id not in alive_process_ids(conn)
+    assert _one(conn, "SELECT count(*) FROM work WHERE claimed_by = ?", (survivor_id,)) == 0

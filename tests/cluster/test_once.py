@@ -150,9 +150,10 @@ def test_the_leader_hands_back_the_claims_of_the_dead(postgres_url: str,
         theirs = queue.claim(conn, 3, claimer=dead.id)
         duties.claim(conn, duties.DutyKindValues.KOS, 1, claimer=alive.id)
         duties.claim(conn, duties.DutyKindValues.KOS, 1, claimer=dead.id)
-        assert maintain(conn)["work_returned"] == 0  # nobody is dead yet
+        memory: dict[str, float] = {}
+        assert maintain(conn, returned=memory)["work_returned"] == 0  # nobody is dead yet
         dead.close()
-        done = maintain(conn)
+        done = maintain(conn, returned=memory)
         assert done == {"work_returned": 3, "duties_returned": 1, "reaped": 0}
         states = queue.states_of(conn, [w.sop_instance_uid for w in mine + theirs])
         assert {states[w.sop_instance_uid] for w in theirs} == {queue.WorkStateValues.PENDING}
@@ -163,6 +164,14 @@ def test_the_leader_hands_back_the_claims_of_the_dead(postgres_url: str,
         assert sorted(w.sop_instance_uid for w in again) == sorted(
             w.sop_instance_uid for w in theirs)
         assert {w.attempts for w in again} == {2}
+        # a dead process whose worker's own connection lived on claims once more: its
+        # claims are looked for again, once a minute, not every round
+        with database.transaction(conn):
+            queue.enqueue(conn, "1.2.3.99", "f99.dcm")
+        assert [w.sop_instance_uid for w in queue.claim(conn, 1, claimer=dead.id)] == [
+            "1.2.3.99"]
+        assert maintain(conn, returned=memory)["work_returned"] == 0
+        assert maintain(conn, returned=memory, again_s=0)["work_returned"] == 1
     finally:
         alive.close()
         dead.close()
@@ -207,3 +216,16 @@ def test_a_process_kind_outside_the_values_is_refused(postgres_url: str, kind: s
     assert Registration(postgres_url, kind=kind, data_dir=str(tmp_path)).kind.value == kind
     with pytest.raises(ValueError):
         Registration(postgres_url, kind="viewer", data_dir=str(tmp_path))
+
+
+def test_the_automatic_kos_uids_are_derived_from_its_event() -> None:
+    from pydicom.uid import UID
+
+    from node.key_objects import kos_uids
+
+    series, sop = kos_uids(STUDIES[0], "open_clip:tiny", 1700000000.25)
+    assert (series, sop) == kos_uids(STUDIES[0], "open_clip:tiny", 1700000000.25)
+    assert series != sop and all(UID(u).is_valid for u in (series, sop))
+    assert kos_uids(STUDIES[0], "open_clip:tiny", 1700000001.0)[1] != sop  # a new event
+    assert kos_uids(STUDIES[1], "open_clip:tiny", 1700000000.25)[1] != sop
+    assert kos_uids(STUDIES[0], "open_clip:other", 1700000000.25)[1] != sop
