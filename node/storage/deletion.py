@@ -6,7 +6,8 @@ The order makes every crash harmless:
 - before the commit, nothing has changed;
 - after it, the saved index files name an older catalog generation than the one the
   deletion bumped, so they are rebuilt from the ``vectors`` table at the next start
-  (the in-memory index is brought in step right after the commit, when one is loaded);
+  (SQLite; on PostgreSQL the deletion's entries in the change log are replayed instead),
+  and the in-memory index is brought in step right after the commit, when one is loaded;
 - files are removed last: a crash before leaves files nobody references (harmless, and
   overwritten if the instance is sent again), never a catalogued instance without its file.
 """
@@ -69,8 +70,8 @@ def delete_objects(
             conn.execute("DELETE FROM studies WHERE study_instance_uid = ?", (study,))
         return rows, changes
 
-    # a concurrent ingest into the study collides on PostgreSQL: run again, then it is
-    # either deleted with the rest or stored after
+    # a concurrent ingest into the study collides on PostgreSQL: this is run again, and
+    # the instance is then either deleted with the rest or stored after
     rows, changes = retrying(conn, delete)
     if index_set is not None:
         index_set.apply(changes)

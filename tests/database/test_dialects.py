@@ -13,7 +13,11 @@ import pytest
 import database
 from database import DialectValues, IsolationValues, NestedTransaction
 from indexer._schema import SCHEMA as INDEXER_SCHEMA
-from node.storage._schema import SCHEMA as STORAGE_SCHEMA
+from node.storage._schema import REPORTS_SEARCH
+from node.storage._schema import SCHEMA as STORAGE_TABLES
+
+#: the node's catalog as SQLite has it, FTS5 included
+STORAGE_SCHEMA = STORAGE_TABLES + REPORTS_SEARCH[DialectValues.SQLITE]
 
 Connect = Callable[[], database.Connection]
 

@@ -36,6 +36,15 @@ class Catalog:
     def delete(self, **uids: str) -> int:
         return delete_objects(self.conn, self.data_dir, self.index_set, **uids)
 
+    def _changes(self) -> int:
+        """How many transactions changed the vectors: the generation (SQLite), the change
+        log's transactions (PostgreSQL, whose horizon moves with every transaction, failed
+        ones too)."""
+        if database.dialect_of(self.conn) is database.DialectValues.SQLITE:
+            return self.index_set.generation()
+        return int(self.conn.execute(
+            "SELECT count(DISTINCT txid) FROM vector_changes").fetchone()[0])
+
     def state(self) -> dict[str, Any]:
         """Everything a deletion touches, to compare before and after."""
         def uids(sql: str) -> set[str]:
@@ -50,7 +59,7 @@ class Catalog:
                                          | {u for us in self.series.values() for u in us})),
             "vectors": vector_counts(self.conn),
             "in_memory": {lv: self.index_set.count(lv) for lv in LevelValues},
-            "generation": self.index_set.generation(),
+            "generation": self._changes(),
             "files": {p.name for p in (self.data_dir / "dicom").rglob("*.dcm")},
         }
 
