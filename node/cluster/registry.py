@@ -233,10 +233,14 @@ class Registration:
                 # the lock went with the session: the leader will see this process dead
                 log.warning("the process registry's connection failed: %s", exc)
 
+    def refresh(self) -> None:
+        """Write ``seen_at`` and the model now (the heartbeat does every few seconds)."""
+        self._write("UPDATE processes SET seen_at = ?, model_id = ? WHERE id = ?",
+                    (time.time(), self.model_id, self.id))
+
     def _heartbeat(self) -> None:
         while not self._stop.wait(SEEN_EVERY_S):
-            self._write("UPDATE processes SET seen_at = ?, model_id = ? WHERE id = ?",
-                        (time.time(), self.model_id, self.id))
+            self.refresh()
 
     def close(self) -> None:
         """Leave the registry: the lock goes with the connection (the row stays, dead,

@@ -119,6 +119,7 @@ class WorkerProcess:
         try:
             self.worker = self._load()
             if self.worker is not None:
+                self.registration.refresh()  # its model, in the registry at once
                 log.info("worker %s indexing with %s", self.process_id,
                          self.worker.embedder.identity)
                 self.worker.run(self.stop_event)

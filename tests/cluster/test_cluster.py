@@ -76,8 +76,10 @@ def cluster(postgres_url: str, tmp_path: Path, tiny_model_dir: Path,
                 [sys.executable, "-m", "node", "worker", "--data-dir", str(root),
                  "--model", model], stdout=log, stderr=subprocess.STDOUT, text=True,
                 cwd=tmp_path, env=clean_env(tmp_path, **env)))
-        _until("four processes registered", lambda: _one(
-            conn, "SELECT count(*) FROM processes") == 4)
+        _until("four processes registered, the workers with their model", lambda: _one(
+            conn, "SELECT count(*) FROM processes") == 4 and _one(
+            conn, "SELECT count(*) FROM processes WHERE kind = 'worker'"
+                  " AND model_id IS NOT NULL") == 2, timeout=180)
         yield {"conn": conn, "serves": serves, "workers": workers, "pacs": pacs,
                "tmp": tmp_path, "root": root, "url": postgres_url}
     finally:

@@ -229,3 +229,22 @@ def test_the_automatic_kos_uids_are_derived_from_its_event() -> None:
     assert kos_uids(STUDIES[0], "open_clip:tiny", 1700000001.0)[1] != sop  # a new event
     assert kos_uids(STUDIES[1], "open_clip:tiny", 1700000000.25)[1] != sop
     assert kos_uids(STUDIES[0], "open_clip:other", 1700000000.25)[1] != sop
+
+
+def test_a_node_of_a_shared_folder_is_found_by_its_card(tmp_path: Path) -> None:
+    import os
+
+    from node.data_folder import NODES_DIR, DataFolderLock, Owner, OwnerRoleValues, current_owner
+
+    node = Owner(pid=os.getpid(), role=OwnerRoleValues.NODE, command="precedent serve",
+                 http_url="http://127.0.0.1:1")
+    assert current_owner(tmp_path) is None
+    card = DataFolderLock.acquire_card(tmp_path, node)
+    try:
+        assert current_owner(tmp_path) == node
+        # a card nobody holds (left by a killed node) counts for nothing
+        (tmp_path / NODES_DIR / "elsewhere-1.lock").write_text("{}")
+    finally:
+        card.release()
+    assert current_owner(tmp_path) is None
+    assert [p.name for p in (tmp_path / NODES_DIR).iterdir()] == ["elsewhere-1.lock"]
