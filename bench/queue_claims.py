@@ -3,10 +3,10 @@
 Each run queues ``--items`` instances, then ``--claimers`` processes (each its own
 connection, as separate workers are) claim ``--batch`` at a time under their own name and
 mark each batch done, until the queue is empty; the figure is items claimed and
-completed per second of wall time (claim + mark_done, no embedding). PostgreSQL is the
-tests' throwaway server (``initdb`` + ``pg_ctl`` into a temporary folder, fsync off:
-compare the shapes, not absolute durability costs); SQLite is a WAL file with
-``synchronous=FULL`` in a temporary folder. Each figure is the median of ``--repeat``
+completed per second of wall time (claim + mark_done, no embedding). PostgreSQL is a
+durable throwaway server (``initdb`` + ``pg_ctl`` into a temporary folder, fsync and
+synchronous commits on); SQLite is a WAL file with ``synchronous=FULL`` in a temporary
+folder. Each figure is the median of ``--repeat``
 runs (the runs alternate between the two). Prints both and the ratio PG / SQLite.
 
     .venv/bin/python bench/queue_claims.py [--items 4000] [--batch 8] [--repeat 3]
@@ -76,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     from tests._postgres import start_postgres
 
-    server = start_postgres()
+    server = start_postgres(durable=True)
     try:
         print(f"{args.items} items, batches of {args.batch}; items claimed and done per second")
         for claimers in (1, 4):

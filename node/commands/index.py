@@ -26,6 +26,7 @@ from node.commands._common import (
     settings_from,
     use_cli_logging,
 )
+from node.errors import DataFolderBusy
 from node.settings import Settings
 
 if TYPE_CHECKING:
@@ -215,6 +216,33 @@ def _here(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_while_others_run(settings: Settings) -> None:
+    """A rebuild switches the model of the whole cluster's index: on a shared catalog it
+    is refused while any process other than this machine's node (which does it) is
+    alive, naming them."""
+    import socket
+
+    from node.cluster.registry import list_processes
+    from node.data_folder import current_owner
+    from node.storage import connect
+
+    owner = current_owner(settings.node.data_dir)
+    conn = connect(settings.catalog_target)
+    try:
+        alive = [p for p in list_processes(conn) if p.alive]
+    finally:
+        conn.close()
+    here = socket.gethostname()
+    others = [p for p in alive
+              if not (owner is not None and p.host == here and p.pid == owner.pid)]
+    if others:
+        names = ", ".join(f"{p.kind} pid {p.pid} on {p.host}" for p in others)
+        raise DataFolderBusy(
+            f"index rebuild changes the model of every process on this catalog: stop the "
+            f"others first ({names}), then rebuild through one node and start them with "
+            "the new [model]")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.action == "status":
@@ -227,6 +255,8 @@ def run(args: argparse.Namespace) -> int:
     use_cli_logging()
     if args.action == "rebuild":
         require_catalog(settings)  # nothing stored: nothing to rebuild
+        if settings.shared_catalog:
+            _refuse_while_others_run(settings)
     with data_folder_writer(settings, f"index {args.action}") as node:
         code = _through_node(node, args) if node is not None else _here(settings, args)
     _print_index_status(_index_status(settings))

@@ -5,6 +5,7 @@ claimed by exactly one claimer — on both back ends where the code is shared.""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -248,3 +249,29 @@ def test_a_node_of_a_shared_folder_is_found_by_its_card(tmp_path: Path) -> None:
         card.release()
     assert current_owner(tmp_path) is None
     assert [p.name for p in (tmp_path / NODES_DIR).iterdir()] == ["elsewhere-1.lock"]
+
+
+def test_a_rebuild_is_refused_while_other_processes_use_the_catalog(
+        postgres_url: str, tmp_path: Path) -> None:
+    """``index rebuild`` switches the model of every process on the catalog: with a worker
+    alive it is refused in one line naming it; with the worker gone it goes ahead (and
+    then fails only for want of a model, past the refusal)."""
+    from node.storage import connect as connect_catalog
+    from tests.node._cli import cli, one_line_error
+
+    connect_catalog(postgres_url).close()  # the catalog's tables
+    data = tmp_path / "data"
+    worker = Registration(postgres_url, kind="worker", data_dir=str(data)).register()
+    try:
+        refused = cli("index", "rebuild", "--data-dir", str(data), "--model",
+                      "local-dir:/nonexistent", home=tmp_path,
+                      PRECEDENT_CATALOG__URL=postgres_url)
+        error = one_line_error(refused)
+        assert "stop the others first" in error
+        assert f"worker pid {os.getpid()}" in error
+    finally:
+        worker.close()
+    past = cli("index", "rebuild", "--data-dir", str(data), "--model",
+               "local-dir:/nonexistent", home=tmp_path, PRECEDENT_CATALOG__URL=postgres_url)
+    assert past.returncode != 0
+    assert "stop the others first" not in one_line_error(past)
