@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from database import CatalogUnavailable, DatabaseError
 from indexer.errors import IndexerError
 from node.commands import (
     ae,
@@ -67,8 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (PrecedentError, IndexerError, ValueError) as exc:
+    except (PrecedentError, IndexerError, ValueError, CatalogUnavailable) as exc:
         print(f"precedent: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseError as exc:  # the catalog's server failed mid-command
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"precedent: the catalog failed ({type(exc).__name__}: {first}); check that "
+              "its server is up and [catalog] url, then run the command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("precedent: interrupted", file=sys.stderr)

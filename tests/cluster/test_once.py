@@ -275,3 +275,21 @@ def test_a_rebuild_is_refused_while_other_processes_use_the_catalog(
                "local-dir:/nonexistent", home=tmp_path, PRECEDENT_CATALOG__URL=postgres_url)
     assert past.returncode != 0
     assert "stop the others first" not in one_line_error(past)
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"], ["status"], ["index", "status"]])
+def test_a_catalog_server_that_is_down_is_one_line(command: list[str], tmp_path: Path) -> None:
+    """An admin whose PostgreSQL is down (or whose URL names the wrong port) reads one
+    line naming the catalog and what to check, never a traceback."""
+    from tests._peers import free_port
+    from tests.node._cli import cli, one_line_error
+
+    url = f"postgresql://precedent@127.0.0.1:{free_port()}/precedent"
+    ports = ["--dimse-port", str(free_port()), "--http-port", str(free_port())]
+    result = cli(*command, "--data-dir", str(tmp_path / "data"),
+                 *(ports if command == ["serve"] else []), home=tmp_path,
+                 PRECEDENT_CATALOG__URL=url)
+    line = one_line_error(result)
+    assert line.startswith(f"precedent: cannot open the catalog {url}: ")
+    assert "Connection refused" in line
+    assert line.endswith("; check [catalog] url and that the server accepts this host and user")
