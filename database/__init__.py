@@ -52,7 +52,13 @@ from database._dialect import (
     dialect_for,
     dialect_of,
 )
-from database._errors import DatabaseError, IntegrityError, is_conflict, is_disk_full
+from database._errors import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    is_conflict,
+    is_disk_full,
+)
 from database._placeholders import UnsupportedPlaceholder
 from database._postgres import CatalogUnavailable, PostgresConnection, redact
 from database._row import Row
@@ -71,6 +77,7 @@ __all__ = [
     "IntegrityError",
     "IsolationValues",
     "NestedTransaction",
+    "OperationalError",
     "Orphan",
     "PostgresConnection",
     "Row",

@@ -12,13 +12,18 @@ import sqlite3
 import psycopg
 import psycopg.errors
 
-__all__ = ["DatabaseError", "IntegrityError", "is_conflict", "is_disk_full"]
+__all__ = ["DatabaseError", "IntegrityError", "OperationalError", "is_conflict", "is_disk_full"]
 
 #: the base classes of the drivers' errors
 DatabaseError: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 
 #: a constraint (unique, not null, foreign key, check) refused a write
 IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+#: the database could not do the work for reasons outside the statement: the server
+#: down or the connection lost (PostgreSQL), the file locked or unreadable (SQLite)
+OperationalError: tuple[type[Exception], ...] = (sqlite3.OperationalError,
+                                                 psycopg.OperationalError)
 
 #: PostgreSQL's answers to a transaction that collided with a concurrent one
 _CONFLICTS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)

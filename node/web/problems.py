@@ -2,11 +2,12 @@
 
 Routes raise :class:`~node.errors.PrecedentError` subclasses (one exception tree, drawn
 in :mod:`node.errors`); each carries its HTTP status, and its title and headers where
-the answer needs them. Three handlers turn failures into problems: the node's own
-errors, Starlette's HTTP errors (unknown route, wrong method) and FastAPI's parameter
-validation. Members beyond RFC 7807's: ``attribute`` (the query key an
-:class:`~node.errors.InvalidQuery` names) and a failed send's ``SOPInstanceUID`` and
-``SeriesInstanceUID`` (the KOS is stored on the node all the same).
+the answer needs them. Four handlers turn failures into problems: the node's own
+errors, Starlette's HTTP errors (unknown route, wrong method), FastAPI's parameter
+validation, and a catalog that cannot be reached (503 with Retry-After). Members beyond
+RFC 7807's: ``attribute`` (the query key an :class:`~node.errors.InvalidQuery` names)
+and a failed send's ``SOPInstanceUID`` and ``SeriesInstanceUID`` (the KOS is stored on
+the node all the same).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from database import OperationalError
 from node.errors import InvalidQuery, PrecedentError, SendFailed
 from node.web._deps import PROBLEM_JSON
 
@@ -64,6 +66,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such route: see /openapi.json for the routes this node offers"
         return problem_response(exc.status_code, detail, headers=exc.headers)
+
+    async def _catalog(_: Request, exc: Exception) -> JSONResponse:
+        # the catalog's server down or its connection lost: the next request opens a new
+        # one (database.ThreadConnections), so the client is told to come back
+        return problem_response(503, "the catalog is not reachable now "
+                                f"({type(exc).__name__}); try again shortly",
+                                headers={"Retry-After": "5"})
+
+    for cls in OperationalError:
+        app.add_exception_handler(cls, _catalog)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
