@@ -177,7 +177,8 @@ class DuplicateRejected(IngestError):
 
 
 class OutOfResources(IngestError):
-    """The disk is full, or free space is below the configured reserve."""
+    """The disk is full, free space is below the configured reserve, or the catalog's
+    server cannot be reached (all transient: the sender tries again)."""
 
     status = 0xA700
     http_status = 507

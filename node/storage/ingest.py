@@ -42,7 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 import database
-from database import Connection, DatabaseError, is_disk_full
+from database import Connection, DatabaseError, OperationalError, is_disk_full
 from indexer import queue
 from node.errors import DuplicateRejected, InvalidInstance, OutOfResources, SopClassMismatch
 from node.settings import DuplicatePolicyValues
@@ -84,6 +84,13 @@ class StoreOutcomeValues(str, Enum):
     DUPLICATE_KEPT = "duplicate_kept"  #: already stored; the first copy is kept
     REPLACED = "replaced"
 
+
+
+def _catalog_away() -> OutOfResources:
+    """The catalog's server cannot be reached (or its file is locked past the busy
+    timeout): transient, so the sender is told to send again (0xA700)."""
+    return OutOfResources("the node's catalog is not reachable now; send this instance "
+                          "again shortly")
 
 class IngestStepValues(str, Enum):
     """The steps of one store, in order (see the module docstring)."""
@@ -208,12 +215,15 @@ class Ingest:
         sop_uid, class_uid, series_uid, study_uid = uids
         check_instance(data, ds)
 
-        conn = self._conn
-        existing = conn.execute(
-            "SELECT study_instance_uid, series_instance_uid, path FROM instances "
-            "WHERE sop_instance_uid = ?",
-            (sop_uid,),
-        ).fetchone()
+        try:
+            conn = self._conn
+            existing = conn.execute(
+                "SELECT study_instance_uid, series_instance_uid, path FROM instances "
+                "WHERE sop_instance_uid = ?",
+                (sop_uid,),
+            ).fetchone()
+        except OperationalError as exc:
+            raise _catalog_away() from exc
         if existing is not None:
             if (existing[0], existing[1]) != (study_uid, series_uid):
                 raise InvalidInstance(
@@ -242,6 +252,8 @@ class Ingest:
             self._undo(entry, relpath)
             if isinstance(exc, DatabaseError) and is_disk_full(exc):
                 raise OutOfResources("the node's disk is full (catalog)") from exc
+            if isinstance(exc, OperationalError):
+                raise _catalog_away() from exc
             raise
         stored = StoredInstance(sop_uid, class_uid, series_uid, study_uid,
                                 previous if outcome is StoreOutcomeValues.DUPLICATE_KEPT
