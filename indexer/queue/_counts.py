@@ -129,27 +129,27 @@ def oldest_unsorted_arrival(conn: Connection) -> float | None:
 
 def held(conn: Connection, sop_instance_uids: Iterable[str]) -> set[str]:
     """Those of these instances that are held (slices waiting for their series' sample)."""
-    out: set[str] = set()
-    for chunk in _chunks(sop_instance_uids):
-        marks = ",".join("?" * len(chunk))
-        out.update(str(uid) for (uid,) in conn.execute(
-            "SELECT sop_instance_uid FROM work WHERE state = ? AND not_before >= ?"
-            f" AND sop_instance_uid IN ({marks})",
-            [_PENDING, HELD, *chunk],
-        ))
-    return out
+    return _those(conn, sop_instance_uids, "state = ? AND not_before >= ?", [_PENDING, HELD])
 
 
 def claimed(conn: Connection, sop_instance_uids: Iterable[str], *,
             claimer: str | None = None) -> set[str]:
     """Those of these instances still claimed by ``claimer`` (in progress, claimed under
     that name; None: the embedded worker's unnamed claims)."""
+    return _those(conn, sop_instance_uids, "state = ? AND claimed_by IS NOT DISTINCT FROM ?",
+                  [_IN_PROGRESS, claimer])
+
+
+def _those(conn: Connection, sop_instance_uids: Iterable[str], condition: str,
+           parameters: list[object]) -> set[str]:
+    """Those of these instances whose work row meets ``condition`` (a constant with its
+    ``parameters``), read in chunks of UIDs."""
     out: set[str] = set()
     for chunk in _chunks(sop_instance_uids):
         marks = ",".join("?" * len(chunk))
         out.update(str(uid) for (uid,) in conn.execute(
-            "SELECT sop_instance_uid FROM work WHERE state = ?"
-            f" AND claimed_by IS NOT DISTINCT FROM ? AND sop_instance_uid IN ({marks})",
-            [_IN_PROGRESS, claimer, *chunk],
+            f"SELECT sop_instance_uid FROM work WHERE {condition}"
+            f" AND sop_instance_uid IN ({marks})",
+            [*parameters, *chunk],
         ))
     return out
